@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   builds .venv, then runs the main job on the embedded synthetic cohort (offline)
+#   make test   builds .venv, then runs the whole test suite (what CI runs)
+# Both are idempotent. The virtual environment is rebuilt only when pyproject.toml changes.
+#
+# torch: a pinned build is installed first unless the environment already has one, so set-up never
+# pulls an unexpected multi-GB wheel. On a GPU machine keep your own build with, e.g.,
+#   make demo VENV=/path/to/your/env          (an environment that already has CUDA torch)
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.clinpred-installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/clinpred demo --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check clinpred tests benchmarks
+	$(BIN)/ruff format --check clinpred tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Embedding backends: one interface, a registry, and an on-disk cache."""

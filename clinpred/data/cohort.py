@@ -1,0 +1,148 @@
+"""The Cohort: one source-independent form of notes, patients, admissions and diagnoses.
+
+Every reader (MIMIC-III, MIMIC-IV-Note, and so the synthetic cohort, which is written in MIMIC-III
+format) returns a ``Cohort``; every later stage reads only this form. Notes are kept in time order per
+patient, which is what next-note recall, fine-tuning pairs and the survival landmark all rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Column -> dtype of each canonical table. Readers must produce exactly these columns.
+NOTE_DTYPES: dict[str, str] = {
+    "note_id": "string",  # ROW_ID (MIMIC-III) or note_id (MIMIC-IV), as text
+    "subject_id": "int64",
+    "hadm_id": "Int64",  # empty for outpatient notes
+    "time": "datetime64[ns]",  # CHARTTIME, or CHARTDATE where a category has no CHARTTIME
+    "time_is_date": "bool",  # True where only the date is known
+    "category": "string",  # MIMIC-III category names, trailing spaces stripped
+    "description": "string",
+    "cgid": "Int64",  # caregiver id (MIMIC-III), empty where unknown
+    "text": "string",
+}
+PATIENT_DTYPES: dict[str, str] = {
+    "subject_id": "int64",
+    "gender": "string",
+    "dob": "datetime64[ns]",  # MIMIC-IV: 1 January of anchor_year - anchor_age
+    "dod": "datetime64[ns]",  # NaT when no death is recorded
+}
+ADMISSION_DTYPES: dict[str, str] = {
+    "subject_id": "int64",
+    "hadm_id": "int64",
+    "admittime": "datetime64[ns]",
+    "dischtime": "datetime64[ns]",
+    "deathtime": "datetime64[ns]",
+    "hospital_expire_flag": "int64",
+}
+DIAGNOSIS_DTYPES: dict[str, str] = {
+    "subject_id": "int64",
+    "hadm_id": "int64",
+    "seq_num": "Int64",
+    "icd_code": "string",  # without the dot, as MIMIC stores it
+    "icd_version": "int64",  # 9 or 10
+}
+
+DISCHARGE_SUMMARY = "Discharge summary"
+
+
+def empty_frame(dtypes: dict[str, str]) -> pd.DataFrame:
+    """An empty table with the canonical columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
+
+
+def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
+    """Select and cast the canonical columns, in canonical order."""
+    out = frame.loc[:, list(dtypes)].copy()
+    for col, dtype in dtypes.items():
+        if str(out[col].dtype) != dtype:
+            out[col] = out[col].astype(dtype)
+    return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Notes, patients, admissions and diagnoses of one data source, in canonical form.
+
+    ``synthetic`` is True only for cohorts written by clinpred's own generator. Everything else is
+    treated as protected health information: external API backends refuse it by default (DESIGN.md,
+    rule 6).
+    """
+
+    notes: pd.DataFrame
+    patients: pd.DataFrame
+    admissions: pd.DataFrame
+    diagnoses: pd.DataFrame
+    source: str  # "mimic3" or "mimic4"
+    path: Path | None = None
+    synthetic: bool = False
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. error_notes_dropped
+
+    def __post_init__(self) -> None:
+        notes = self.notes.sort_values(["subject_id", "time"], kind="stable").reset_index(drop=True)
+        object.__setattr__(self, "notes", notes)
+
+    @property
+    def protected(self) -> bool:
+        """Whether the text is credentialed data that must not leave the machine by accident."""
+        return not self.synthetic
+
+    @property
+    def subject_ids(self) -> np.ndarray:
+        """Every patient in the cohort, sorted."""
+        return np.sort(self.patients["subject_id"].to_numpy())
+
+    def subset(self, subject_ids: Iterable[int]) -> Cohort:
+        """The same cohort restricted to the given patients."""
+        keep = set(int(s) for s in subject_ids)
+
+        def pick(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["subject_id"].isin(keep)].reset_index(drop=True)
+
+        return replace(
+            self,
+            notes=pick(self.notes),
+            patients=pick(self.patients),
+            admissions=pick(self.admissions),
+            diagnoses=pick(self.diagnoses),
+        )
+
+    def without_categories(self, categories: Iterable[str]) -> Cohort:
+        """The same cohort without notes of the given categories (e.g. discharge summaries)."""
+        drop = set(categories)
+        return replace(self, notes=self.notes[~self.notes["category"].isin(drop)].reset_index(drop=True))
+
+    def last_known_alive(self) -> pd.Series:
+        """Per patient, the last time the record shows them alive: latest discharge or note time."""
+        disch = self.admissions.groupby("subject_id")["dischtime"].max()
+        note = self.notes.groupby("subject_id")["time"].max()
+        both = pd.concat([disch, note], axis=1).max(axis=1)
+        return both.reindex(self.subject_ids)
+
+    def summary(self) -> dict[str, object]:
+        """Counts for `clinpred data check` and for every result's cohort description."""
+        notes = self.notes
+        with_notes = notes["subject_id"].nunique()
+        with_dx = self.diagnoses["subject_id"].nunique()
+        n = len(self.patients)
+        return {
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "patients": n,
+            "admissions": len(self.admissions),
+            "diagnosis_rows": len(self.diagnoses),
+            "notes": len(notes),
+            "notes_by_category": {str(k): int(v) for k, v in notes["category"].value_counts().items()},
+            "patients_with_notes": int(with_notes),
+            "patients_with_diagnoses": int(with_dx),
+            "share_with_notes": round(with_notes / n, 4) if n else 0.0,
+            "share_with_diagnoses": round(with_dx / n, 4) if n else 0.0,
+            "first_note": None if notes.empty else str(notes["time"].min()),
+            "last_note": None if notes.empty else str(notes["time"].max()),
+            **{k: int(v) for k, v in self.counts.items()},
+        }

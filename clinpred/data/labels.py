@@ -1,0 +1,155 @@
+"""ICD-9 grouping and patient-by-label matrices.
+
+Three label schemes, each stated in every result that uses it:
+
+- ``ccs_benchmark``: the 25 CCS phenotypes of the MIMIC-III benchmark (Harutyunyan et al. 2019);
+- ``icd_topk``: the k most frequent raw ICD codes (k=25 is the public reproduction's setting); works
+  for ICD-10 codes (MIMIC-IV) too;
+- ``ccs_single_topk``: the k most frequent single-level CCS categories.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import pandas as pd
+
+LabelScheme = Literal["ccs_benchmark", "icd_topk", "ccs_single_topk"]
+LabelUnit = Literal["patient", "admission"]
+
+BENCHMARK_PHENOTYPES: tuple[str, ...] = (
+    "Acute and unspecified renal failure",
+    "Acute cerebrovascular disease",
+    "Acute myocardial infarction",
+    "Cardiac dysrhythmias",
+    "Chronic kidney disease",
+    "Chronic obstructive pulmonary disease and bronchiectasis",
+    "Complications of surgical procedures or medical care",
+    "Conduction disorders",
+    "Congestive heart failure; nonhypertensive",
+    "Coronary atherosclerosis and other heart disease",
+    "Diabetes mellitus with complications",
+    "Diabetes mellitus without complication",
+    "Disorders of lipid metabolism",
+    "Essential hypertension",
+    "Fluid and electrolyte disorders",
+    "Gastrointestinal hemorrhage",
+    "Hypertension with complications and secondary hypertension",
+    "Other liver diseases",
+    "Other lower respiratory disease",
+    "Other upper respiratory disease",
+    "Pleurisy; pneumothorax; pulmonary collapse",
+    "Pneumonia (except that caused by tuberculosis or sexually transmitted disease)",
+    "Respiratory failure; insufficiency; arrest (adult)",
+    "Septicemia (except in labor)",
+    "Shock",
+)
+
+
+@cache
+def icd9_table() -> pd.DataFrame:
+    """ICD-9-CM codes with description, single-level CCS and benchmark phenotype (see PROVENANCE.md)."""
+    ref = resources.files("clinpred.data") / "resources" / "icd9_ccs.csv.gz"
+    with resources.as_file(ref) as path:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table["ccs_single"] = table["ccs_single"].astype(int)
+    return table.set_index("icd9_code")
+
+
+def code_to_phenotype() -> dict[str, str]:
+    """ICD-9 code (no dot) -> benchmark phenotype, for the codes that have one."""
+    table = icd9_table()
+    has = table["benchmark_phenotype"] != ""
+    return dict(zip(table.index[has], table.loc[has, "benchmark_phenotype"], strict=True))
+
+
+def code_to_ccs_single() -> dict[str, str]:
+    """ICD-9 code (no dot) -> single-level CCS category name."""
+    table = icd9_table()
+    has = table["ccs_single_name"] != ""
+    return dict(zip(table.index[has], table.loc[has, "ccs_single_name"], strict=True))
+
+
+def describe_code(code: str) -> str:
+    """The CMS long description of an ICD-9 code, or '' when unknown."""
+    table = icd9_table()
+    return str(table.at[code, "description"]) if code in table.index else ""
+
+
+def _labelled(diagnoses: pd.DataFrame, scheme: LabelScheme) -> pd.Series:
+    """One label per diagnosis row (NaN where the scheme gives none)."""
+    icd9 = diagnoses["icd_version"].to_numpy() == 9
+    codes = diagnoses["icd_code"].astype(str)
+    if scheme == "ccs_benchmark":
+        return codes.map(code_to_phenotype()).where(icd9)
+    if scheme == "ccs_single_topk":
+        return codes.map(code_to_ccs_single()).where(icd9)
+    if scheme == "icd_topk":
+        version = diagnoses["icd_version"].astype(str)
+        # ICD-9 and ICD-10 codes can share a string ("V10"); prefix ICD-10 codes to keep them apart.
+        return codes.where(icd9, "ICD10:" + codes).where(version.isin(["9", "10"]))
+    raise ValueError(f"unknown label scheme {scheme!r}")
+
+
+def label_matrix(
+    diagnoses: pd.DataFrame,
+    subject_ids: pd.Index | list[int] | None = None,
+    *,
+    scheme: LabelScheme = "ccs_benchmark",
+    k: int = 25,
+    unit: LabelUnit = "patient",
+) -> pd.DataFrame:
+    """A boolean unit-by-label matrix.
+
+    Rows are patients (``unit="patient"``: any admission carries the label) or admissions. For the
+    top-k schemes the k labels with the most units are kept, ties broken by name. ``subject_ids``
+    fixes the rows (patients with no diagnoses get all-False rows); by default every patient with a
+    diagnosis. For ``ccs_benchmark`` all 25 phenotypes are columns, even those with no positive.
+    """
+    dx = diagnoses.assign(label=_labelled(diagnoses, scheme)).dropna(subset=["label"])
+    keys = ["subject_id"] if unit == "patient" else ["subject_id", "hadm_id"]
+    pairs = dx[[*keys, "label"]].drop_duplicates()
+    if scheme == "ccs_benchmark":
+        columns = list(BENCHMARK_PHENOTYPES)
+    else:
+        counts = pairs["label"].value_counts()
+        counts = counts.sort_index().sort_values(ascending=False, kind="stable")
+        columns = list(counts.index[:k])
+        pairs = pairs[pairs["label"].isin(columns)]
+    matrix = pd.crosstab(
+        [pairs[c] for c in keys] if len(keys) > 1 else pairs[keys[0]], pairs["label"]
+    ).astype(bool)
+    matrix = matrix.reindex(columns=columns, fill_value=False)
+    if unit == "patient":
+        index = pd.Index(
+            sorted(diagnoses["subject_id"].unique()) if subject_ids is None else list(subject_ids),
+            name="subject_id",
+        )
+        matrix = matrix.reindex(index, fill_value=False)
+    else:
+        adm = diagnoses[["subject_id", "hadm_id"]].drop_duplicates()
+        if subject_ids is not None:
+            adm = adm[adm["subject_id"].isin(set(subject_ids))]
+        index = pd.MultiIndex.from_frame(adm.sort_values(keys))
+        matrix = matrix.reindex(index, fill_value=False)
+    matrix.columns.name = scheme
+    return matrix.astype(bool)
+
+
+def primary_phenotype(diagnoses: pd.DataFrame, subject_ids: list[int] | None = None) -> pd.Series:
+    """Each patient's primary benchmark phenotype, for colouring plots and cluster scores.
+
+    The phenotype of the lowest-SEQ_NUM diagnosis that has one, in the earliest admission that has
+    one. Readers give diagnoses in admission-time order, which is what "earliest" relies on.
+    Patients without any benchmark phenotype get "none".
+    """
+    dx = diagnoses.assign(label=_labelled(diagnoses, "ccs_benchmark")).dropna(subset=["label"])
+    dx = dx.reset_index(drop=True)
+    dx["order"] = range(len(dx))
+    first_adm = dx.groupby("subject_id", sort=False)["hadm_id"].first()
+    dx = dx[dx["hadm_id"].to_numpy() == first_adm.reindex(dx["subject_id"]).to_numpy()]
+    primary = dx.sort_values(["subject_id", "seq_num", "order"]).groupby("subject_id")["label"].first()
+    index = sorted(diagnoses["subject_id"].unique()) if subject_ids is None else list(subject_ids)
+    return primary.reindex(index).fillna("none").rename("primary_phenotype")

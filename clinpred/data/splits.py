@@ -1,0 +1,89 @@
+"""Patient-level splits: patients, never notes, are the unit (DESIGN.md, rule 1).
+
+``split_patients`` separates fine-tuning patients from evaluation patients once, by seed; the tasks
+cross-validate within the evaluation patients with ``patient_folds``. Both work on SUBJECT_IDs only,
+so no note of a patient can fall on both sides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sklearn.model_selection import KFold, StratifiedKFold
+
+
+class SplitConfig(BaseModel):
+    """How patients are divided between fine-tuning and evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluation_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # of the fine-tuning patients
+    seed: int = 0
+
+
+class PatientSplit(BaseModel):
+    """Disjoint sets of SUBJECT_IDs. ``validation`` is a slice of the fine-tuning patients."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    finetune: list[int]
+    validation: list[int]
+    evaluation: list[int]
+    config: SplitConfig
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> PatientSplit:
+        train, val, ev = set(self.finetune), set(self.validation), set(self.evaluation)
+        if train & val or train & ev or val & ev:
+            raise ValueError("patient split is not disjoint")
+        return self
+
+    @property
+    def finetune_all(self) -> list[int]:
+        """Every patient fine-tuning may see: its training and its validation patients."""
+        return sorted(self.finetune + self.validation)
+
+
+def split_patients(subject_ids: np.ndarray | list[int], config: SplitConfig | None = None) -> PatientSplit:
+    """Shuffle the unique SUBJECT_IDs with the seed and cut them into fine-tuning and evaluation."""
+    config = config or SplitConfig()
+    ids = np.unique(np.asarray(subject_ids, dtype=np.int64))
+    order = np.random.default_rng(config.seed).permutation(ids)
+    n_eval = int(round(len(ids) * config.evaluation_fraction))
+    evaluation, rest = order[:n_eval], order[n_eval:]
+    n_val = int(round(len(rest) * config.validation_fraction))
+    validation, finetune = rest[:n_val], rest[n_val:]
+    return PatientSplit(
+        finetune=sorted(int(s) for s in finetune),
+        validation=sorted(int(s) for s in validation),
+        evaluation=sorted(int(s) for s in evaluation),
+        config=config,
+    )
+
+
+def patient_folds(
+    subject_ids: np.ndarray | list[int],
+    n_splits: int = 5,
+    *,
+    seed: int = 0,
+    strata: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K folds over unique patients, as (train SUBJECT_IDs, test SUBJECT_IDs).
+
+    ``strata`` (one value per patient, aligned with ``subject_ids``) stratifies the folds, e.g. by
+    the most common label or the event indicator; strata too small for ``n_splits`` fall back to an
+    unstratified split rather than failing.
+    """
+    ids = np.asarray(subject_ids, dtype=np.int64)
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("patient_folds takes one entry per patient")
+    if n_splits < 2 or n_splits > len(ids):
+        raise ValueError(f"cannot make {n_splits} folds from {len(ids)} patients")
+    if strata is not None:
+        _, counts = np.unique(np.asarray(strata), return_counts=True)
+        if counts.min() >= n_splits:
+            splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            return [(ids[a], ids[b]) for a, b in splitter.split(ids, strata)]
+    splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(ids[a], ids[b]) for a, b in splitter.split(ids)]

@@ -1,0 +1,1 @@
+"""Results files, comparison tables across backends, plots."""

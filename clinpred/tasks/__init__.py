@@ -1,0 +1,1 @@
+"""Tasks that turn note embeddings into numbers with definitions and intervals."""
