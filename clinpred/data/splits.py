@@ -50,9 +50,9 @@ def split_patients(subject_ids: np.ndarray | list[int], config: SplitConfig | No
     config = config or SplitConfig()
     ids = np.unique(np.asarray(subject_ids, dtype=np.int64))
     order = np.random.default_rng(config.seed).permutation(ids)
-    n_eval = int(round(len(ids) * config.evaluation_fraction))
+    n_eval = round(len(ids) * config.evaluation_fraction)
     evaluation, rest = order[:n_eval], order[n_eval:]
-    n_val = int(round(len(rest) * config.validation_fraction))
+    n_val = round(len(rest) * config.validation_fraction)
     validation, finetune = rest[:n_val], rest[n_val:]
     return PatientSplit(
         finetune=sorted(int(s) for s in finetune),

@@ -1,0 +1,163 @@
+"""MIMIC-IV (hosp/) + MIMIC-IV-Note (note/) reader, into the same Cohort as MIMIC-III.
+
+MIMIC-IV differs where it matters: lowercase headers; diagnoses in ICD-9 or ICD-10 (`icd_version`);
+patients carry an anchor age and year instead of a date of birth (clinpred sets DOB to 1 January of
+anchor_year - anchor_age, exact to within a year); notes are discharge summaries (note_type DS) and
+radiology reports (RR, AR) with `___` de-identification spans, mapped to MIMIC-III's category names
+("Discharge summary", "Radiology") so that the leakage guard treats both sources alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from clinpred.data.cohort import (
+    ADMISSION_DTYPES,
+    DIAGNOSIS_DTYPES,
+    NOTE_DTYPES,
+    PATIENT_DTYPES,
+    Cohort,
+    conform,
+)
+from clinpred.data.mimic3 import order_diagnoses
+from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
+from clinpred.data.tables import locate, parse_datetimes, parse_ints, read_table
+from clinpred.errors import InputError
+
+NOTE_TYPES = {"DS": "Discharge summary", "DA": "Discharge summary", "RR": "Radiology", "AR": "Radiology"}
+NOTE_FILES = ("discharge", "radiology")
+NOTE_COLUMNS = ["NOTE_ID", "SUBJECT_ID", "HADM_ID", "NOTE_TYPE", "NOTE_SEQ", "CHARTTIME", "TEXT"]
+
+
+def _normalise_note(block: pa.Table, ctx: BlockContext) -> pa.Table:
+    """One discharge/radiology block -> the note cache schema."""
+    note_type = strings(block, "NOTE_TYPE")
+    category = pc.coalesce(
+        pc.take(pa.array(list(NOTE_TYPES.values())), pc.index_in(note_type, pa.array(list(NOTE_TYPES)))),
+        note_type,
+    )
+    charttime = to_time(block, "CHARTTIME", ctx)
+    missing = pc.is_null(charttime)
+    if pc.any(missing).as_py():
+        raise ctx.error("CHARTTIME", pc.index(missing, True).as_py(), "", "a datetime (it is required)")
+    n = block.num_rows
+    return pa.table(
+        {
+            "note_id": strings(block, "NOTE_ID"),
+            "order": to_int(block, "NOTE_SEQ", ctx, nullable=True),
+            "subject_id": to_int(block, "SUBJECT_ID", ctx, nullable=False),
+            "hadm_id": to_int(block, "HADM_ID", ctx, nullable=True),
+            "time": charttime,
+            "time_is_date": pa.repeat(False, n),
+            "category": category,
+            "description": note_type,
+            "cgid": pa.nulls(n, pa.int64()),
+            "iserror": pa.repeat(False, n),
+            "text": block.column("TEXT"),
+        }
+    )
+
+
+def _patients(hosp: Path) -> pd.DataFrame:
+    path = locate(hosp, "patients")
+    raw = read_table(path, ["SUBJECT_ID", "GENDER", "ANCHOR_AGE", "ANCHOR_YEAR", "DOD"])
+    age = parse_ints(raw["ANCHOR_AGE"], path, "ANCHOR_AGE")
+    year = parse_ints(raw["ANCHOR_YEAR"], path, "ANCHOR_YEAR")
+    dob = pd.to_datetime((year - age).astype(str) + "-01-01", format="%Y-%m-%d")
+    return conform(
+        raw.assign(
+            subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
+            gender=raw["GENDER"].str.strip(),
+            dob=dob,
+            dod=parse_datetimes(raw["DOD"], path, "DOD"),
+        ),
+        PATIENT_DTYPES,
+    )
+
+
+def _admissions(hosp: Path) -> pd.DataFrame:
+    path = locate(hosp, "admissions")
+    cols = ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME", "HOSPITAL_EXPIRE_FLAG"]
+    raw = read_table(path, cols)
+    frame = raw.assign(
+        subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
+        hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),
+        admittime=parse_datetimes(raw["ADMITTIME"], path, "ADMITTIME"),
+        dischtime=parse_datetimes(raw["DISCHTIME"], path, "DISCHTIME"),
+        deathtime=parse_datetimes(raw["DEATHTIME"], path, "DEATHTIME"),
+        hospital_expire_flag=parse_ints(raw["HOSPITAL_EXPIRE_FLAG"], path, "HOSPITAL_EXPIRE_FLAG"),
+    )
+    return conform(frame, ADMISSION_DTYPES).sort_values(["subject_id", "admittime"], ignore_index=True)
+
+
+def _diagnoses(hosp: Path, admissions: pd.DataFrame) -> pd.DataFrame:
+    path = locate(hosp, "diagnoses_icd")
+    raw = read_table(path, ["SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD_CODE", "ICD_VERSION"])
+    version = parse_ints(raw["ICD_VERSION"], path, "ICD_VERSION")
+    bad = ~version.isin([9, 10])
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(f"{path}: column ICD_VERSION, data row {row + 1}: expected 9 or 10.")
+    frame = raw.assign(
+        subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
+        hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),
+        seq_num=parse_ints(raw["SEQ_NUM"], path, "SEQ_NUM", nullable=True),
+        icd_code=raw["ICD_CODE"].str.strip().str.replace(".", "", regex=False),
+        icd_version=version,
+    )
+    frame = frame[frame["icd_code"] != ""]
+    return order_diagnoses(conform(frame, DIAGNOSIS_DTYPES), admissions)
+
+
+def read_mimic4(
+    root: str | Path,
+    *,
+    categories: Iterable[str] | None = None,
+    subject_ids: Iterable[int] | None = None,
+    use_cache: bool = True,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> Cohort:
+    """Read a MIMIC-IV root holding hosp/ and note/ (either or both of discharge, radiology)."""
+    root = Path(root)
+    hosp, note = root / "hosp", root / "note"
+    for folder in (hosp, note):
+        if not folder.is_dir():
+            raise InputError(
+                f"{root}: no {folder.name}/ folder. Give the MIMIC-IV root that holds hosp/ and note/."
+            )
+    note_files = [p for name in NOTE_FILES if (p := locate(note, name, required=False)) is not None]
+    if not note_files:
+        raise InputError(f"{note}: neither discharge.csv.gz nor radiology.csv.gz is here.")
+    admissions = _admissions(hosp)
+    keep = None if subject_ids is None else frozenset(int(s) for s in subject_ids)
+    filters = NoteFilters(
+        categories=None if categories is None else frozenset(categories), subject_ids=keep, drop_errors=False
+    )
+    frames = []
+    for path in note_files:
+        notes, _ = read_notes(
+            path,
+            NOTE_COLUMNS,
+            _normalise_note,
+            filters,
+            use_cache=use_cache,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+        frames.append(notes)
+    notes = conform(pd.concat(frames, ignore_index=True), NOTE_DTYPES)
+    cohort = Cohort(
+        notes=notes,
+        patients=_patients(hosp),
+        admissions=admissions,
+        diagnoses=_diagnoses(hosp, admissions),
+        source="mimic4",
+        path=root,
+    )
+    return cohort if keep is None else cohort.subset(keep)
