@@ -58,11 +58,19 @@ def empty_frame(dtypes: dict[str, str]) -> pd.DataFrame:
 
 def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     """Select and cast the canonical columns, in canonical order."""
-    out = frame.loc[:, list(dtypes)].copy()
+    out = frame.loc[:, list(dtypes)]  # copy-on-write (pandas >= 3): columns are copied only if changed
     for col, dtype in dtypes.items():
         if str(out[col].dtype) != dtype:
             out[col] = out[col].astype(dtype)
     return out.reset_index(drop=True)
+
+
+def _in_patient_time_order(notes: pd.DataFrame) -> bool:
+    """Whether notes are already sorted by (subject_id, time): readers sort once, we do not copy again."""
+    s = notes["subject_id"].to_numpy()
+    t = notes["time"].to_numpy()
+    same = s[1:] == s[:-1]
+    return bool(np.all((s[1:] > s[:-1]) | (same & (t[1:] >= t[:-1]))))
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,9 @@ class Cohort:
     counts: dict[str, int] = field(default_factory=dict)  # e.g. error_notes_dropped
 
     def __post_init__(self) -> None:
-        notes = self.notes.sort_values(["subject_id", "time"], kind="stable").reset_index(drop=True)
-        object.__setattr__(self, "notes", notes)
+        if not _in_patient_time_order(self.notes):
+            notes = self.notes.sort_values(["subject_id", "time"], kind="stable").reset_index(drop=True)
+            object.__setattr__(self, "notes", notes)
 
     @property
     def protected(self) -> bool:

@@ -133,17 +133,20 @@ def nulls(n: int, type_: pa.DataType) -> pa.Array:
 # ---- the reader ---------------------------------------------------------------------------------
 
 
-def _filter(table: pa.Table, filters: NoteFilters) -> pa.Table:
+def _keep_mask(table: pa.Table, filters: NoteFilters) -> tuple[pa.ChunkedArray | None, int]:
+    """Rows to keep, and how many error notes match the subject/category filters (dropped or not)."""
     mask = None
-    if filters.drop_errors:
-        mask = pc.invert(table.column("iserror"))
     if filters.categories is not None:
-        m = pc.is_in(table.column("category"), pa.array(sorted(filters.categories), pa.string()))
-        mask = m if mask is None else pc.and_(mask, m)
+        mask = pc.is_in(table.column("category"), pa.array(sorted(filters.categories), pa.string()))
     if filters.subject_ids is not None:
         m = pc.is_in(table.column("subject_id"), pa.array(sorted(filters.subject_ids), pa.int64()))
         mask = m if mask is None else pc.and_(mask, m)
-    return table if mask is None else table.filter(mask)
+    errors = table.column("iserror") if mask is None else pc.and_(table.column("iserror"), mask)
+    n_errors = pc.sum(errors).as_py() or 0
+    if filters.drop_errors and n_errors:
+        keep = pc.invert(table.column("iserror"))
+        mask = keep if mask is None else pc.and_(mask, keep)
+    return mask, n_errors
 
 
 def _parse(
@@ -178,17 +181,18 @@ def _parse(
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            writer = pq.ParquetWriter(tmp, CACHE_SCHEMA, compression="zstd")
+            writer = pq.ParquetWriter(tmp, CACHE_SCHEMA, compression="snappy")
         for batch in reader:
             block = pa.Table.from_batches([batch]).rename_columns(
                 [c.strip().upper() for c in batch.schema.names]
             )
             table = normalise(block, BlockContext(path, n_rows)).cast(CACHE_SCHEMA)
             n_rows += table.num_rows
-            n_errors += pc.sum(table.column("iserror")).as_py() or 0
             if writer is not None:
                 writer.write_table(table)
-            kept.append(_filter(table, filters))
+            mask, errors = _keep_mask(table, filters)
+            n_errors += errors
+            kept.append(table if mask is None or pc.all(mask).as_py() else table.filter(mask))
             if bar is not None:
                 bar.update(table.num_rows)
         if writer is not None:
@@ -223,18 +227,19 @@ def _progress(path: Path, enabled: bool):
 
 
 def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
-    """Read the cached notes with subject and category filters pushed down; count error notes kept out."""
+    """Read the cached notes with every filter pushed down; count the error notes kept out."""
     expr = None
     if filters.categories is not None:
         expr = pc.field("category").isin(sorted(filters.categories))
     if filters.subject_ids is not None:
         e = pc.field("subject_id").isin(sorted(filters.subject_ids))
         expr = e if expr is None else expr & e
-    table = pq.read_table(cache_file, filters=expr)
-    errors = pc.sum(table.column("iserror")).as_py() or 0
-    if filters.drop_errors:
-        table = table.filter(pc.invert(table.column("iserror")))
-    return table, errors
+    flags = pq.read_table(cache_file, columns=["iserror"], filters=expr).column("iserror")
+    errors = pc.sum(flags).as_py() or 0
+    if filters.drop_errors and errors:
+        e = pc.field("iserror") == False  # noqa: E712 (an Arrow expression, not a Python comparison)
+        expr = e if expr is None else expr & e
+    return pq.read_table(cache_file, filters=expr), errors
 
 
 def read_notes(
@@ -257,23 +262,16 @@ def read_notes(
         table, errors = _read_cache(cache_file, filters)
         from_cache = 1
     else:
-        table, _, _ = _parse(
-            path,
-            columns,
-            normalise,
-            NoteFilters(filters.categories, filters.subject_ids, False),
-            cache_file,
-            progress,
-        )
-        errors = pc.sum(table.column("iserror")).as_py() or 0
-        if filters.drop_errors:
-            table = table.filter(pc.invert(table.column("iserror")))
+        table, _, errors = _parse(path, columns, normalise, filters, cache_file, progress)
         from_cache = 0
-    table = table.sort_by([("subject_id", "ascending"), ("time", "ascending"), ("order", "ascending")])
-    frame = table.drop_columns(["order", "iserror"]).to_pandas()
+    table = table.drop_columns(["iserror"])
+    order = pc.sort_indices(
+        table, sort_keys=[("subject_id", "ascending"), ("time", "ascending"), ("order", "ascending")]
+    )
+    if not pc.all(pc.equal(order, pa.array(range(len(order)), pa.uint64()))).as_py():
+        table = table.take(order)  # the one copy of the text: MIMIC files are not in patient order
+    # Arrow-backed strings: the text is not copied into Python objects.
+    frame = table.drop_columns(["order"]).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
     frame["time"] = frame["time"].astype("datetime64[ns]")
-    counts = {
-        "error_notes_dropped": int(errors if filters.drop_errors else 0),
-        "notes_read_from_cache": from_cache,
-    }
+    counts = {"error_notes_dropped": int(errors) if filters.drop_errors else 0, "notes_read_from_cache": from_cache}
     return conform(frame, NOTE_DTYPES), counts

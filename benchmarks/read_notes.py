@@ -1,0 +1,134 @@
+"""Benchmark: clinpred's NOTEEVENTS reader (first read, cached read) against plain pandas.read_csv.
+
+    python benchmarks/read_notes.py [--notes 500000] [--mean-chars 900] [--workdir DIR]
+
+Writes a NOTEEVENTS.csv.gz in the MIMIC-III v1.4 format (quoted fields with embedded newlines, date-only
+discharge summaries, trailing-space categories), then times three reads of the whole file, each in a
+fresh process so that peak memory (ru_maxrss) is that read's own:
+
+- peer:   pandas.read_csv(path) — the plain way to load the table;
+- first:  clinpred's reader, parsing CSV and writing the Parquet cache;
+- cached: clinpred's reader again, served by the Parquet cache.
+
+Targets (issue 2): first read no slower than pandas and with lower peak memory; cached read >= 5x faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CATEGORIES = [
+    ("Nursing/other", 0.40, 250),
+    ("Radiology", 0.25, 900),
+    ("Nursing", 0.11, 1200),
+    ("ECG", 0.10, 120),
+    ("Physician ", 0.07, 4000),
+    ("Discharge summary", 0.03, 9000),
+    ("Echo", 0.02, 2500),
+    ("Respiratory ", 0.02, 600),
+]
+WORDS = (
+    "pt patient resting comfortably afebrile hr bp stable lasix 40mg iv given lungs clear bilaterally "
+    "no acute distress creatinine 1.2 wbc 11 lactate plan continue monitor [**Hospital 123**] echo shows "
+    "ef 35% mild mr impression findings chest film cardiomegaly without edema"
+).split()
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+mode, path, cache = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+import pandas as pd
+t0 = time.perf_counter()
+if mode == "pandas":
+    frame = pd.read_csv(path)
+    n = len(frame)
+else:
+    from clinpred.data.mimic3 import NOTE_COLUMNS, _normalise_noteevents
+    from clinpred.data.note_stream import NoteFilters, read_notes
+    frame, counts = read_notes(path, NOTE_COLUMNS, _normalise_noteevents, NoteFilters(), cache_dir=cache)
+    n = len(frame) + counts["error_notes_dropped"]
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rows": n, "seconds": seconds, "peak_mib": peak}))
+"""
+
+
+def write_noteevents(path: Path, n_notes: int, mean_chars: int, seed: int = 0) -> None:
+    """A NOTEEVENTS.csv.gz with MIMIC-III's columns, quoting and category mix."""
+    rng = np.random.default_rng(seed)
+    names = [c for c, _, _ in CATEGORIES]
+    weights = np.array([w for _, w, _ in CATEGORIES])
+    lengths = np.array([n for _, _, n in CATEGORIES], dtype=float)
+    scale = mean_chars / float(weights @ lengths)
+    cats = rng.choice(len(names), size=n_notes, p=weights / weights.sum())
+    vocab = np.array(WORDS)
+    with gzip.open(path, "wt", compresslevel=1, newline="") as f:
+        f.write(",".join(f'"{c}"' for c in ("ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME",
+                                              "STORETIME", "CATEGORY", "DESCRIPTION", "CGID", "ISERROR",
+                                              "TEXT")) + "\n")
+        writer = csv.writer(f, lineterminator="\n")
+        for i in range(n_notes):
+            c = cats[i]
+            n_words = max(3, int(rng.exponential(lengths[c] * scale / 6)))
+            words = vocab[rng.integers(0, len(vocab), n_words)]
+            text = " ".join(words)
+            text = text.replace(" plan ", '\nPlan: "').replace(" impression ", "\nIMPRESSION:\n")
+            subject = 1 + i // 45
+            day = 1 + (i % 45) // 3
+            date = f"2150-{1 + day // 28:02d}-{1 + day % 28:02d}"
+            dated_only = names[c] in ("Discharge summary", "ECG", "Echo")
+            writer.writerow([
+                i + 1, subject, 100000 + subject, date, "" if dated_only else f"{date} {8 + i % 12:02d}:00:00",
+                "", names[c], "Report", "" if dated_only else 14000 + i % 300, "1" if i % 2000 == 0 else "",
+                text,
+            ])
+
+
+def run(mode: str, path: Path, cache: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path), str(cache)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notes", type=int, default=500_000)
+    parser.add_argument("--mean-chars", type=int, default=900)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="clinpred-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "NOTEEVENTS.csv.gz"
+    cache = work / "cache"
+    if not path.exists():
+        t0 = time.perf_counter()
+        write_noteevents(path, args.notes, args.mean_chars)
+        print(f"wrote {args.notes:,} notes, {path.stat().st_size / 2**20:.0f} MiB gz, "
+              f"in {time.perf_counter() - t0:.0f} s")
+    for stale in cache.glob("*.parquet"):
+        stale.unlink()
+    pandas = run("pandas", path, cache)
+    first = run("clinpred", path, cache)
+    cached = run("clinpred", path, cache)
+    print(f"{'read':<28}{'rows':>10}{'seconds':>10}{'peak MiB':>10}")
+    for name, r in (("pandas.read_csv (peer)", pandas), ("clinpred first read", first),
+                    ("clinpred cached read", cached)):
+        print(f"{name:<28}{r['rows']:>10,}{r['seconds']:>10.2f}{r['peak_mib']:>10.0f}")
+    print(f"first read: {pandas['seconds'] / first['seconds']:.2f}x the speed of pandas, "
+          f"peak memory {first['peak_mib'] / pandas['peak_mib']:.2f}x pandas'")
+    print(f"cached read: {pandas['seconds'] / cached['seconds']:.1f}x faster than pandas, "
+          f"peak memory {cached['peak_mib'] / pandas['peak_mib']:.2f}x pandas'")
+
+
+if __name__ == "__main__":
+    main()
