@@ -1,11 +1,16 @@
 """Streaming note tables (MIMIC-III NOTEEVENTS, MIMIC-IV discharge/radiology) with a Parquet cache.
 
-Full NOTEEVENTS is 2.08M notes, about 4 GB of text. The file is parsed in blocks by pyarrow's
-streaming CSV reader (quoted fields with embedded newlines); each block is normalised to the cache
-schema, appended to a Parquet cache, and filtered (categories, subjects, error notes) before it is
-kept. The next read of the same file (same size and modification time) reads the Parquet cache with
-the filters pushed down instead of parsing CSV again. The cache is written under a temporary name and
-renamed when complete, so an interrupted or failed read leaves nothing behind.
+Full NOTEEVENTS is 2.08M notes, about 4 GB of text, not in patient order. pyarrow's streaming CSV
+reader parses it block by block (quoted fields with embedded newlines); each block is normalised to
+the cache schema as it arrives. The text stays in Arrow buffers, never Python objects, and is copied
+exactly once, into patient-and-time order, with each source block freed as soon as it has been copied:
+peak memory is about one copy of the text kept.
+
+The Parquet cache (keyed by the source's path, size and modification time) holds every note sorted by
+(error flag, patient, time, source order), so any later read, whatever its filters, is a filtered
+Parquet read that is already in order. It is written under a temporary name and renamed when complete:
+a failed or interrupted read leaves nothing behind. Without the cache, filters apply block by block,
+so only the kept notes are ever held.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,7 +32,7 @@ from clinpred.data.cohort import NOTE_DTYPES, conform
 from clinpred.data.tables import GZIP_ERRORS, read_raw_header, require_columns, unreadable
 from clinpred.errors import InputError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 CACHE_SCHEMA = pa.schema(
     [
@@ -40,9 +46,12 @@ CACHE_SCHEMA = pa.schema(
         ("description", pa.string()),
         ("cgid", pa.int64()),
         ("iserror", pa.bool_()),
-        ("text", pa.string()),
+        ("text_bytes", pa.int64()),  # UTF-8 length: lets the reader lay out the sorted text in advance
+        ("text", pa.large_string()),  # one sorted array can exceed 2 GB (full NOTEEVENTS is ~4 GB)
     ]
 )
+BLOCK_SCHEMA = CACHE_SCHEMA.set(CACHE_SCHEMA.get_field_index("text"), pa.field("text", pa.string()))
+ROW_GROUP = 65_536
 
 # A normaliser turns one parsed block (UPPERCASE string columns) into a table of CACHE_SCHEMA.
 Normaliser = Callable[[pa.Table, "BlockContext"], pa.Table]
@@ -149,15 +158,13 @@ def _keep_mask(table: pa.Table, filters: NoteFilters) -> tuple[pa.ChunkedArray |
     return mask, n_errors
 
 
-def _parse(
-    path: Path,
-    columns: list[str],
-    normalise: Normaliser,
-    filters: NoteFilters,
-    cache_file: Path | None,
-    progress: bool,
-) -> tuple[pa.Table, int, int]:
-    """Parse the CSV once: returns (kept rows, rows read, error rows), writing the cache if asked."""
+def _parse_blocks(
+    path: Path, columns: list[str], normalise: Normaliser, block_filter: NoteFilters | None, progress: bool
+) -> tuple[list[pa.Table], int, int]:
+    """Parse the CSV into normalised blocks; with ``block_filter`` keep only matching rows of each block.
+
+    Returns (blocks, rows read, error notes matching the subject/category filters).
+    """
     raw = read_raw_header(path)
     require_columns(path, [h.strip().upper() for h in raw], columns)
     original = {h.strip().upper(): h for h in raw}
@@ -169,53 +176,37 @@ def _parse(
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
-    tmp = None
-    writer = None
-    kept: list[pa.Table] = []
+    blocks: list[pa.Table] = []
     n_rows = n_errors = 0
     bar = _progress(path, progress)
     try:
         reader = pacsv.open_csv(
             str(path), read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
         )
-        if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            writer = pq.ParquetWriter(tmp, CACHE_SCHEMA, compression="snappy")
         for batch in reader:
-            block = pa.Table.from_batches([batch]).rename_columns(
-                [c.strip().upper() for c in batch.schema.names]
-            )
-            table = normalise(block, BlockContext(path, n_rows)).cast(CACHE_SCHEMA)
+            block = pa.Table.from_batches([batch]).rename_columns([c.strip().upper() for c in batch.schema.names])
+            table = normalise(block, BlockContext(path, n_rows))
+            table = table.append_column("text_bytes", pc.binary_length(table.column("text")).cast(pa.int64()))
+            table = table.select(BLOCK_SCHEMA.names).cast(BLOCK_SCHEMA)
             n_rows += table.num_rows
-            if writer is not None:
-                writer.write_table(table)
-            mask, errors = _keep_mask(table, filters)
-            n_errors += errors
-            kept.append(table if mask is None or pc.all(mask).as_py() else table.filter(mask))
+            if block_filter is not None:
+                mask, errors = _keep_mask(table, block_filter)
+                n_errors += errors
+                if mask is not None and not pc.all(mask).as_py():
+                    table = table.filter(mask)
+            blocks.append(table)
             if bar is not None:
-                bar.update(table.num_rows)
-        if writer is not None:
-            writer.close()
-            writer = None
-            if n_rows:
-                os.replace(tmp, cache_file)
-                tmp = None
+                bar.update(batch.num_rows)
     except (pa.ArrowInvalid, *GZIP_ERRORS, UnicodeDecodeError) as exc:
         if isinstance(exc, pa.ArrowInvalid) and "CSV" in str(exc):
             raise InputError(f"{path}: malformed CSV ({str(exc).splitlines()[0][:200]}).") from None
         raise unreadable(path, exc) from None
     finally:
-        if writer is not None:
-            writer.close()
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
         if bar is not None:
             bar.close()
     if n_rows == 0:
         raise InputError(f"{path}: contains no notes (only a header). Is the download complete?")
-    table = pa.concat_tables(kept) if kept else CACHE_SCHEMA.empty_table()
-    return table, n_rows, n_errors
+    return blocks, n_rows, n_errors
 
 
 def _progress(path: Path, enabled: bool):
@@ -226,8 +217,79 @@ def _progress(path: Path, enabled: bool):
     return tqdm(desc=f"reading {path.name}", unit=" notes", unit_scale=True, leave=False)
 
 
+SORT_KEYS = [("subject_id", "ascending"), ("time", "ascending"), ("order", "ascending")]
+
+
+def _sort_blocks(blocks: list[pa.Table], *, errors_last: bool) -> pa.Table:
+    """All rows of ``blocks`` in (error flag,) patient, time, source order; the text copied once.
+
+    ``blocks`` is emptied as it goes: each block's text is released once it has been copied.
+    """
+    small = pa.concat_tables([b.drop_columns(["text"]) for b in blocks])
+    texts = [b.column("text").combine_chunks() for b in blocks]
+    blocks.clear()
+    keys = ([("iserror", "ascending")] if errors_last else []) + SORT_KEYS
+    order = pc.sort_indices(small, sort_keys=keys).to_numpy()
+    text = _scatter_text(texts, order, small.column("text_bytes").to_numpy())
+    return small.take(order).append_column("text", text)
+
+
+def _scatter_text(texts: list[pa.StringArray], order: np.ndarray, lengths: np.ndarray) -> pa.LargeStringArray:
+    """Text of row ``order[i]`` at output row i, copying each source array's bytes once, then freeing it."""
+    offsets = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(lengths[order], out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.uint8)  # pages are touched only as they are filled
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    start = 0
+    for k, text in enumerate(texts):
+        n = len(text)
+        dst = position[start : start + n]
+        start += n
+        if n == 0:
+            continue
+        src_off = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + n + 1]
+        src = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else None
+        # Notes consecutive both here and in the output are copied as one slice: a file already in
+        # patient order (like the synthetic cohort) is copied in a few large pieces.
+        local = np.argsort(dst, kind="stable")
+        dst_sorted = dst[local]
+        breaks = np.flatnonzero((np.diff(local) != 1) | (np.diff(dst_sorted) != 1)) + 1
+        firsts = np.concatenate(([0], breaks))
+        lasts = np.concatenate((breaks - 1, [n - 1]))
+        src_from = src_off[local[firsts]].tolist()
+        src_to = src_off[local[lasts] + 1].tolist()
+        dst_from = offsets[dst_sorted[firsts]].tolist()
+        for s0, s1, d0 in zip(src_from, src_to, dst_from, strict=True):
+            out[d0 : d0 + s1 - s0] = src[s0:s1]
+        texts[k] = None  # release this block's text
+    return pa.LargeStringArray.from_buffers(len(order), pa.py_buffer(offsets), pa.py_buffer(out))
+
+
+def _write_cache(table: pa.Table, cache_file: Path) -> None:
+    """Write the sorted notes as the cache, atomically."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP, compression="snappy")
+        os.replace(tmp, cache_file)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _filter_sorted(table: pa.Table, filters: NoteFilters) -> tuple[pa.Table, int]:
+    """Apply filters to notes sorted with errors last; dropping errors alone is a zero-copy slice."""
+    mask, errors = _keep_mask(table.drop_columns(["text"]), NoteFilters(filters.categories, filters.subject_ids, False))
+    if mask is not None:
+        table = table.filter(mask)
+    if filters.drop_errors and errors:
+        table = table.slice(0, table.num_rows - errors)
+    return table, errors
+
+
 def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
-    """Read the cached notes with every filter pushed down; count the error notes kept out."""
+    """Read the sorted cache with every filter pushed down; count the error notes kept out."""
     expr = None
     if filters.categories is not None:
         expr = pc.field("category").isin(sorted(filters.categories))
@@ -239,7 +301,10 @@ def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
     if filters.drop_errors and errors:
         e = pc.field("iserror") == False  # noqa: E712 (an Arrow expression, not a Python comparison)
         expr = e if expr is None else expr & e
-    return pq.read_table(cache_file, filters=expr), errors
+    table = pq.read_table(cache_file, filters=expr)
+    if errors and not filters.drop_errors:  # error notes are stored last: put them in time order
+        table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
+    return table, errors
 
 
 def read_notes(
@@ -261,17 +326,19 @@ def read_notes(
     if cache_file is not None and cache_file.exists():
         table, errors = _read_cache(cache_file, filters)
         from_cache = 1
-    else:
-        table, _, errors = _parse(path, columns, normalise, filters, cache_file, progress)
+    elif cache_file is not None:
+        blocks, _, _ = _parse_blocks(path, columns, normalise, None, progress)
+        table = _sort_blocks(blocks, errors_last=True)
+        _write_cache(table, cache_file)
+        table, errors = _filter_sorted(table, filters)
         from_cache = 0
-    table = table.drop_columns(["iserror"])
-    order = pc.sort_indices(
-        table, sort_keys=[("subject_id", "ascending"), ("time", "ascending"), ("order", "ascending")]
-    )
-    if not pc.all(pc.equal(order, pa.array(range(len(order)), pa.uint64()))).as_py():
-        table = table.take(order)  # the one copy of the text: MIMIC files are not in patient order
-    # Arrow-backed strings: the text is not copied into Python objects.
-    frame = table.drop_columns(["order"]).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    else:
+        blocks, _, errors = _parse_blocks(path, columns, normalise, filters, progress)
+        table = _sort_blocks(blocks, errors_last=False)
+        from_cache = 0
+    table = table.drop_columns(["order", "iserror", "text_bytes"])
+    strings_as_arrow = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    frame = table.to_pandas(types_mapper=strings_as_arrow.get)  # no Python str objects for the text
     frame["time"] = frame["time"].astype("datetime64[ns]")
     counts = {"error_notes_dropped": int(errors) if filters.drop_errors else 0, "notes_read_from_cache": from_cache}
     return conform(frame, NOTE_DTYPES), counts
