@@ -1,0 +1,148 @@
+"""What every task returns: its definition, counts, fold scheme, metrics with patient-bootstrap intervals.
+
+A task also keeps its per-unit, out-of-fold outputs (``units``: one row per query, patient or admission,
+always with a ``subject_id`` column). Each metric is a function of those rows, so the same function
+gives the point estimate, the bootstrap interval (patients resampled with replacement, DESIGN.md rule
+5) and, in the report, paired differences between two backends scored on the same patients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+MetricFn = Callable[[pd.DataFrame], dict[str, float]]
+
+
+class Estimate(BaseModel):
+    """A number with its bootstrap 95% interval (``low``/``high`` are None where none can be drawn)."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    def __str__(self) -> str:
+        if self.low is None or self.high is None:
+            return f"{self.value:.3f}"
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+class BootstrapScheme(BaseModel):
+    """How intervals were drawn: patients resampled with replacement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_resamples: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class TaskResult(BaseModel):
+    """One task's honest number: everything needed to read it, nothing that identifies a note."""
+
+    task: str  # "recall", "diagnosis", "survival", "geometry"
+    main_metric: str  # the headline key of ``metrics``
+    definition: dict[str, Any]  # every setting, including each relaxation of a leakage-safe default
+    counts: dict[str, Any]  # patients, notes, queries, positives per label, events, exclusions
+    folds: dict[str, Any] = Field(default_factory=dict)  # the fold scheme (grouped by patient), or {}
+    metrics: dict[str, Estimate]
+    per_label: dict[str, dict[str, Estimate]] = Field(default_factory=dict)  # label -> metric -> value
+    bootstrap: BootstrapScheme
+    warnings: list[str] = Field(default_factory=list)  # labels dropped, folds without events, ...
+    _units: pd.DataFrame | None = PrivateAttr(default=None)
+
+    @property
+    def units(self) -> pd.DataFrame | None:
+        """Per-unit out-of-fold outputs behind the metrics (written beside results.json, not in it)."""
+        return self._units
+
+    def with_units(self, units: pd.DataFrame) -> TaskResult:
+        """Attach the per-unit outputs; returns self."""
+        self._units = units
+        return self
+
+
+def _patient_rows(subject_ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Unique patients and, for each, the row positions that belong to them."""
+    order = np.argsort(subject_ids, kind="stable")
+    patients, starts = np.unique(subject_ids[order], return_index=True)
+    return patients, np.split(order, starts[1:])
+
+
+def _rows_of(rows: list[np.ndarray], pick: np.ndarray) -> np.ndarray:
+    """Row positions of the drawn patients (with repeats), all of each patient's rows taken."""
+    return np.concatenate([rows[i] for i in pick]) if len(pick) else np.array([], dtype=np.int64)
+
+
+def _interval(
+    draws: list[dict[str, float]], key: str, confidence: float
+) -> tuple[float | None, float | None]:
+    values = np.array([d.get(key, np.nan) for d in draws], dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return None, None
+    tail = (1.0 - confidence) / 2.0
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))
+
+
+def bootstrap_metrics(
+    units: pd.DataFrame, metric_fn: MetricFn, scheme: BootstrapScheme
+) -> dict[str, Estimate]:
+    """Point estimates from all rows, intervals from resampling patients (``units.subject_id``).
+
+    A resample where a metric is undefined (e.g. one class only) yields NaN for it and is left out of
+    that metric's interval.
+    """
+    point = metric_fn(units)
+    _, rows = _patient_rows(units["subject_id"].to_numpy())
+    rng = np.random.default_rng(scheme.seed)
+    draws = []
+    for _ in range(scheme.n_resamples):
+        pick = rng.integers(0, len(rows), size=len(rows))
+        draws.append(metric_fn(units.iloc[_rows_of(rows, pick)]))
+    return _estimates(point, draws, scheme.confidence)
+
+
+def _estimates(
+    point: dict[str, float], draws: list[dict[str, float]], confidence: float
+) -> dict[str, Estimate]:
+    out = {}
+    for key, value in point.items():
+        low, high = _interval(draws, key, confidence)
+        out[key] = Estimate(value=float(value), low=low, high=high)
+    return out
+
+
+def paired_difference(
+    units_a: pd.DataFrame,
+    units_b: pd.DataFrame,
+    metric_fn: MetricFn,
+    scheme: BootstrapScheme,
+) -> dict[str, Estimate]:
+    """Metric(a) - metric(b) on the patients both were scored on, with a paired patient bootstrap.
+
+    The same resampled patients are used for both sides in each draw, so the interval reflects the
+    difference between the backends, not the spread between patient samples.
+    """
+    shared = np.intersect1d(units_a["subject_id"].unique(), units_b["subject_id"].unique())
+    a = units_a[units_a["subject_id"].isin(shared)].reset_index(drop=True)
+    b = units_b[units_b["subject_id"].isin(shared)].reset_index(drop=True)
+
+    def diff(ia: np.ndarray, ib: np.ndarray) -> dict[str, float]:
+        ma, mb = metric_fn(a.iloc[ia]), metric_fn(b.iloc[ib])
+        return {k: ma[k] - mb[k] for k in ma if k in mb}
+
+    patients_a, rows_a = _patient_rows(a["subject_id"].to_numpy())
+    patients_b, rows_b = _patient_rows(b["subject_id"].to_numpy())
+    assert np.array_equal(patients_a, patients_b)
+    point = diff(np.arange(len(a)), np.arange(len(b)))
+    rng = np.random.default_rng(scheme.seed)
+    draws = []
+    for _ in range(scheme.n_resamples):
+        pick = rng.integers(0, len(rows_a), size=len(rows_a))
+        draws.append(diff(_rows_of(rows_a, pick), _rows_of(rows_b, pick)))
+    return _estimates(point, draws, scheme.confidence)
