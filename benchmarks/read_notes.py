@@ -73,9 +73,25 @@ def write_noteevents(path: Path, n_notes: int, mean_chars: int, seed: int = 0) -
     cats = rng.choice(len(names), size=n_notes, p=weights / weights.sum())
     vocab = np.array(WORDS)
     with gzip.open(path, "wt", compresslevel=1, newline="") as f:
-        f.write(",".join(f'"{c}"' for c in ("ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME",
-                                              "STORETIME", "CATEGORY", "DESCRIPTION", "CGID", "ISERROR",
-                                              "TEXT")) + "\n")
+        f.write(
+            ",".join(
+                f'"{c}"'
+                for c in (
+                    "ROW_ID",
+                    "SUBJECT_ID",
+                    "HADM_ID",
+                    "CHARTDATE",
+                    "CHARTTIME",
+                    "STORETIME",
+                    "CATEGORY",
+                    "DESCRIPTION",
+                    "CGID",
+                    "ISERROR",
+                    "TEXT",
+                )
+            )
+            + "\n"
+        )
         writer = csv.writer(f, lineterminator="\n")
         for i in range(n_notes):
             c = cats[i]
@@ -87,21 +103,34 @@ def write_noteevents(path: Path, n_notes: int, mean_chars: int, seed: int = 0) -
             day = 1 + (i % 45) // 3
             date = f"2150-{1 + day // 28:02d}-{1 + day % 28:02d}"
             dated_only = names[c] in ("Discharge summary", "ECG", "Echo")
-            writer.writerow([
-                i + 1, subject, 100000 + subject, date, "" if dated_only else f"{date} {8 + i % 12:02d}:00:00",
-                "", names[c], "Report", "" if dated_only else 14000 + i % 300, "1" if i % 2000 == 0 else "",
-                text,
-            ])
+            writer.writerow(
+                [
+                    i + 1,
+                    subject,
+                    100000 + subject,
+                    date,
+                    "" if dated_only else f"{date} {8 + i % 12:02d}:00:00",
+                    "",
+                    names[c],
+                    "Report",
+                    "" if dated_only else 14000 + i % 300,
+                    "1" if i % 2000 == 0 else "",
+                    text,
+                ]
+            )
 
 
 def run(mode: str, path: Path, cache: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path), str(cache)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(path), str(cache)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--notes", type=int, default=500_000)
     parser.add_argument("--mean-chars", type=int, default=900)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -113,21 +142,30 @@ def main() -> None:
     if not path.exists():
         t0 = time.perf_counter()
         write_noteevents(path, args.notes, args.mean_chars)
-        print(f"wrote {args.notes:,} notes, {path.stat().st_size / 2**20:.0f} MiB gz, "
-              f"in {time.perf_counter() - t0:.0f} s")
+        print(
+            f"wrote {args.notes:,} notes, {path.stat().st_size / 2**20:.0f} MiB gz, "
+            f"in {time.perf_counter() - t0:.0f} s"
+        )
     for stale in cache.glob("*.parquet"):
         stale.unlink()
     pandas = run("pandas", path, cache)
     first = run("clinpred", path, cache)
     cached = run("clinpred", path, cache)
     print(f"{'read':<28}{'rows':>10}{'seconds':>10}{'peak MiB':>10}")
-    for name, r in (("pandas.read_csv (peer)", pandas), ("clinpred first read", first),
-                    ("clinpred cached read", cached)):
+    for name, r in (
+        ("pandas.read_csv (peer)", pandas),
+        ("clinpred first read", first),
+        ("clinpred cached read", cached),
+    ):
         print(f"{name:<28}{r['rows']:>10,}{r['seconds']:>10.2f}{r['peak_mib']:>10.0f}")
-    print(f"first read: {pandas['seconds'] / first['seconds']:.2f}x the speed of pandas, "
-          f"peak memory {first['peak_mib'] / pandas['peak_mib']:.2f}x pandas'")
-    print(f"cached read: {pandas['seconds'] / cached['seconds']:.1f}x faster than pandas, "
-          f"peak memory {cached['peak_mib'] / pandas['peak_mib']:.2f}x pandas'")
+    print(
+        f"first read: {pandas['seconds'] / first['seconds']:.2f}x the speed of pandas, "
+        f"peak memory {first['peak_mib'] / pandas['peak_mib']:.2f}x pandas'"
+    )
+    print(
+        f"cached read: {pandas['seconds'] / cached['seconds']:.1f}x faster than pandas, "
+        f"peak memory {cached['peak_mib'] / pandas['peak_mib']:.2f}x pandas'"
+    )
 
 
 if __name__ == "__main__":

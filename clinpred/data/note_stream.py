@@ -184,7 +184,9 @@ def _parse_blocks(
             str(path), read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
         )
         for batch in reader:
-            block = pa.Table.from_batches([batch]).rename_columns([c.strip().upper() for c in batch.schema.names])
+            block = pa.Table.from_batches([batch]).rename_columns(
+                [c.strip().upper() for c in batch.schema.names]
+            )
             table = normalise(block, BlockContext(path, n_rows))
             table = table.append_column("text_bytes", pc.binary_length(table.column("text")).cast(pa.int64()))
             table = table.select(BLOCK_SCHEMA.names).cast(BLOCK_SCHEMA)
@@ -280,7 +282,9 @@ def _write_cache(table: pa.Table, cache_file: Path) -> None:
 
 def _filter_sorted(table: pa.Table, filters: NoteFilters) -> tuple[pa.Table, int]:
     """Apply filters to notes sorted with errors last; dropping errors alone is a zero-copy slice."""
-    mask, errors = _keep_mask(table.drop_columns(["text"]), NoteFilters(filters.categories, filters.subject_ids, False))
+    mask, errors = _keep_mask(
+        table.drop_columns(["text"]), NoteFilters(filters.categories, filters.subject_ids, False)
+    )
     if mask is not None:
         table = table.filter(mask)
     if filters.drop_errors and errors:
@@ -340,5 +344,8 @@ def read_notes(
     strings_as_arrow = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
     frame = table.to_pandas(types_mapper=strings_as_arrow.get)  # no Python str objects for the text
     frame["time"] = frame["time"].astype("datetime64[ns]")
-    counts = {"error_notes_dropped": int(errors) if filters.drop_errors else 0, "notes_read_from_cache": from_cache}
+    counts = {
+        "error_notes_dropped": int(errors) if filters.drop_errors else 0,
+        "notes_read_from_cache": from_cache,
+    }
     return conform(frame, NOTE_DTYPES), counts
