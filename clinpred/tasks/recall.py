@@ -1,0 +1,258 @@
+"""Next-note recall: can a patient's next note be found from the current one? (DESIGN.md rule 4)
+
+Definition, stated in every result:
+
+- queries: every consecutive pair (note t, note t+1) of each evaluation patient, in the cohort's
+  (subject_id, time) order, among the notes of the chosen categories (default: all); the query is note
+  t, the target note t+1;
+- pool: every evaluation note of those categories except the query itself (default); options: only
+  notes of the target's category, and a maximum pool size by seeded sampling (the target is always
+  kept: a random permutation of the notes is drawn once from the seed, and each query's pool is the
+  target plus the first ``max_pool_size - 1`` eligible notes in that order);
+- score: cosine similarity (dot product of L2-normalised rows); rank of the target = 1 + pool notes
+  scoring above it + (pessimistic rule, default) pool notes tied with it. Scores within
+  ``tie_tolerance`` are ties: float32 products are not exactly reproducible across block shapes, and
+  identical texts give identical vectors whose tie must not be won by chance of ordering;
+- identical texts: a pair whose target text equals its query text (copy-forward notes) is trivially
+  solved by any model, so it is dropped by default and counted (``identical_pairs="keep"`` keeps it).
+  Other notes with the target's exact text stay in the pool and count as ties against the target.
+
+Metrics: top-1/5/10 accuracy, MRR, mean pool size, the number of queries and chance level for each k
+(the mean over queries of min(k, pool size) / pool size), with patient-bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.special import digamma
+
+from clinpred.backends.base import l2_normalise
+from clinpred.data.cohort import Cohort
+from clinpred.errors import InputError
+from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics
+from clinpred.tasks.topk import PoolSpec, chunked_topk
+
+KS: tuple[int, ...] = (1, 5, 10)
+
+
+class RecallConfig(BaseModel):
+    """Every setting of the recall task; the result records all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[str] | None = None  # note categories used for queries, targets and pool; None = all
+    pool: Literal["all", "target_category"] = "all"
+    max_pool_size: int | None = Field(None, ge=2)  # seeded sample per query, the target always kept
+    identical_pairs: Literal["drop", "keep"] = "drop"
+    tie_rule: Literal["pessimistic", "optimistic"] = "pessimistic"
+    tie_tolerance: float = Field(1e-5, ge=0.0)
+    seed: int = 0
+    query_block: int = Field(1024, ge=1)  # memory bound only: results do not depend on block sizes
+    pool_block: int = Field(8192, ge=1)
+    bootstrap: BootstrapScheme = BootstrapScheme()
+
+
+def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
+    """Top-k accuracy, MRR, pool size, query count and chance levels from per-query rows."""
+    rank = units["rank"].to_numpy(dtype=float)
+    pool = units["pool_size"].to_numpy(dtype=float)
+    if len(rank) == 0:
+        nan = float("nan")
+        return {
+            **{f"top{k}": nan for k in KS},
+            "mrr": nan,
+            "pool_size": nan,
+            "queries": 0.0,
+            **{f"chance_top{k}": nan for k in KS},
+            "chance_mrr": nan,
+        }
+    out = {f"top{k}": float(np.mean(rank <= k)) for k in KS}
+    out["mrr"] = float(np.mean(1.0 / rank))
+    out["pool_size"] = float(np.mean(pool))
+    out["queries"] = float(len(rank))
+    for k in KS:
+        out[f"chance_top{k}"] = float(np.mean(np.minimum(k, pool) / pool))
+    # expected reciprocal rank of a uniformly random position in a pool of n: H(n) / n
+    harmonic = digamma(pool + 1.0) + np.euler_gamma
+    out["chance_mrr"] = float(np.mean(harmonic / pool))
+    return out
+
+
+def _consecutive_pairs(subject_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query row, target row) for each note followed by another note of the same patient."""
+    q = np.flatnonzero(subject_ids[1:] == subject_ids[:-1]).astype(np.int64)
+    return q, q + 1
+
+
+def _sample_cutoffs(
+    pool_order: np.ndarray,
+    groups: np.ndarray | None,
+    queries: np.ndarray,
+    targets: np.ndarray,
+    max_pool_size: int,
+) -> np.ndarray:
+    """Per query, the largest permutation rank in its sample: max_pool_size - 1 eligible notes + target.
+
+    Eligible: the notes of the target's group (or all), other than the query and the target. The first
+    ones in permutation order are taken, so each pool is a uniform random sample of its eligible notes.
+    """
+    n = len(pool_order)
+    cutoff = np.full(len(queries), n, dtype=np.int64)  # n: no cut (the whole eligible set)
+    group_of = np.zeros(n, dtype=np.int64) if groups is None else groups
+    need = max_pool_size - 2  # 0-based position of the last sampled non-target note
+    for g in np.unique(group_of[targets]):
+        sel = np.flatnonzero(group_of[targets] == g)
+        ranks = np.sort(pool_order[group_of == g])
+        q_rank, t_rank = pool_order[queries[sel]], pool_order[targets[sel]]
+        q_in = group_of[queries[sel]] == g
+        pos_q = np.where(q_in, np.searchsorted(ranks, q_rank), len(ranks))
+        pos_t = np.searchsorted(ranks, t_rank)
+        j = np.full(len(sel), need, dtype=np.int64)
+        for _ in range(3):  # at most two removed positions: converges in two steps
+            j = need + (pos_q <= j) + (pos_t <= j)
+        inside = j < len(ranks)
+        cutoff[sel[inside]] = ranks[j[inside]]
+    return cutoff
+
+
+def _definition(config: RecallConfig, categories: list[str]) -> dict[str, object]:
+    pool = "every evaluation note of the used categories except the query itself"
+    if config.pool == "target_category":
+        pool += ", of the target's category only"
+    if config.max_pool_size is not None:
+        pool += (
+            f", at most {config.max_pool_size} notes by seeded sampling (seed {config.seed}; the target"
+            " always kept)"
+        )
+    tie = "plus pool notes tied with the target" if config.tie_rule == "pessimistic" else "ties ignored"
+    return {
+        **config.model_dump(mode="json", exclude={"bootstrap"}),
+        "categories_used": categories,
+        "query": "note t of each consecutive pair of an evaluation patient's notes in (subject_id, time) order",
+        "target": "note t+1 of the same patient",
+        "pool_description": pool,
+        "similarity": "cosine (dot product of L2-normalised embeddings)",
+        "rank": f"1 + pool notes scoring above the target by more than tie_tolerance, {tie}",
+        "identical_pairs_rule": (
+            "pairs whose target text equals the query text are dropped and counted"
+            if config.identical_pairs == "drop"
+            else "pairs whose target text equals the query text are kept"
+        ),
+    }
+
+
+def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig | None = None) -> TaskResult:
+    """Score next-note recall on the cohort's (evaluation) patients; embeddings align with cohort.notes."""
+    config = config or RecallConfig()
+    notes = cohort.notes
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2 or len(embeddings) != len(notes):
+        raise ValueError(f"recall: {len(notes)} notes but embeddings of shape {embeddings.shape}")
+    present = sorted(str(c) for c in notes["category"].dropna().unique())
+    if config.categories is None:
+        categories = present
+        keep = np.ones(len(notes), dtype=bool)
+    else:
+        unknown = sorted(set(config.categories) - set(present))
+        if unknown:
+            raise InputError(
+                f"recall.categories: {', '.join(map(repr, unknown))} not found among the cohort's note "
+                f"categories ({', '.join(present)}); use one of those or leave the setting empty for all"
+            )
+        categories = sorted(set(config.categories))
+        keep = notes["category"].isin(categories).to_numpy(dtype=bool, na_value=False)
+    used = notes[keep].reset_index(drop=True)
+    vectors = l2_normalise(embeddings[keep])
+    subject_ids = used["subject_id"].to_numpy()
+    q_idx, t_idx = _consecutive_pairs(subject_ids)
+
+    texts = used["text"].to_numpy(dtype=object, na_value="")
+    identical = np.fromiter(
+        (texts[a] == texts[b] for a, b in zip(q_idx, t_idx, strict=True)), dtype=bool, count=len(q_idx)
+    )
+    n_identical = int(identical.sum())
+    if config.identical_pairs == "drop":
+        q_idx, t_idx = q_idx[~identical], t_idx[~identical]
+    if len(q_idx) == 0:
+        raise InputError(
+            "recall: no query: no evaluation patient has two notes in a row in the categories "
+            f"{categories}{' (after dropping identical-text pairs)' if n_identical else ''}; "
+            "use more patients or more categories (setting recall.categories)"
+        )
+
+    groups = None
+    if config.pool == "target_category":
+        groups = pd.factorize(used["category"].astype(object))[0].astype(np.int64)
+    spec_parts: dict[str, np.ndarray | None] = {"exclude": q_idx}
+    if groups is not None:
+        spec_parts.update(query_group=groups[t_idx], pool_group=groups)
+    if config.max_pool_size is not None:
+        permutation = np.random.default_rng(config.seed).permutation(len(used))
+        pool_order = np.empty(len(used), dtype=np.int64)
+        pool_order[permutation] = np.arange(len(used))
+        cutoff = _sample_cutoffs(pool_order, groups, q_idx, t_idx, config.max_pool_size)
+        spec_parts.update(pool_order=pool_order, query_cutoff=cutoff, always=t_idx)
+    found = chunked_topk(
+        vectors[q_idx],
+        vectors,
+        0,
+        spec=PoolSpec(**spec_parts),
+        targets=t_idx,
+        tie_tolerance=config.tie_tolerance,
+        query_block=config.query_block,
+        pool_block=config.pool_block,
+    )
+    assert found.n_greater is not None and found.n_tied is not None
+    rank = 1 + found.n_greater + (found.n_tied if config.tie_rule == "pessimistic" else 0)
+    category = used["category"].astype(object).to_numpy()
+    note_id = used["note_id"].astype(object).to_numpy()
+    units = pd.DataFrame(
+        {
+            "subject_id": subject_ids[q_idx],
+            "query_note_id": note_id[q_idx],
+            "target_note_id": note_id[t_idx],
+            "query_category": category[q_idx],
+            "target_category": category[t_idx],
+            "rank": rank.astype(np.int64),
+            "n_tied": found.n_tied,
+            "pool_size": found.pool_size,
+        }
+    )
+    warnings = []
+    n_ties = int((found.n_tied > 0).sum())
+    if n_ties:
+        rule = "counted against the target" if config.tie_rule == "pessimistic" else "ignored"
+        warnings.append(
+            f"{n_ties} queries have pool notes scoring the same as the target (e.g. identical texts); {rule}"
+        )
+    if config.max_pool_size is not None and int(found.pool_size.min()) < config.max_pool_size:
+        warnings.append(
+            f"{int((found.pool_size < config.max_pool_size).sum())} queries have fewer eligible notes "
+            f"than max_pool_size={config.max_pool_size}; their whole eligible pool is used"
+        )
+    counts = {
+        "patients": len(cohort.patients),
+        "patients_with_notes": int(used["subject_id"].nunique()),
+        "patients_with_queries": int(units["subject_id"].nunique()),
+        "notes": len(used),
+        "notes_by_category": {str(k): int(v) for k, v in used["category"].value_counts().items()},
+        "queries": len(units),
+        "identical_pairs": n_identical,
+        "identical_pairs_dropped": n_identical if config.identical_pairs == "drop" else 0,
+        "queries_with_ties": n_ties,
+        "pool_size_min": int(found.pool_size.min()),
+        "pool_size_max": int(found.pool_size.max()),
+    }
+    return TaskResult(
+        task="recall",
+        main_metric="top5",
+        definition=_definition(config, categories),
+        counts=counts,
+        metrics=bootstrap_metrics(units, metrics_from_units, config.bootstrap),
+        bootstrap=config.bootstrap,
+        warnings=warnings,
+    ).with_units(units)

@@ -1,0 +1,190 @@
+"""Exact top-k and exact target ranks by chunked matrix products, in bounded memory.
+
+Next-note recall scores every query note against every pool note. Real evaluation halves hold
+hundreds of thousands of notes, so the full query-by-pool similarity matrix (N x N float32: 40 GB at
+100,000 notes) is never built. Queries are taken in blocks, the pool in blocks; each block of scores
+(``query_block x pool_block`` float32) is used three ways before it is dropped:
+
+- the running top-k of each query is merged with the block's candidates (candidates above the
+  running k-th score only, found with one comparison; a dense block is first cut to its k best per
+  row with ``np.partition``), so the top-k is exact;
+- the candidates scoring above the target's score are counted, so the rank of the target is exact;
+- the candidates tied with the target (within ``tie_tolerance``) are counted, so the tie rule is
+  applied by the caller, not by chance of ordering.
+
+Pools differ per query (the query is never in its own pool; optionally only notes of one group, or a
+seeded sample), so each query carries a ``PoolSpec`` description that is turned into a mask block by
+block, never materialised as an N x N array. Ties in the top-k lists are broken by the lower pool
+index, so the result does not depend on the block sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Which pool rows each query may see (all optional; the default pool is every row).
+
+    - ``exclude[q]``: one pool row never in query q's pool (its own note), -1 for none;
+    - ``query_group[q]`` / ``pool_group[p]``: only pool rows of the query's group (e.g. the target's
+      category);
+    - ``pool_order[p]`` / ``query_cutoff[q]``: only pool rows with ``pool_order <= query_cutoff[q]``
+      (a seeded sample: ``pool_order`` is a random permutation rank);
+    - ``always[q]``: one pool row always in the pool whatever the sample says (the target), -1 for none.
+    """
+
+    exclude: np.ndarray | None = None
+    query_group: np.ndarray | None = None
+    pool_group: np.ndarray | None = None
+    pool_order: np.ndarray | None = None
+    query_cutoff: np.ndarray | None = None
+    always: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class TopKResult:
+    """Per query: top-k pool rows and scores (best first), and, where targets were given, rank counts.
+
+    ``indices`` is -1 (score -inf) where a pool holds fewer than k rows. ``n_greater`` counts pool rows
+    scoring above the target by more than the tolerance; ``n_tied`` counts other pool rows within the
+    tolerance of the target's score; ``pool_size`` counts every row in the query's pool (target included).
+    """
+
+    indices: np.ndarray  # (n_queries, k) int64
+    scores: np.ndarray  # (n_queries, k) float32
+    pool_size: np.ndarray  # (n_queries,) int64
+    n_greater: np.ndarray | None = None  # (n_queries,) int64
+    n_tied: np.ndarray | None = None  # (n_queries,) int64
+    target_score: np.ndarray | None = None  # (n_queries,) float32
+
+
+def _select(spec_part: np.ndarray | None, rows: slice) -> np.ndarray | None:
+    return None if spec_part is None else spec_part[rows]
+
+
+def _mask_block(
+    scores: np.ndarray, spec: PoolSpec, q: slice, p: slice, always_local: np.ndarray | None
+) -> None:
+    """Set scores of rows outside each query's pool to -inf, in place."""
+    if spec.query_group is not None and spec.pool_group is not None:
+        scores[spec.query_group[q][:, None] != spec.pool_group[p][None, :]] = -np.inf
+    if spec.pool_order is not None and spec.query_cutoff is not None:
+        out = spec.pool_order[p][None, :] > spec.query_cutoff[q][:, None]
+        if always_local is not None:
+            rows = np.flatnonzero(always_local >= 0)
+            out[rows, always_local[rows]] = False
+        scores[out] = -np.inf
+    if spec.exclude is not None:
+        local = spec.exclude[q] - p.start
+        rows = np.flatnonzero((local >= 0) & (local < p.stop - p.start))
+        scores[rows, local[rows]] = -np.inf
+
+
+def _local(index: np.ndarray | None, q: slice, p: slice) -> np.ndarray | None:
+    """Pool-block-local column of a per-query pool row (e.g. the target), -1 where outside the block."""
+    if index is None:
+        return None
+    local = index[q] - p.start
+    return np.where((local >= 0) & (local < p.stop - p.start), local, -1)
+
+
+def _merge(
+    run_scores: np.ndarray,
+    run_index: np.ndarray,
+    block: np.ndarray,
+    offset: int,
+    k: int,
+) -> None:
+    """Merge one score block into the running top-k (in place); ties go to the lower pool index."""
+    # strictly above the running k-th score: an equal score in this block has a higher index and loses
+    threshold = run_scores[:, -1]
+    above = block > threshold[:, None]
+    counts = above.sum(axis=1)
+    dense = np.flatnonzero(counts > 2 * k)
+    if len(dense):
+        # cut dense rows to their k best (plus ties at the k-th score) before the sparse merge
+        kth = np.partition(block[dense], block.shape[1] - k, axis=1)[:, block.shape[1] - k]
+        above[dense] &= block[dense] >= kth[:, None]
+    rows, cols = np.nonzero(above)
+    if len(rows) == 0:
+        return
+    n_rows = run_scores.shape[0]
+    all_rows = np.concatenate([np.repeat(np.arange(n_rows), k), rows])
+    all_scores = np.concatenate([run_scores.ravel(), block[rows, cols]])
+    all_index = np.concatenate([run_index.ravel(), cols.astype(np.int64) + offset])
+    # -1 (empty slot) sorts after every real index among equal (-inf) scores
+    tiebreak = np.where(all_index < 0, np.iinfo(np.int64).max, all_index)
+    order = np.lexsort((tiebreak, -all_scores, all_rows))
+    sorted_rows = all_rows[order]
+    first = np.searchsorted(sorted_rows, sorted_rows, side="left")
+    position = np.arange(len(order)) - first
+    keep = position < k
+    run_scores[sorted_rows[keep], position[keep]] = all_scores[order][keep]
+    run_index[sorted_rows[keep], position[keep]] = all_index[order][keep]
+
+
+def chunked_topk(
+    queries: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    *,
+    spec: PoolSpec | None = None,
+    targets: np.ndarray | None = None,
+    tie_tolerance: float = 0.0,
+    query_block: int = 1024,
+    pool_block: int = 8192,
+) -> TopKResult:
+    """Exact top-k pool rows by dot product for every query, and exact target rank counts.
+
+    ``k=0`` skips the top-k lists (ranks only). ``targets[q]`` is the pool row whose rank is counted;
+    it must be in query q's pool. Memory is ``O(query_block * pool_block + n_queries * k)``.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    pool = np.ascontiguousarray(pool, dtype=np.float32)
+    if queries.ndim != 2 or pool.ndim != 2 or queries.shape[1] != pool.shape[1]:
+        raise ValueError(f"chunked_topk: shapes {queries.shape} and {pool.shape} do not match")
+    if k < 0 or query_block < 1 or pool_block < 1:
+        raise ValueError("chunked_topk: k must be >= 0 and block sizes >= 1")
+    spec = spec or PoolSpec()
+    n_q, n_p = len(queries), len(pool)
+    k_eff = min(k, n_p)
+    top_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
+    top_index = np.full((n_q, k), -1, dtype=np.int64)
+    pool_size = np.zeros(n_q, dtype=np.int64)
+    target_score = n_greater = n_tied = None
+    if targets is not None:
+        targets = np.asarray(targets, dtype=np.int64)
+        if targets.shape != (n_q,) or (n_q and (targets.min() < 0 or targets.max() >= n_p)):
+            raise ValueError("chunked_topk: targets must be one pool row per query")
+        target_score = np.einsum("ij,ij->i", queries, pool[targets]).astype(np.float32)
+        n_greater = np.zeros(n_q, dtype=np.int64)
+        n_tied = np.zeros(n_q, dtype=np.int64)
+    for q0 in range(0, n_q, query_block):
+        q = slice(q0, min(q0 + query_block, n_q))
+        run_scores = np.full((q.stop - q.start, k_eff), -np.inf, dtype=np.float32)
+        run_index = np.full((q.stop - q.start, k_eff), -1, dtype=np.int64)
+        for p0 in range(0, n_p, pool_block):
+            p = slice(p0, min(p0 + pool_block, n_p))
+            block = queries[q] @ pool[p].T
+            _mask_block(block, spec, q, p, _local(spec.always, q, p))
+            in_pool = block > -np.inf
+            pool_size[q] += in_pool.sum(axis=1)
+            if targets is not None:
+                ts = target_score[q][:, None]
+                n_greater[q] += (block > ts + tie_tolerance).sum(axis=1)
+                tied = (np.abs(block - ts) <= tie_tolerance) & in_pool
+                target_local = _local(targets, q, p)
+                rows = np.flatnonzero(target_local >= 0)
+                if not np.all(np.isfinite(block[rows, target_local[rows]])):
+                    raise ValueError("chunked_topk: a target is outside its query's pool")
+                tied[rows, target_local[rows]] = False
+                n_tied[q] += tied.sum(axis=1)
+            if k_eff:
+                _merge(run_scores, run_index, block, p0, k_eff)
+        top_scores[q, :k_eff] = run_scores
+        top_index[q, :k_eff] = np.where(np.isfinite(run_scores), run_index, -1)
+    return TopKResult(top_index, top_scores, pool_size, n_greater, n_tied, target_score)
