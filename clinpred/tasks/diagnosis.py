@@ -1,0 +1,309 @@
+"""Diagnosis prediction: how well do a patient's aggregated note embeddings predict their diagnoses?
+
+One classifier per label on the aggregated embeddings, out-of-fold predictions from a 5-fold
+cross-validation grouped by patient, metrics (macro AUROC the headline) on the pooled out-of-fold
+predictions with patient-bootstrap intervals. Leakage-safe by default: discharge summaries, which list
+the diagnoses the codes are taken from, are left out of the features (DESIGN.md rule 3).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.preprocessing import StandardScaler
+
+from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
+from clinpred.data.labels import LabelScheme, label_matrix
+from clinpred.data.splits import patient_folds
+from clinpred.errors import InputError
+from clinpred.tasks.aggregate import AggregationMethod, aggregate
+from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision
+from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
+
+HEADLINE = ("macro_auroc", "micro_auroc", "macro_auprc")
+
+
+class DiagnosisConfig(BaseModel):
+    """Every setting of the diagnosis task; the result records all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: Literal["patient", "admission"] = "patient"
+    label_scheme: LabelScheme = "ccs_benchmark"
+    top_k: int = Field(25, ge=1)  # labels kept by the top-k schemes
+    aggregation: AggregationMethod = "mean"
+    last_k: int = Field(5, ge=1)  # notes in last_k_mean
+    half_life_days: float = Field(30.0, gt=0)  # of decay_mean
+    include_discharge_summaries: bool = False  # True relaxes the leakage guard
+    model: Literal["logistic", "lightgbm"] = "logistic"
+    c_grid: list[float] = Field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min_length=1)
+    inner_folds: int = Field(3, ge=2)  # grouped inner CV that picks C, per label and outer fold
+    max_iter: int = Field(300, ge=10)
+    lgbm_n_estimators: int = Field(100, ge=1)
+    lgbm_learning_rate: float = Field(0.05, gt=0)
+    lgbm_num_leaves: int = Field(15, ge=2)
+    n_folds: int = Field(5, ge=2)
+    min_positives: int = Field(5, ge=1)  # a label needs this many positive and negative units overall
+    min_train_positives: int = Field(
+        2, ge=1
+    )  # ... and this many positives and negatives in each training fold
+    bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
+    seed: int = 0
+
+
+def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
+    """Macro/micro AUROC, macro AUPRC and per-label ``auroc::L`` / ``auprc::L`` from out-of-fold rows."""
+    labels = [c[3:] for c in units.columns if c.startswith("p::")]
+    p = units[[f"p::{c}" for c in labels]].to_numpy(dtype=float)
+    y = units[[f"y::{c}" for c in labels]].to_numpy(dtype=bool)
+    auroc = auroc_columns(y, p) if len(units) else np.full(len(labels), np.nan)
+    auprc = np.array([average_precision(y[:, j], p[:, j]) for j in range(len(labels))])
+    micro = auroc_columns(y.reshape(-1, 1), p.reshape(-1, 1))[0] if y.size else np.nan
+    out = {
+        "macro_auroc": _nanmean(auroc),
+        "micro_auroc": float(micro),
+        "macro_auprc": _nanmean(auprc),
+    }
+    for j, label in enumerate(labels):
+        out[f"auroc::{label}"] = float(auroc[j])
+        out[f"auprc::{label}"] = float(auprc[j])
+    return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+def _units_and_labels(
+    cohort: Cohort, config: DiagnosisConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """The candidate units (patients or admissions with any diagnosis) and their label matrix."""
+    dx = cohort.diagnoses[cohort.diagnoses["subject_id"].isin(set(cohort.subject_ids.tolist()))]
+    with_dx = np.sort(dx["subject_id"].unique())
+    counts = {"patients_in_cohort": len(cohort.subject_ids)}
+    counts["patients_without_diagnoses"] = int(len(cohort.subject_ids) - len(with_dx))
+    labels = label_matrix(dx, list(with_dx), scheme=config.label_scheme, k=config.top_k, unit=config.unit)
+    keys = labels.index.to_frame(index=False)
+    if config.unit == "patient":
+        keys.columns = ["subject_id"]
+    return keys, labels.reset_index(drop=True), counts
+
+
+def _strata(y: np.ndarray, n_folds: int) -> np.ndarray:
+    """Per unit, its rarest positive label (labels with fewer than n_folds positives merged into 'rare').
+
+    Spreads every label's positives over the folds as evenly as a single stratum allows.
+    """
+    pos = y.sum(axis=0)
+    rank = np.argsort(np.argsort(pos, kind="stable"), kind="stable").astype(float)
+    rank[pos < n_folds] = np.inf
+    masked = np.where(y, rank[None, :], np.inf)
+    strata = np.where(np.isfinite(masked.min(axis=1)), masked.argmin(axis=1), -1).astype(np.int64)
+    values, sizes = np.unique(strata, return_counts=True)
+    small = values[sizes < n_folds]
+    strata[np.isin(strata, small)] = -2
+    if 0 < (strata == -2).sum() < n_folds:
+        strata[strata == -2] = values[np.argmax(sizes)]
+    return strata
+
+
+def _fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    config: DiagnosisConfig,
+) -> tuple[np.ndarray, float | None]:
+    """Out-of-fold probabilities for one label; also the C chosen by the inner grouped CV."""
+    if config.model == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        model = LGBMClassifier(
+            n_estimators=config.lgbm_n_estimators,
+            learning_rate=config.lgbm_learning_rate,
+            num_leaves=config.lgbm_num_leaves,
+            random_state=config.seed,
+            n_jobs=1,
+            verbose=-1,
+        )
+        model.fit(x_train, y_train)
+        return model.predict_proba(x_test)[:, 1], None
+    splits = []
+    if min(y_train.sum(), (~y_train).sum()) >= config.inner_folds and len(config.c_grid) > 1:
+        inner = StratifiedGroupKFold(n_splits=config.inner_folds, shuffle=True, random_state=config.seed)
+        splits = list(inner.split(x_train, y_train, groups_train))
+    if splits and all(0 < y_train[test].sum() < len(test) for _, test in splits):
+        search = LogisticRegressionCV(
+            Cs=config.c_grid,
+            l1_ratios=(0.0,),
+            cv=splits,
+            scoring="roc_auc",
+            solver="lbfgs",
+            max_iter=config.max_iter,
+            use_legacy_attributes=False,
+        )
+        search.fit(x_train, y_train)
+        chosen = float(np.ravel(search.C_)[0])
+        return search.predict_proba(x_test)[:, 1], chosen
+    # too few positives for an inner split with both classes: the middle of the grid, stated in c_chosen
+    chosen = float(sorted(config.c_grid)[len(config.c_grid) // 2])
+    model = LogisticRegression(C=chosen, solver="lbfgs", max_iter=config.max_iter)
+    model.fit(x_train, y_train)
+    return model.predict_proba(x_test)[:, 1], chosen
+
+
+def evaluate_diagnosis(
+    cohort: Cohort, embeddings: np.ndarray, *, config: DiagnosisConfig | None = None
+) -> TaskResult:
+    """Cross-validated diagnosis prediction from aggregated note embeddings (aligned with cohort.notes)."""
+    config = config or DiagnosisConfig()
+    if len(embeddings) != len(cohort.notes):
+        raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
+    warnings: list[str] = []
+    keys, labels, counts = _units_and_labels(cohort, config)
+
+    notes, emb = cohort.notes, embeddings
+    is_ds = (notes["category"] == DISCHARGE_SUMMARY).to_numpy()
+    if not config.include_discharge_summaries:
+        notes, emb = notes[~is_ds], embeddings[~is_ds]
+    key = "subject_id" if config.unit == "patient" else "hadm_id"
+    features, has_notes = aggregate(
+        notes,
+        emb,
+        keys[key].to_numpy(),
+        method=config.aggregation,
+        k=config.last_k,
+        half_life_days=config.half_life_days,
+        key=key,
+    )
+    counts[f"{config.unit}s_without_feature_notes"] = int((~has_notes).sum())
+    keys, labels, features = keys[has_notes].reset_index(drop=True), labels[has_notes], features[has_notes]
+    labels = labels.reset_index(drop=True)
+    used = notes[notes[key].isin(set(keys[key].tolist()))]
+    counts.update(
+        {
+            f"{config.unit}s": len(keys),
+            "patients": int(keys["subject_id"].nunique()),
+            "notes_used": len(used),
+            "discharge_summaries_in_cohort": int(is_ds.sum()),
+            "discharge_summaries_used": int((used["category"] == DISCHARGE_SUMMARY).sum()),
+        }
+    )
+    y_all = labels.to_numpy(dtype=bool)
+    counts["positives"] = {str(c): int(n) for c, n in zip(labels.columns, y_all.sum(axis=0), strict=True)}
+
+    patients = np.sort(keys["subject_id"].unique())
+    if len(patients) < config.n_folds:
+        raise InputError(
+            f"diagnosis: {len(patients)} patients have feature notes, too few for n_folds={config.n_folds}"
+        )
+    # stratify patient folds by each patient's rarest positive label (any admission)
+    per_patient = pd.DataFrame(y_all).groupby(keys["subject_id"].to_numpy()).max().reindex(patients)
+    folds = patient_folds(
+        patients,
+        config.n_folds,
+        seed=config.seed,
+        strata=_strata(per_patient.to_numpy(dtype=bool), config.n_folds),
+    )
+    fold_of = np.empty(len(keys), dtype=np.int64)
+    subj = keys["subject_id"].to_numpy()
+    for i, (_, test) in enumerate(folds):
+        fold_of[np.isin(subj, test)] = i
+
+    kept, dropped = _keep_labels(y_all, list(labels.columns), fold_of, config)
+    for label, why in dropped.items():
+        warnings.append(f"label dropped: {label} ({why})")
+    counts["labels_kept"] = len(kept)
+    counts["labels_dropped"] = len(dropped)
+    if not kept:
+        raise InputError(
+            f"diagnosis: no {config.label_scheme} label has min_positives={config.min_positives} positive "
+            f"{config.unit}s in every training fold; use a larger cohort or lower min_positives"
+        )
+
+    probs = np.full((len(keys), len(kept)), np.nan)
+    chosen_c: dict[str, list[float | None]] = {label: [] for label in kept}
+    for i in range(config.n_folds):
+        train, test = fold_of != i, fold_of == i
+        scaler = StandardScaler().fit(features[train])  # fitted on the training fold only
+        x_train, x_test = scaler.transform(features[train]), scaler.transform(features[test])
+        for j, label in enumerate(kept):
+            y = labels[label].to_numpy(dtype=bool)
+            p, c = _fit_predict(x_train, y[train], subj[train], x_test, config)
+            probs[test, j] = p
+            chosen_c[label].append(c)
+
+    units = keys.copy()
+    units["fold"] = fold_of
+    for j, label in enumerate(kept):
+        units[f"p::{label}"] = probs[:, j]
+        units[f"y::{label}"] = labels[label].to_numpy(dtype=bool)
+    estimates = bootstrap_metrics(units, metrics_from_units, config.bootstrap)
+    per_label: dict[str, dict[str, Estimate]] = {
+        label: {"auroc": estimates[f"auroc::{label}"], "auprc": estimates[f"auprc::{label}"]}
+        for label in kept
+    }
+    definition = {
+        **config.model_dump(),
+        "features": (
+            f"{config.aggregation} of the {config.unit}'s note embeddings"
+            + ("" if config.include_discharge_summaries else ", discharge summaries excluded")
+        ),
+        "relaxations": ["include_discharge_summaries"] if config.include_discharge_summaries else [],
+        "labels": kept,
+        "labels_dropped": sorted(dropped),
+        "model_detail": (
+            "StandardScaler (training fold) + L2 logistic regression per label, C by inner grouped CV (AUROC)"
+            if config.model == "logistic"
+            else "LightGBM per label on the training fold"
+        ),
+        "c_chosen": chosen_c if config.model == "logistic" else {},
+        "evaluation": "pooled out-of-fold predictions; intervals from resampling patients",
+    }
+    return TaskResult(
+        task="diagnosis",
+        main_metric="macro_auroc",
+        definition=definition,
+        counts=counts,
+        folds={
+            "n_splits": config.n_folds,
+            "grouped_by": "subject_id",
+            "stratified_by": "each patient's rarest positive label",
+            "seed": config.seed,
+            "patients_per_fold": [len(test) for _, test in folds],
+        },
+        metrics={k: estimates[k] for k in HEADLINE},
+        per_label=per_label,
+        bootstrap=config.bootstrap,
+        warnings=warnings,
+    ).with_units(units)
+
+
+def _keep_labels(
+    y: np.ndarray, names: list[str], fold_of: np.ndarray, config: DiagnosisConfig
+) -> tuple[list[str], dict[str, str]]:
+    """Labels that every training fold can learn; the others with the reason they were dropped."""
+    kept, dropped = [], {}
+    for j, name in enumerate(names):
+        pos = int(y[:, j].sum())
+        if min(pos, len(y) - pos) < config.min_positives:
+            dropped[name] = (
+                f"{pos} positives / {len(y) - pos} negatives, fewer than min_positives={config.min_positives}"
+            )
+            continue
+        train_pos = [int(y[fold_of != i, j].sum()) for i in range(config.n_folds)]
+        train_neg = [int((~y[fold_of != i, j]).sum()) for i in range(config.n_folds)]
+        if min(train_pos) < config.min_train_positives or min(train_neg) < config.min_train_positives:
+            dropped[name] = (
+                f"a training fold has {min(train_pos)} positives / {min(train_neg)} negatives, "
+                f"fewer than min_train_positives={config.min_train_positives}"
+            )
+            continue
+        kept.append(name)
+    return kept, dropped
