@@ -1,0 +1,452 @@
+"""sentence-transformers backends: ``gemma-base``, ``gemma-finetuned`` and ``sentence-transformers``.
+
+One class serves all three; they differ in defaults. A model is found as a local directory or in the
+local Hugging Face cache, never silently downloaded when the hub is off (``HF_HUB_OFFLINE``). The
+fingerprint is computed from the files (or the hub commit) and the settings without loading the model,
+so a run whose vectors are all cached never pays for loading torch weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clinpred.backends.base import Role, l2_normalise
+from clinpred.backends.chunking import mean_of_windows, split_into_windows
+from clinpred.errors import InputError
+
+GEMMA_DEFAULT_MODEL = "google/embeddinggemma-300m"
+GEMMA_DOCUMENT_PROMPT = "title: none | text: "
+GEMMA_QUERY_PROMPTS = {
+    "search": "task: search result | query: ",
+    "similarity": "task: sentence similarity | query: ",
+}
+_MODELS_EXTRA = "needs the 'models' extra: pip install 'clinpred[models]'"
+
+
+class SentenceTransformerSettings(BaseModel):
+    """Every setting of a sentence-transformers backend; all but batch_size/device enter the fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="a local model directory or a Hugging Face model id")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit); hub ids only")
+    document_prompt: str | None = Field(
+        None, description="prepended to documents; None: the model's saved 'document' prompt, if any"
+    )
+    query_prompt: str | None = Field(
+        None, description="prepended to queries; None: the model's saved 'query' prompt, if any"
+    )
+    truncate_dim: int | None = Field(
+        None, gt=0, description="Matryoshka: keep the first N dims, re-normalise"
+    )
+    max_seq_length: int | None = Field(None, gt=0, description="tokens per input; None: the model's own")
+    batch_size: int = Field(32, gt=0)
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    long_notes: Literal["truncate", "chunk"] = "truncate"
+    chunk_tokens: int | None = Field(None, gt=0, description="window size; None: what fits after the prompt")
+    overlap: int = Field(32, ge=0, description="tokens shared by consecutive windows")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _path_as_string(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+class GemmaBaseSettings(SentenceTransformerSettings):
+    """EmbeddingGemma defaults: the model id and its prompts, with the query task as a setting."""
+
+    model: str = GEMMA_DEFAULT_MODEL
+    query_task: Literal["search", "similarity"] = "search"
+
+    @model_validator(mode="after")
+    def _gemma_prompts(self) -> GemmaBaseSettings:
+        if self.document_prompt is None:
+            self.document_prompt = GEMMA_DOCUMENT_PROMPT
+        if self.query_prompt is None:
+            self.query_prompt = GEMMA_QUERY_PROMPTS[self.query_task]
+        return self
+
+
+# --------------------------------------------------------------------------- finding the model on disk
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's files are, and what identifies them for the fingerprint."""
+
+    model_id: str  # what the user asked for
+    path: Path  # a local directory holding the files
+    revision: str | None  # the hub commit, for a model from the Hugging Face cache
+    from_hub_cache: bool
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or model.rstrip(os.sep).count(os.sep) > 1
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _not_available_message(model: str, cache_dir: str) -> str:
+    return (
+        f"model '{model}' is not on this machine: it is not a local directory and not in the Hugging Face "
+        f"cache ({cache_dir}), and the hub cannot be reached"
+        f"{' (HF_HUB_OFFLINE=1)' if _offline() else ''}. Point clinpred at a local copy with "
+        "--backend-setting model=/path/to/model (a sentence-transformers directory), or on a machine with "
+        f"internet run `huggingface-cli download {model}` and copy its Hugging Face cache here (set HF_HOME "
+        "to it), or save the model directory and copy that."
+    )
+
+
+def resolve_model(model: str, revision: str | None = None) -> ResolvedModel:
+    """A local directory as is; a hub id from the local Hugging Face cache (downloaded only when online)."""
+    local = Path(model).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise InputError(f"model '{model}' is a file; give the model's directory (holding modules.json)")
+        if not (local / "modules.json").exists() and not (local / "config.json").exists():
+            raise InputError(
+                f"model directory '{model}' holds neither modules.json nor config.json: it is not a "
+                "sentence-transformers or transformers model. Give the directory that `clinpred finetune` "
+                "or `SentenceTransformer.save` wrote."
+            )
+        return ResolvedModel(model, local.resolve(), None, False)
+    if _looks_like_path(model):
+        raise InputError(f"model directory '{model}' does not exist; check --backend-setting model=PATH")
+    try:
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        raise InputError(f"backend for model '{model}' {_MODELS_EXTRA}") from None
+    try:
+        snapshot = Path(snapshot_download(model, revision=revision, local_files_only=True))
+    except LocalEntryNotFoundError:
+        if _offline():
+            raise InputError(_not_available_message(model, constants.HF_HUB_CACHE)) from None
+        try:
+            snapshot = Path(snapshot_download(model, revision=revision))
+        except Exception:
+            raise InputError(_not_available_message(model, constants.HF_HUB_CACHE)) from None
+    except Exception as exc:  # bad repo id syntax and the like
+        raise InputError(f"model '{model}' cannot be looked up in the Hugging Face cache: {exc}") from None
+    return ResolvedModel(model, snapshot, snapshot.name, True)
+
+
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def directory_hash(directory: Path) -> str:
+    """sha256 over every file's relative path and streamed bytes (README excluded); memoised by size+mtime."""
+    files = sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and p.name != "README.md"
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+    stats = tuple((str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (str(directory), stats)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        for path, (relative, size, _) in zip(files, stats, strict=True):
+            digest.update(f"{relative}\0{size}\0".encode())
+            with path.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _transformer_config(directory: Path) -> dict[str, Any]:
+    """The transformers config.json of the model's first (Transformer) module."""
+    for module in _read_json(directory / "modules.json") or []:
+        if isinstance(module, dict) and "Transformer" in str(module.get("type", "")):
+            return _read_json(directory / str(module.get("path", "")) / "config.json")
+    return _read_json(directory / "config.json")
+
+
+def is_gemma3(directory: Path) -> bool:
+    """True for Gemma3 (EmbeddingGemma) models, whose activations overflow float16."""
+    config = _transformer_config(directory)
+    model_type = str(config.get("model_type", ""))
+    architectures = " ".join(config.get("architectures") or [])
+    return model_type.startswith("gemma3") or "Gemma3" in architectures
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+class SentenceTransformerBackend:
+    """Any sentence-transformers model as an ``EmbeddingBackend``: prompts, Matryoshka, long-note chunking."""
+
+    sends_text_off_machine = False
+
+    def __init__(self, settings: SentenceTransformerSettings, *, name: str = "sentence-transformers") -> None:
+        self.name = name
+        self.settings = settings
+        self.resolved = resolve_model(settings.model, settings.revision)
+        if settings.dtype == "float16" and is_gemma3(self.resolved.path):
+            raise InputError(
+                f"dtype=float16 is refused for '{settings.model}': it is a Gemma3 model, and Gemma3 "
+                "activations overflow float16 (the vectors come out as NaN). Use dtype=float32 or "
+                "dtype=bfloat16."
+            )
+        if settings.chunk_tokens is not None and settings.overlap >= settings.chunk_tokens:
+            raise InputError(
+                f"overlap ({settings.overlap}) must be smaller than chunk_tokens ({settings.chunk_tokens})"
+            )
+        saved = _read_json(self.resolved.path / "config_sentence_transformers.json").get("prompts") or {}
+        self.prompts: dict[str, str] = {
+            "document": settings.document_prompt
+            if settings.document_prompt is not None
+            else saved.get("document", ""),
+            "query": settings.query_prompt if settings.query_prompt is not None else saved.get("query", ""),
+        }
+        self._model: Any = None
+        self._fingerprint: str | None = None
+
+    # ---- identity
+
+    def fingerprint(self) -> str:
+        """Model id + commit (hub) or content hash (local) + prompts + dimension + length + long-note mode."""
+        if self._fingerprint is None:
+            s = self.settings
+            weights = (
+                f"{self.resolved.model_id}@{self.resolved.revision}"
+                if self.resolved.from_hub_cache
+                else f"sha256:{directory_hash(self.resolved.path)}"
+            )
+            parts = {
+                "kind": "sentence-transformers",
+                "model": weights,
+                "prompts": self.prompts,
+                "dim": s.truncate_dim or "full",
+                "max_seq_length": s.max_seq_length or "model",
+                "dtype": s.dtype,
+                "long_notes": s.long_notes,
+            }
+            if s.long_notes == "chunk":
+                parts["chunk_tokens"] = s.chunk_tokens or "fit"
+                parts["overlap"] = s.overlap
+            self._fingerprint = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        """Model id, revision, dimension, library versions and settings: recorded with every result."""
+        import sentence_transformers
+        import transformers
+
+        model = self._load()
+        return {
+            "backend": self.name,
+            "model": self.resolved.model_id,
+            "revision": self.resolved.revision or f"sha256:{directory_hash(self.resolved.path)}",
+            "path": str(self.resolved.path),
+            "dimension": self.dimension,
+            "max_seq_length": model.max_seq_length,
+            "prompts": self.prompts,
+            "sentence_transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__,
+            "settings": self.settings.model_dump(),
+        }
+
+    # ---- loading
+
+    def _device(self) -> str:
+        import torch
+
+        wanted = self.settings.device
+        cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+        if wanted == "auto":
+            return "cuda" if cuda else "mps" if mps else "cpu"
+        if (wanted == "cuda" and not cuda) or (wanted == "mps" and not mps):
+            raise InputError(
+                f"device={wanted} was asked for but is not available here; use device=auto or cpu"
+            )
+        return wanted
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from transformers.utils import logging as transformers_logging
+
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        bars_were_on = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every run
+        try:
+            model = SentenceTransformer(
+                str(self.resolved.path),
+                device=self._device(),
+                local_files_only=True,
+                model_kwargs={"dtype": dtype[self.settings.dtype]},
+            )
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"model '{self.settings.model}' at {self.resolved.path} could not be loaded: {exc}"
+            ) from None
+        finally:
+            if bars_were_on:
+                transformers_logging.enable_progress_bar()
+        if self.settings.max_seq_length is not None:
+            model.max_seq_length = self.settings.max_seq_length
+        full = model.get_embedding_dimension()
+        if self.settings.truncate_dim is not None and full is not None and self.settings.truncate_dim > full:
+            raise InputError(
+                f"truncate_dim={self.settings.truncate_dim} is larger than the model's dimension ({full})"
+            )
+        self._full_dimension = full
+        self._model = model
+        return model
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors this backend returns."""
+        self._load()
+        return int(self.settings.truncate_dim or self._full_dimension)
+
+    def _chunk_tokens(self, prompt: str) -> int:
+        model = self._model
+        tokenizer = model.tokenizer
+        room = int(model.max_seq_length) - tokenizer.num_special_tokens_to_add()
+        room -= len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        wanted = self.settings.chunk_tokens
+        if wanted is None:
+            if room <= self.settings.overlap:
+                raise InputError(
+                    f"max_seq_length {model.max_seq_length} leaves no room for chunks after the prompt "
+                    f"and an overlap of {self.settings.overlap}; lower overlap or raise max_seq_length"
+                )
+            return room
+        if wanted > room:
+            raise InputError(
+                f"chunk_tokens={wanted} does not fit: max_seq_length {model.max_seq_length} leaves {room} "
+                "tokens after the prompt and special tokens; lower chunk_tokens or raise max_seq_length"
+            )
+        return wanted
+
+    # ---- embedding
+
+    def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts),
+            prompt=prompt,
+            batch_size=self.settings.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.settings.truncate_dim is not None:
+            vectors = vectors[:, : self.settings.truncate_dim]
+        return l2_normalise(vectors)
+
+    def embed(self, texts: Sequence[str], *, role: Role = "document") -> np.ndarray:
+        """float32 unit rows; documents and queries get their own prompt."""
+        if role not in self.prompts:
+            raise ValueError(f"role must be 'document' or 'query', not {role!r}")
+        texts = list(texts)
+        self._load()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        prompt = self.prompts[role]
+        if self.settings.long_notes == "truncate":
+            return self._encode(texts, prompt)
+        windows, owners = split_into_windows(
+            texts, self._model.tokenizer, self._chunk_tokens(prompt), self.settings.overlap
+        )
+        return mean_of_windows(self._encode(windows, prompt), owners, len(texts)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- registry entries
+
+
+def _build(settings_cls: type[SentenceTransformerSettings], name: str, settings: dict[str, Any]):
+    try:
+        validated = settings_cls(**settings)
+    except ValidationError as exc:
+        from clinpred.backends.registry import describe_validation_error
+
+        raise InputError(describe_validation_error(name, exc)) from None
+    return SentenceTransformerBackend(validated, name=name)
+
+
+def gemma_base(**settings: Any) -> SentenceTransformerBackend:
+    """``gemma-base``: EmbeddingGemma-300m (or any model given as ``model``) with EmbeddingGemma's prompts."""
+    return _build(GemmaBaseSettings, "gemma-base", settings)
+
+
+def gemma_finetuned(**settings: Any) -> SentenceTransformerBackend:
+    """``gemma-finetuned``: the directory `clinpred finetune` wrote (``model`` is required)."""
+    if "model" not in settings:
+        raise InputError(
+            "backend 'gemma-finetuned' needs the model directory that `clinpred finetune` wrote: "
+            "--backend-setting model=/path/to/finetuned-model"
+        )
+    return _build(SentenceTransformerSettings, "gemma-finetuned", settings)
+
+
+def sentence_transformers(**settings: Any) -> SentenceTransformerBackend:
+    """``sentence-transformers``: any local path or hub id; prompts optional."""
+    if "model" not in settings:
+        raise InputError(
+            "backend 'sentence-transformers' needs a model: --backend-setting model=/path/or/hub-id"
+        )
+    return _build(SentenceTransformerSettings, "sentence-transformers", settings)
+
+
+def _models_extra_missing() -> str | None:
+    for module in ("torch", "sentence_transformers", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return f"{_MODELS_EXTRA} ({module} is missing)"
+    return None
+
+
+def sentence_transformers_status() -> tuple[bool, str]:
+    """Runs wherever the models extra is installed; the model itself is a setting."""
+    missing = _models_extra_missing()
+    return (False, missing) if missing else (True, "any local model directory or cached hub id: model=...")
+
+
+def gemma_finetuned_status() -> tuple[bool, str]:
+    """Runs wherever the models extra is installed; needs a directory from `clinpred finetune`."""
+    missing = _models_extra_missing()
+    return (False, missing) if missing else (True, "needs model=DIR written by `clinpred finetune`")
+
+
+def gemma_base_status() -> tuple[bool, str]:
+    """Available when the models extra is installed and EmbeddingGemma is in the local Hugging Face cache."""
+    missing = _models_extra_missing()
+    if missing:
+        return False, missing
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(GEMMA_DEFAULT_MODEL, "modules.json")
+    if isinstance(cached, str):
+        return True, f"{GEMMA_DEFAULT_MODEL} found in the Hugging Face cache"
+    return False, (
+        f"{GEMMA_DEFAULT_MODEL} is not on disk (Hugging Face cache {constants.HF_HUB_CACHE}); "
+        "pass model=/path/to/a/local/copy, or run `huggingface-cli download "
+        f"{GEMMA_DEFAULT_MODEL}` on a machine with internet and copy the cache here"
+    )
