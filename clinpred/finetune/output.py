@@ -1,0 +1,138 @@
+"""What a fine-tuning run leaves behind: clinpred-finetune.json, the model card, and fingerprints.
+
+Nothing here ever holds note text: the data are described by counts and a hash of the patient ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "clinpred-finetune.json"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def ids_sha256(subject_ids: Iterable[int]) -> str:
+    """sha256 of the sorted, unique ids written one per line: identifies a patient set, reveals nothing."""
+    text = "\n".join(str(i) for i in sorted({int(s) for s in subject_ids}))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def weights_sha256(model_dir: Path) -> str | None:
+    """sha256 over every weight file of a local model directory (relative name + bytes), or None."""
+    files = sorted(p for p in Path(model_dir).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(model_dir)).encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shape the trained weights."""
+    import sentence_transformers
+    import torch
+    import transformers
+
+    import clinpred
+
+    return {
+        "clinpred": getattr(clinpred, "__version__", "0.1.0"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+    }
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON to a temporary file in the same folder, then rename: the file appears whole or not at all."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+            fh.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the rest of the team
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def move_into(staging: Path, out: Path) -> None:
+    """Move every entry of a finished staging folder into ``out``, each by one rename."""
+    for entry in sorted(Path(staging).iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    Path(staging).rmdir()
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def model_card(record: dict[str, Any], ks: Sequence[int]) -> str:
+    """A README for the model folder: what it is, how it was trained, what it scored, how to load it."""
+    cfg = record["config"]
+    data = record["data"]
+    before, after = record.get("recall_before") or {}, record.get("recall_after") or {}
+    rows = "\n".join(
+        f"| recall@{k} | {_fmt(before.get(f'recall@{k}'))} | {_fmt(after.get(f'recall@{k}'))} |" for k in ks
+    )
+    recall = (
+        f"Next-note recall on {data.get('validation_patients', 0)} fine-tuning-validation patients "
+        f"(query = note t, target = note t+1, pool = every validation note but the query; "
+        f"{int(after.get('queries', 0))} queries, pool {int(after.get('pool', 0))}). These patients are a "
+        "slice of the fine-tuning patients: use `clinpred` tasks on evaluation patients for reported "
+        "numbers.\n\n| metric | base | fine-tuned |\n|---|---|---|\n" + rows
+        if after
+        else "No validation patients: no recall measured during fine-tuning."
+    )
+    return f"""---
+library_name: sentence-transformers
+pipeline_tag: sentence-similarity
+tags:
+- sentence-transformers
+- clinpred
+- temporal-contrastive
+base_model: {record["base_model"]["id"]}
+---
+
+# Temporal contrastive fine-tune of `{record["base_model"]["id"]}`
+
+Trained by `clinpred finetune` so that a patient's note at time t retrieves the same patient's note at
+t+1 (anchor = note t, positive = note t+1, in-batch negatives from other patients only: no batch holds
+two pairs of one patient).
+
+- loss: {cfg["loss"]} (scale {cfg["scale"]}), batch size {cfg["batch_size"]}, learning rate {cfg["learning_rate"]},
+  warm-up ratio {cfg["warmup_ratio"]}, max sequence length {cfg["max_seq_length"]}, seed {cfg["seed"]}
+- pairs: {data.get("pairs")} from {data.get("train_patients")} patients; steps: {record["steps"]};
+  wall time {record["wall_time_s"]:.0f} s
+- prompts: {cfg["prompts"]}
+
+{recall}
+
+The full configuration, the data fingerprint (counts and a hash of the patient ids; no note text), the
+loss curve and the validation recall curve are in `{RUN_FILE}`.
+
+```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("path/to/this/folder")
+```
+"""

@@ -1,0 +1,422 @@
+"""The contrastive trainer: sentence-transformers' own trainer with a patient-aware batch sampler.
+
+``finetune`` splits patients, mines pairs from the fine-tuning patients and measures next-note recall on
+the validation slice; ``finetune_pairs`` trains on a team's own pairs. Evaluation patients are never
+read. The trainer's data parallelism is untouched, so the same code runs under ``torchrun`` or
+``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from clinpred.data.cohort import Cohort
+from clinpred.data.splits import split_patients
+from clinpred.errors import InputError
+from clinpred.finetune.config import FinetuneConfig
+from clinpred.finetune.evaluator import NextNoteRecallEvaluator, RecallSet, recall_set
+from clinpred.finetune.output import (
+    RUN_FILE,
+    ids_sha256,
+    model_card,
+    move_into,
+    versions,
+    weights_sha256,
+    write_json_atomic,
+)
+from clinpred.finetune.pairs import mine_pairs
+
+CHECKPOINTS = "checkpoints"
+logger = logging.getLogger(__name__)
+
+
+class FinetuneReport(BaseModel):
+    """What a run did, as returned to the caller and saved (with the config) in clinpred-finetune.json."""
+
+    out: str
+    pairs: int
+    steps: int
+    epochs: float
+    wall_time_s: float
+    counts: dict[str, int]
+    recall_before: dict[str, float] | None = None
+    recall_after: dict[str, float] | None = None
+    loss_curve: list[dict[str, float]]
+    recall_curve: list[dict[str, float]]
+    resumed_from: str | None = None
+
+
+def finetune(
+    cohort: Cohort,
+    config: FinetuneConfig,
+    out: Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> FinetuneReport:
+    """Fine-tune on (note t, note t+1) pairs of ``split.finetune`` patients; watch recall on ``split.validation``."""
+    split = split_patients(cohort.subject_ids, config.split)
+    pairs, counts = mine_pairs(cohort, split.finetune, config.pairs)
+    if pairs.empty:
+        raise InputError(
+            f"no training pairs: {counts['patients']} fine-tuning patients gave "
+            f"{counts['notes_in_categories']} notes in the chosen categories and "
+            f"{counts['consecutive_pairs']} consecutive pairs, {counts['pairs_within_gap']} within the time "
+            "gap. Relax pairs.categories / pairs.max_gap_hours or use more patients."
+        )
+    validation = recall_set(
+        cohort, split.validation, config.pairs, max_queries=config.eval_max_queries, seed=config.seed
+    )
+    data = {
+        "source": cohort.source,
+        "synthetic": cohort.synthetic,
+        "pairs": len(pairs),
+        "counts": counts,
+        "train_patients": len(split.finetune),
+        "validation_patients": len(split.validation),
+        "evaluation_patients_held_out": len(split.evaluation),
+        "train_subject_ids_sha256": ids_sha256(split.finetune),
+        "validation_subject_ids_sha256": ids_sha256(split.validation),
+        "validation_queries": len(validation.query),
+        "validation_pool": validation.pool_size,
+        "split": config.split.model_dump(),
+    }
+    return _train(pairs, config, Path(out), validation, data, progress, resume, callbacks)
+
+
+def finetune_pairs(
+    pairs: pd.DataFrame,
+    config: FinetuneConfig,
+    out: Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> FinetuneReport:
+    """Fine-tune on a team's own pairs: columns anchor, positive and optionally group (e.g. a patient id).
+
+    Without ``group`` every pair is its own group, so batches are only shuffled.
+    """
+    missing = [c for c in ("anchor", "positive") if c not in pairs.columns]
+    if missing:
+        raise InputError(
+            f"pairs: missing column(s) {', '.join(missing)}; found {', '.join(map(str, pairs.columns))}. "
+            "Give columns anchor, positive and optionally group."
+        )
+    frame = pd.DataFrame(
+        {
+            "anchor": pairs["anchor"].astype("string").fillna(""),
+            "positive": pairs["positive"].astype("string").fillna(""),
+            "group": pairs["group"].astype(str)
+            if "group" in pairs.columns
+            else np.arange(len(pairs)).astype(str),
+        }
+    )
+    usable = (frame["anchor"].str.strip().str.len() > 0) & (frame["positive"].str.strip().str.len() > 0)
+    frame = frame[usable.to_numpy(dtype=bool)].reset_index(drop=True)
+    if frame.empty:
+        raise InputError(
+            f"pairs: none of the {len(pairs)} rows has a non-empty anchor and positive; nothing to train on."
+        )
+    codes = pd.factorize(frame["group"])[0].astype(np.int64)
+    frame = frame.assign(group=codes)
+    counts = {"rows": len(pairs), "pairs": len(frame), "groups": int(codes.max()) + 1}
+    data = {
+        "source": "pairs",
+        "pairs": len(frame),
+        "counts": counts,
+        "groups": counts["groups"],
+        "group_column": "group" in pairs.columns,
+        "group_ids_sha256": _strings_sha256(pairs["group"].astype(str).unique())
+        if "group" in pairs.columns
+        else None,
+    }
+    return _train(frame, config, Path(out), None, data, progress, resume, callbacks)
+
+
+def _strings_sha256(values: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest()
+
+
+def _check_out(out: Path, resume: bool) -> str | None:
+    """Refuse to overwrite a finished or foreign folder; find the checkpoint to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory. Choose a new --out folder.")
+    first_process = os.environ.get("RANK", "0") == "0"  # torchrun: others may see rank 0's files
+    if first_process and out.is_dir() and any(out.iterdir()) and not resume:
+        raise InputError(
+            f"{out}: folder is not empty. Choose a new --out folder, or pass --resume to continue an "
+            "interrupted run from its last checkpoint."
+        )
+    ckpt_dir = out / CHECKPOINTS
+    return get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+
+
+def load_base_model(name: str) -> tuple[Any, dict[str, Any]]:
+    """The base SentenceTransformer from a local folder or the local Hugging Face cache, and its fingerprint."""
+    from sentence_transformers import SentenceTransformer
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "modules.json").exists() and not (path / "config.json").exists():
+            raise InputError(f"{path}: not a model folder (no modules.json or config.json).")
+        model = SentenceTransformer(str(path), local_files_only=True)
+        return model, {"id": name, "path": str(path.resolve()), "weights_sha256": weights_sha256(path)}
+    try:
+        model = SentenceTransformer(name, local_files_only=True)
+    except Exception:
+        raise InputError(
+            f"base model {name!r}: not a local folder and not in the local Hugging Face cache (no model hub "
+            "is reached). Download it on a connected machine (huggingface-cli download) or pass a folder."
+        ) from None
+    fingerprint: dict[str, Any] = {"id": name, "path": None, "weights_sha256": None}
+    try:
+        from huggingface_hub import snapshot_download
+
+        snap = Path(snapshot_download(name, local_files_only=True))
+        fingerprint.update(path=str(snap), revision=snap.name, weights_sha256=weights_sha256(snap))
+    except Exception:  # a cache layout we cannot read: the id alone identifies it less well
+        logger.warning("could not locate %s in the local cache to hash its weights", name)
+    return model, fingerprint
+
+
+def _is_gemma3(model: Any) -> bool:
+    first = model[0]
+    auto = getattr(first, "auto_model", None)
+    model_type = str(getattr(getattr(auto, "config", None), "model_type", ""))
+    return model_type.startswith("gemma3")
+
+
+def _prompts(model: Any, mode: str) -> tuple[str, str]:
+    """(anchor prompt, positive prompt) from the model's own prompts."""
+    prompts = getattr(model, "prompts", {}) or {}
+    document = prompts.get("document", "") or ""
+    query = prompts.get("query", "") or ""
+    if mode == "none":
+        return "", ""
+    if mode == "query_document":
+        return query, document
+    return document, document
+
+
+def _precision(config: FinetuneConfig, model: Any) -> tuple[bool, bool]:
+    import torch
+
+    if config.fp16 and _is_gemma3(model):
+        raise InputError(
+            "fp16 is not supported for Gemma3 models (their activations overflow float16): set bf16 = true "
+            "on a GPU that supports it, or leave both off for float32."
+        )
+    bf16 = config.bf16
+    if bf16 is None:
+        bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(bf16), config.fp16
+
+
+def _make_trainer(model, args, dataset, loss, evaluator, groups, callbacks):
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from clinpred.finetune.sampler import PatientBatchSampler
+
+    class PatientTrainer(SentenceTransformerTrainer):
+        """The stock trainer with the patient-aware sampler and no data-derived model card."""
+
+        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+            # The stock card copies training rows (note text) into README.md as examples: skip it.
+            return None
+
+        def get_batch_sampler(
+            self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0
+        ):
+            if len(dataset) != len(groups):  # not the training set
+                return super().get_batch_sampler(
+                    dataset, batch_size, drop_last, valid_label_columns, generator, seed
+                )
+            return PatientBatchSampler(
+                dataset,
+                batch_size,
+                drop_last,
+                valid_label_columns,
+                generator,
+                seed,
+                groups=groups,
+                num_replicas=self.accelerator.num_processes,
+            )
+
+    return PatientTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=list(callbacks),
+    )
+
+
+def _curves(log_history: list[dict[str, Any]], name: str) -> tuple[list[dict], list[dict]]:
+    loss = [
+        {"step": float(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
+        for e in log_history
+        if "loss" in e and "step" in e
+    ]
+    prefix = f"eval_{name}_"
+    recall = [
+        {
+            "step": float(e["step"]),
+            **{k[len(prefix) :]: float(v) for k, v in e.items() if k.startswith(prefix)},
+        }
+        for e in log_history
+        if any(k.startswith(prefix) for k in e)
+    ]
+    return loss, recall
+
+
+def _train(
+    pairs: pd.DataFrame,
+    config: FinetuneConfig,
+    out: Path,
+    validation: RecallSet | None,
+    data: dict[str, Any],
+    progress: bool,
+    resume: bool,
+    callbacks: Sequence[Any],
+) -> FinetuneReport:
+    started = time.perf_counter()
+    checkpoint = _check_out(out, resume)
+    model, base_fp = load_base_model(config.base_model)
+    bf16, fp16 = _precision(config, model)
+
+    import transformers
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import losses
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    transformers.logging.set_verbosity_error()
+    model.max_seq_length = config.max_seq_length
+    anchor_prompt, positive_prompt = _prompts(model, config.prompts)
+    prompts = {k: v for k, v in {"anchor": anchor_prompt, "positive": positive_prompt}.items() if v}
+
+    if config.loss == "cached_mnrl":
+        loss = losses.CachedMultipleNegativesRankingLoss(
+            model,
+            scale=config.scale,
+            mini_batch_size=config.mini_batch_size,
+            gather_across_devices=config.gather_across_devices,
+        )
+    else:
+        loss = losses.MultipleNegativesRankingLoss(
+            model, scale=config.scale, gather_across_devices=config.gather_across_devices
+        )
+
+    evaluator = None
+    if validation is not None and len(validation.query):
+        evaluator = NextNoteRecallEvaluator(
+            validation,
+            ks=config.recall_k,
+            query_prompt=anchor_prompt,
+            document_prompt=positive_prompt,
+            batch_size=config.eval_batch_size,
+        )
+    dataset = Dataset.from_dict({"anchor": pairs["anchor"].tolist(), "positive": pairs["positive"].tolist()})
+    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)  # at least; a huge patient adds batches
+    eval_steps = config.eval_steps if evaluator is not None and config.eval_steps else None
+    out.mkdir(parents=True, exist_ok=True)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / CHECKPOINTS),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=float(config.warmup_ratio),
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        fp16=fp16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_drop_last=False,
+        prompts=prompts or None,
+        log_level="error",
+    )
+    trainer = _make_trainer(model, args, dataset, loss, evaluator, pairs["group"].to_numpy(), callbacks)
+    if not progress:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+
+    recall_before = evaluator.compute(model) if evaluator is not None else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    recall_after = evaluator.compute(model) if evaluator is not None else None
+
+    loss_curve, recall_curve = _curves(trainer.state.log_history, "next_note")
+    if recall_before:
+        recall_curve.insert(0, {"step": 0.0, **recall_before})
+    if recall_after and (not recall_curve or recall_curve[-1]["step"] != trainer.state.global_step):
+        recall_curve.append({"step": float(trainer.state.global_step), **recall_after})
+
+    wall = time.perf_counter() - started
+    report = FinetuneReport(
+        out=str(out),
+        pairs=len(pairs),
+        steps=int(trainer.state.global_step),
+        epochs=float(trainer.state.epoch or 0.0),
+        wall_time_s=round(wall, 2),
+        counts=data["counts"],
+        recall_before=recall_before,
+        recall_after=recall_after,
+        loss_curve=loss_curve,
+        recall_curve=recall_curve,
+        resumed_from=Path(checkpoint).name if checkpoint else None,
+    )
+    if not trainer.is_world_process_zero():  # under torchrun only the first process writes
+        return report
+    record = {
+        "kind": "clinpred-finetune",
+        "config": config.model_dump(mode="json"),
+        "base_model": base_fp,
+        "data": data,
+        "steps_per_epoch": steps_per_epoch,
+        "prompts": {"anchor": anchor_prompt, "positive": positive_prompt},
+        "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
+        "world_size": int(trainer.accelerator.num_processes),
+        **report.model_dump(exclude={"counts", "out"}),
+        "versions": versions(),
+    }
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".final-"))
+    try:
+        model.save_pretrained(str(staging), create_model_card=False)
+        (staging / "README.md").write_text(model_card(record, config.recall_k), encoding="utf-8")
+        move_into(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    write_json_atomic(out / RUN_FILE, record)  # last: its presence marks a finished run
+    return report
