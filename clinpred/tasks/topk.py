@@ -34,7 +34,8 @@ class PoolSpec:
       category);
     - ``pool_order[p]`` / ``query_cutoff[q]``: only pool rows with ``pool_order <= query_cutoff[q]``
       (a seeded sample: ``pool_order`` is a random permutation rank);
-    - ``always[q]``: one pool row always in the pool whatever the sample says (the target), -1 for none.
+    - ``always[q]``: one pool row kept whatever the group and the sample say (the target), -1 for none;
+      ``exclude`` still wins over it.
     """
 
     exclude: np.ndarray | None = None
@@ -70,10 +71,13 @@ def _mask_block(
     scores: np.ndarray, spec: PoolSpec, q: slice, p: slice, always_local: np.ndarray | None
 ) -> None:
     """Set scores of rows outside each query's pool to -inf, in place."""
+    out = None
     if spec.query_group is not None and spec.pool_group is not None:
-        scores[spec.query_group[q][:, None] != spec.pool_group[p][None, :]] = -np.inf
+        out = spec.query_group[q][:, None] != spec.pool_group[p][None, :]
     if spec.pool_order is not None and spec.query_cutoff is not None:
-        out = spec.pool_order[p][None, :] > spec.query_cutoff[q][:, None]
+        beyond = spec.pool_order[p][None, :] > spec.query_cutoff[q][:, None]
+        out = beyond if out is None else out | beyond
+    if out is not None:
         if always_local is not None:
             rows = np.flatnonzero(always_local >= 0)
             out[rows, always_local[rows]] = False
