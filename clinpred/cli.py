@@ -37,6 +37,78 @@ def data_check(
     render_check(report, out)
 
 
+backends_app = typer.Typer(help="Embedding backends: what can run here.", no_args_is_help=True)
+app.add_typer(backends_app, name="backends")
+cache_app = typer.Typer(help="The on-disk embedding cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+CACHE_DIR_HELP = "Cache root (default: $CLINPRED_CACHE or ~/.cache/clinpred/embeddings)."
+
+
+@backends_app.command("list")
+def backends_list() -> None:
+    """Every backend (built-in and installed entry points), whether it can run here, and why not."""
+    from rich.table import Table
+
+    from clinpred.backends import list_backends
+
+    table = Table("backend", "available", "source", "note")
+    for row in list_backends():
+        table.add_row(row.name, "yes" if row.available else "no", row.source, row.reason)
+    out.print(table)
+
+
+@backends_app.command("check")
+def backends_check(
+    name: str = typer.Argument(..., help="A backend name from `clinpred backends list`."),
+    setting: list[str] = typer.Option([], "--backend-setting", "-s", help="KEY=VALUE (repeatable)."),
+) -> None:
+    """Load a backend and embed one fixed probe sentence: is this model usable here?"""
+    from clinpred.backends import create_backend, parse_settings
+
+    backend = create_backend(name, parse_settings(setting))
+    if hasattr(backend, "fit"):
+        backend.fit(
+            ["clinpred probe: patient admitted with chest pain", "discharged home in stable condition"]
+        )
+    vectors = backend.embed(["clinpred probe: patient admitted with chest pain"])
+    out.print(f"{name}: dimension {vectors.shape[1]}\nfingerprint {backend.fingerprint()}", highlight=False)
+
+
+@cache_app.command("info")
+def cache_info(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP)) -> None:
+    """Fingerprints in the cache, with vector counts and bytes on disk."""
+    from rich.table import Table
+
+    from clinpred.backends import EmbeddingCache
+
+    cache = EmbeddingCache(cache_dir)
+    entries = cache.info()
+    table = Table("key", "vectors", "dim", "bytes", "fingerprint", title=f"embedding cache {cache.root}")
+    for e in entries:
+        table.add_row(e.key[:12], str(e.vectors), str(e.dimension), f"{e.bytes:,}", e.fingerprint)
+    out.print(table, soft_wrap=True)
+    out.print(f"{len(entries)} fingerprint(s), {sum(e.bytes for e in entries):,} bytes", highlight=False)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    fingerprint: str | None = typer.Option(
+        None, "--fingerprint", help="Only this fingerprint (as printed, or its key prefix)."
+    ),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
+) -> None:
+    """Delete cached vectors: all of them, or one fingerprint's."""
+    from clinpred.backends import EmbeddingCache
+
+    cache = EmbeddingCache(cache_dir)
+    removed = cache.clear(fingerprint)
+    if fingerprint is not None and not removed:
+        raise InputError(
+            f"no fingerprint matching '{fingerprint}' in {cache.root} (see `clinpred cache info`)"
+        )
+    out.print(f"removed {len(removed)} fingerprint(s) from {cache.root}", highlight=False)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into exit code 2."""
     try:
