@@ -93,16 +93,27 @@ def _resolve_key(settings: OpenAISettings) -> str | None:
     return None
 
 
+def _openai_installed() -> bool:
+    try:
+        return find_spec("openai") is not None
+    except (ValueError, ImportError):  # sys.modules["openai"] = None marks it blocked
+        return False
+
+
 def openai_status(settings: Mapping[str, Any] | None = None) -> tuple[bool, str]:
     """(available, why not) for ``clinpred backends list``; makes no network call."""
-    if find_spec("openai") is None:
-        return False, "the openai package is not installed: pip install 'clinpred[openai]'"
     try:
         parsed = OpenAISettings(**(settings or {}))
     except ValidationError as exc:
         return False, f"bad settings: {exc.errors()[0]['msg']}"
-    if _resolve_key(parsed) is None:
-        if parsed.api_type == "azure":
+    return _status(parsed)
+
+
+def _status(settings: OpenAISettings) -> tuple[bool, str]:
+    if not _openai_installed():
+        return False, "the openai package is not installed: pip install 'clinpred[openai]'"
+    if _resolve_key(settings) is None:
+        if settings.api_type == "azure":
             return False, "no API key: set AZURE_OPENAI_API_KEY (or OPENAI_API_KEY) or the api_key setting"
         return False, NO_KEY_MESSAGE
     return True, ""
@@ -186,8 +197,6 @@ class OpenAIBackend:
 
     def describe(self) -> dict[str, Any]:
         """Everything that identifies this run's embeddings, for the results; never the API key."""
-        import openai
-
         s = self.settings
         return {
             "backend": self.name,
@@ -206,7 +215,7 @@ class OpenAIBackend:
             "token_counter": self.counter.name,
             "token_counts_exact": self.tokens_exact,
             "sends_text_off_machine": self.sends_text_off_machine,
-            "openai_version": openai.__version__,
+            "openai_version": _package_version("openai"),
             "stats": self.stats,
         }
 
@@ -257,7 +266,7 @@ class OpenAIBackend:
         s = self.settings
         price = s.prices_per_million_tokens.get(s.model)
         cost = (
-            f"estimated cost ${tokens * price / 1e6:,.4f}" if price is not None else "cost unknown (no price)"
+            f"estimated cost ${tokens * price / 1e6:,.6f}" if price is not None else "cost unknown (no price)"
         )
         kind = "exact" if self.tokens_exact else f"estimated, {self.counter.name}"
         where = f"{s.model} at {self.host}" + (f" ({s.dimensions}-d)" if s.dimensions else "")
@@ -270,9 +279,10 @@ class OpenAIBackend:
     # -- embedding -----------------------------------------------------------------------------
     def _get_client(self) -> Any:
         if self._client is None:
+            ok, why = _status(self.settings)
+            if not ok:
+                raise InputError(f"the openai backend cannot run: {why}")
             key = _resolve_key(self.settings)
-            if key is None:
-                raise InputError(openai_status(self.settings.model_dump())[1])
             import openai
 
             s = self.settings
@@ -435,6 +445,15 @@ class OpenAIBackend:
         if dims is not None and matrix.shape[1] != dims:
             raise ValueError(f"asked for {dims} dimensions, got {matrix.shape[1]}")
         return l2_normalise(matrix)
+
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def _retry_after(headers: Any) -> float | None:
