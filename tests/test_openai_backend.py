@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from openai_server import DEFAULT_DIM, EmbeddingServer, Fault, vector_for
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from openai_server import DEFAULT_DIM, EmbeddingServer, Fault, vector_for  # noqa: E402
-
-from clinpred.backends.external import (  # noqa: E402
+from clinpred.backends.external import (
     external_api_record,
     require_external_permission,
 )
-from clinpred.backends.openai_backend import (  # noqa: E402
+from clinpred.backends.openai_backend import (
     EmbeddingRequestError,
     OpenAIBackend,
     openai_status,
 )
-from clinpred.backends.openai_tokens import estimate_tokens, load_counter  # noqa: E402
-from clinpred.errors import InputError  # noqa: E402
+from clinpred.backends.openai_tokens import estimate_tokens, load_counter
+from clinpred.errors import InputError
 
 KEY = "sk-test-0123456789-do-not-print"
 
@@ -99,7 +96,7 @@ def test_token_budget_packs_requests_greedily(server):
     assert all(sum(tokens) <= 60 for tokens in per_request)
     assert len(per_request) > 1
     # greedy and in order: the first text of each request would not have fitted in the one before
-    for prev, nxt in zip(per_request, per_request[1:], strict=False):
+    for prev, nxt in itertools.pairwise(per_request):
         assert sum(prev) + nxt[0] > 60
     assert [t for r in server.requests for t in r.inputs] == texts  # one worker: sent in input order
     np.testing.assert_allclose(out, expected(texts), atol=1e-6)
@@ -308,6 +305,9 @@ def test_external_api_guard():
         "sends_text_off_machine": True,
         "protected_text_sent_off_machine": True,
     }
-    assert external_api_record(_LocalBackend(), protected=True, allow_external_api=False)[
-        "sends_text_off_machine"
-    ] is False
+    assert (
+        external_api_record(_LocalBackend(), protected=True, allow_external_api=False)[
+            "sends_text_off_machine"
+        ]
+        is False
+    )
