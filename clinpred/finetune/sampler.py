@@ -37,8 +37,8 @@ def patient_batches(
 ) -> list[list[int]]:
     """Index batches over ``groups`` (one patient id per pair) with no patient twice per super-batch.
 
-    ``drop_last`` keeps only full super-batches: ``n // (batch_size * num_replicas)`` of them, a patient
-    with more pairs than that keeping a random subset of its pairs for this epoch.
+    ``drop_last`` keeps only full super-batches, as many as the patients allow; a patient with more pairs
+    than that keeps a random subset of its pairs for this epoch.
     """
     groups = np.asarray(groups)
     n = len(groups)
@@ -49,11 +49,15 @@ def patient_batches(
     uniq, inverse = np.unique(groups, return_inverse=True)
     group_rank = rng.permutation(len(uniq))[inverse]  # a random order of patients
     order = np.lexsort((rng.random(n), group_rank))  # patient after patient, pairs shuffled within
-    if drop_last:
-        n_super = n // size
+    if drop_last:  # shrink until every patient fits: then the first n_super * size pairs fill each batch
         sorted_groups = inverse[order]
         starts = np.r_[0, np.flatnonzero(sorted_groups[1:] != sorted_groups[:-1]) + 1]
         within = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        n_super = n // size
+        while n_super > 0 and int((within < n_super).sum()) < n_super * size:
+            n_super -= 1
+        if n_super == 0:
+            return []
         order = order[within < n_super][: n_super * size]
     else:
         n_super = max(math.ceil(n / size), int(np.bincount(inverse).max()))

@@ -1,0 +1,100 @@
+"""What `clinpred finetune` does between parsing and printing: pick the data source, build the config.
+
+Kept here, not in cli.py, so the command stays thin and the same path can be tested without a shell.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clinpred.errors import InputError
+from clinpred.finetune.config import FinetuneConfig
+
+SYNTHETIC_SIZES = ("tiny", "demo", "mimic3")
+
+
+def build_config(config_file: Path | None, overrides: dict[str, Any]) -> FinetuneConfig:
+    """The TOML file's settings (or the defaults), with every flag the user gave on top."""
+    if config_file is not None:
+        return FinetuneConfig.from_toml(config_file, overrides)
+    return FinetuneConfig.from_values({}, overrides, source="flags")
+
+
+def read_pairs_file(path: Path) -> pd.DataFrame:
+    """A team's pairs from .csv or .parquet; the columns are checked by ``finetune_pairs``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such pairs file.")
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    try:
+        if suffix in (".csv", ".csv.gz"):
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path}: cannot read the pairs file ({type(exc).__name__}).") from None
+    raise InputError(f"{path}: pairs must be a .csv or .parquet file with columns anchor, positive[, group].")
+
+
+def run_finetune_command(
+    *,
+    data: Path | None,
+    synthetic: str | None,
+    pairs: Path | None,
+    out: Path,
+    config: FinetuneConfig,
+    resume: bool,
+    progress: bool,
+):
+    """Load the one data source the user named and fine-tune on it."""
+    from clinpred.finetune.train import finetune, finetune_pairs
+
+    given = [name for name, v in (("--data", data), ("--synthetic", synthetic), ("--pairs", pairs)) if v]
+    if len(given) != 1:
+        raise InputError(
+            "give exactly one of --data PATH, --synthetic SIZE or --pairs FILE"
+            + (f" (got {' and '.join(given)})." if given else ".")
+        )
+    if pairs is not None:
+        return finetune_pairs(read_pairs_file(pairs), config, out, progress=progress, resume=resume)
+    if data is not None:
+        from clinpred.data.load import load_cohort
+
+        return finetune(load_cohort(data), config, out, progress=progress, resume=resume)
+    if synthetic not in SYNTHETIC_SIZES:
+        raise InputError(f"--synthetic {synthetic!r}: choose one of {', '.join(SYNTHETIC_SIZES)}.")
+    from clinpred.data.mimic3 import read_mimic3
+    from clinpred.data.synthetic import generate_cohort
+
+    with tempfile.TemporaryDirectory(prefix="clinpred-synthetic-") as tmp:
+        path = generate_cohort(
+            Path(tmp) / synthetic, size=synthetic, seed=config.split.seed, progress=progress
+        )
+        cohort = read_mimic3(path)
+    return finetune(cohort, config, out, progress=progress, resume=resume)
+
+
+def summary_lines(report: Any) -> list[str]:
+    """Counts and scores for the terminal (never text)."""
+    lines = [
+        f"pairs {report.pairs}, steps {report.steps}, epochs {report.epochs:.2f}, "
+        f"wall time {report.wall_time_s:.1f} s"
+        + (f", resumed from {report.resumed_from}" if report.resumed_from else "")
+    ]
+    if report.recall_after:
+        before, after = report.recall_before or {}, report.recall_after
+        ks = sorted(int(k.split("@")[1]) for k in after if k.startswith("recall@"))
+        lines.append(
+            "validation next-note recall (base -> fine-tuned): "
+            + ", ".join(
+                f"@{k} {before.get(f'recall@{k}', float('nan')):.3f} -> {after[f'recall@{k}']:.3f}"
+                for k in ks
+            )
+            + f" ({int(after['queries'])} queries, pool {int(after['pool'])})"
+        )
+    lines.append(f"wrote {report.out} (SentenceTransformer folder, clinpred-finetune.json)")
+    return lines
