@@ -289,7 +289,6 @@ class SentenceTransformerBackend:
             return self._model
         import torch
         from sentence_transformers import SentenceTransformer
-
         from transformers.utils import logging as transformers_logging
 
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
