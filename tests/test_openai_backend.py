@@ -311,3 +311,49 @@ def test_external_api_guard():
         ]
         is False
     )
+
+
+def test_preferred_chunk_size_fills_the_requests_in_flight():
+    b = OpenAIBackend(api_key=KEY, max_inputs_per_request=100, max_in_flight=3)
+    assert b.preferred_chunk_size == 300
+
+
+# -- through the CLI, as a user meets it: one message, exit code 2, no traceback ---------------------
+
+
+def test_cli_check_against_local_server(cli, server):
+    result = cli(
+        "backends", "check", "openai", "-s", f"base_url={server.url}", "-s", "dimensions=8",
+        env={"OPENAI_API_KEY": KEY},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dimension 8" in result.stdout
+    assert len(server.requests) == 1 and server.requests[0].body["dimensions"] == 8
+    assert KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ((), {"OPENAI_API_KEY": ""}, "no API key: set OPENAI_API_KEY"),
+        (("-s", "max_inputs_per_request=5000"), {"OPENAI_API_KEY": KEY}, "max_inputs_per_request"),
+        (("-s", "api_type=azure"), {"OPENAI_API_KEY": KEY, "AZURE_OPENAI_ENDPOINT": ""}, "azure_endpoint"),
+    ],
+)
+def test_cli_user_errors_exit_2(cli, server, args, env, message):
+    result = cli("backends", "check", "openai", "-s", f"base_url={server.url}", *args, env=env)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert server.requests == []
+
+
+def test_cli_permanent_failure_exit_2_says_how_far(cli, server):
+    server.fail_from = 0
+    result = cli(
+        "backends", "check", "openai", "-s", f"base_url={server.url}", "-s", "max_retries=1",
+        "-s", "backoff_base=0", env={"OPENAI_API_KEY": KEY},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "failed after 0 of 1 requests (0 of 1 texts embedded" in result.stderr
+    assert "HTTP 500" in result.stderr and "Traceback" not in result.stderr
+    assert len(server.requests) == 2

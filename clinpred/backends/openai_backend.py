@@ -183,6 +183,12 @@ class OpenAIBackend:
         )
 
     @property
+    def preferred_chunk_size(self) -> int:
+        """Texts per ``embed`` call for the cache: enough to fill every request slot in flight, so that
+        chunking keeps the concurrency, while a failure loses at most one chunk of answered requests."""
+        return self.settings.max_inputs_per_request * self.settings.max_in_flight
+
+    @property
     def tokens_exact(self) -> bool:
         """Counts are exact only with the real cl100k_base file and a model that uses it."""
         return self.counter.exact and (
