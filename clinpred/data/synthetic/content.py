@@ -1,0 +1,245 @@
+"""The clinical content of a note: evidence of active conditions, patient details that persist, severity.
+
+Each function returns short phrases; the category templates in ``notes.py`` lay them out and the
+writer's ``Style`` finishes them. A note shows a random subset of the active conditions, mostly
+through indirect evidence, names a condition only sometimes, and rules out a few absent ones.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from clinpred.data.synthetic.caregivers import Style
+from clinpred.data.synthetic.conditions import BY_KEY, CONDITIONS, NORMAL_LABS, NORMAL_VITALS
+from clinpred.data.synthetic.patient import Admission, Patient
+
+ALL_KEYS = tuple(c.key for c in CONDITIONS)
+
+
+@dataclass
+class NoteCtx:
+    """Everything a template needs to write one note."""
+
+    patient: Patient
+    adm: Admission | None  # None for outpatient notes
+    time: datetime
+    severity: float  # now, 0..1
+    style: Style
+    rng: random.Random
+    early: bool  # within 48 h of the admission
+    day: int  # hospital day, 1-based
+    show: list[str]  # the active conditions this note gives evidence of
+
+    @property
+    def active(self) -> list[str]:
+        return self.adm.active if self.adm is not None else self.patient.admissions[-1].active
+
+    @property
+    def age(self) -> int:
+        first = self.patient.admissions[0].admit
+        return int(self.patient.age + (self.time - first).days / 365.25)
+
+    def pick(self, seq, k: int):
+        k = max(0, min(k, len(seq)))
+        return self.rng.sample(list(seq), k) if k else []
+
+
+def choose_shown(adm_active: list[str], rng: random.Random, share: float) -> list[str]:
+    """The random subset of active conditions that one note gives evidence of."""
+    shown = [k for k in adm_active if rng.random() < share]
+    return shown or ([rng.choice(adm_active)] if adm_active and rng.random() < 0.7 else [])
+
+
+# ---- placeholders ------------------------------------------------------------------------------
+
+
+def date_ph(t: datetime) -> str:
+    return f"[**{t.year}-{t.month}-{t.day}**]"
+
+
+def name_ph(rng: random.Random) -> str:
+    kind = rng.choice(
+        ("Known lastname", "Last Name (NamePattern1)", "First Name8 (NamePattern2)", "Name (NI)")
+    )
+    return f"[**{kind} {rng.randrange(1, 9999)}**]"
+
+
+def hospital_ph(rng: random.Random) -> str:
+    return f"[**Hospital{rng.choice(('', '1', '3'))} {rng.choice((18, 1, 2, 3, 882, 1474))}**]"
+
+
+def number_ph(rng: random.Random) -> str:
+    return f"[**Telephone/Fax ({rng.randint(1, 3)}) {rng.randrange(100, 9999)}**]"
+
+
+def location_ph(rng: random.Random) -> str:
+    return f"[**Location (un) {rng.randrange(1, 3000)}**]"
+
+
+# ---- values --------------------------------------------------------------------------------------
+
+
+def _fmt(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}" if decimals else str(round(value))
+
+
+def lab_value(ctx: NoteCtx, name: str) -> str:
+    """A lab value: normal unless an active, shown condition shifts it (the most extreme shift wins)."""
+    low, high, dec, _unit = NORMAL_LABS[name]
+    rng = ctx.rng
+    value = rng.uniform(low, high)
+    best = 0.0
+    for key in ctx.show:
+        shift = BY_KEY[key].labs.get(name)
+        if shift is None:
+            continue
+        v0, v1 = shift
+        v = v0 + (v1 - v0) * ctx.severity + rng.gauss(0, abs(v1 - v0) * 0.1)
+        mid = (low + high) / 2
+        if abs(v - mid) > best:
+            best, value = abs(v - mid), v
+    return _fmt(max(value, 0.0), dec)
+
+
+def vital(ctx: NoteCtx, name: str) -> float:
+    low, high = NORMAL_VITALS[name]
+    value = ctx.rng.uniform(low, high)
+    for key in ctx.show:
+        value += BY_KEY[key].vitals.get(name, 0.0) * (0.4 + 0.6 * ctx.severity)
+    return value
+
+
+def vitals_line(ctx: NoteCtx) -> str:
+    sbp, dbp = vital(ctx, "SBP"), vital(ctx, "DBP")
+    spo2 = min(100, vital(ctx, "SpO2"))
+    o2 = "RA" if spo2 > 94 else ctx.rng.choice(("2L NC", "4L NC", "40% face tent", "NRB", "vent"))
+    return (
+        f"T {vital(ctx, 'T'):.1f} HR {vital(ctx, 'HR'):.0f} BP {sbp:.0f}/{dbp:.0f} "
+        f"RR {vital(ctx, 'RR'):.0f} SpO2 {spo2:.0f}% on {o2}"
+    )
+
+
+def lab_panel(ctx: NoteCtx, names: tuple[str, ...], sep: str = " ") -> str:
+    return sep.join(f"{n} {lab_value(ctx, n)}" for n in names)
+
+
+# ---- evidence ------------------------------------------------------------------------------------
+
+
+def evidence(ctx: NoteCtx, kind: str, k: int = 2) -> list[str]:
+    """Up to k phrases of one kind (exam, imaging, ecg, echo, procedures, symptoms) from shown conditions."""
+    pool: list[str] = []
+    for key in ctx.show:
+        items = getattr(BY_KEY[key], kind)
+        if items:
+            pool.append(ctx.rng.choice(items))
+    return ctx.pick(pool, k)
+
+
+def named(ctx: NoteCtx, p: float = 0.2) -> list[str]:
+    """Condition names written outright, each with probability p."""
+    return [ctx.rng.choice(BY_KEY[k].names) for k in ctx.show if ctx.rng.random() < p]
+
+
+def negated(ctx: NoteCtx, k: int = 1) -> list[str]:
+    """How a note rules out absent conditions (negations and differentials)."""
+    absent = [key for key in ALL_KEYS if key not in ctx.patient.conditions]
+    out = []
+    for key in ctx.pick(absent, k):
+        cond = BY_KEY[key]
+        if ctx.rng.random() < 0.7:
+            out.append(ctx.rng.choice(cond.negations))
+        else:
+            out.append(f"ddx includes {ctx.rng.choice(cond.names)}, felt less likely")
+    return out
+
+
+def inpatient_meds(ctx: NoteCtx, k: int = 3) -> list[str]:
+    pool = []
+    for key in ctx.show:
+        cond = BY_KEY[key]
+        if cond.meds and (not cond.chronic or ctx.rng.random() < 0.5):
+            med = ctx.rng.choice(cond.meds)
+            pool.append(med.line(ctx.rng.choice(med.doses)))
+    return ctx.pick(pool, k)
+
+
+def home_meds(ctx: NoteCtx, share: float = 0.7) -> list[str]:
+    """The patient's own list, with their doses: the same from note to note within a stay."""
+    adm = ctx.adm or ctx.patient.admissions[-1]
+    return [m.line(d) for m, d in adm.home_meds if ctx.rng.random() < share]
+
+
+def allergies(ctx: NoteCtx) -> str:
+    a = ctx.patient.allergies
+    if not a:
+        return ctx.rng.choice(("NKDA", "No Known Drug Allergies", "NKA"))
+    return "; ".join(f"{drug} ({reaction})" for drug, reaction in a)
+
+
+def devices(ctx: NoteCtx) -> list[str]:
+    adm = ctx.adm or ctx.patient.admissions[-1]
+    return [d for d in adm.devices if ctx.rng.random() < 0.8]
+
+
+def quirks(ctx: NoteCtx, share: float = 0.6) -> list[str]:
+    return [q for q in ctx.patient.quirks if ctx.rng.random() < share]
+
+
+def social(ctx: NoteCtx) -> str:
+    s = ctx.patient.social
+    parts = [s["living"], s["occupation"], s["tobacco"], s["etoh"]]
+    return ", ".join(p for p in parts if ctx.rng.random() < 0.75) or s["living"]
+
+
+def pmh(ctx: NoteCtx) -> list[str]:
+    """Past history: the chronic conditions (by name, often) and the patient's own other history."""
+    items = [
+        ctx.rng.choice(BY_KEY[k].names)
+        for k in ctx.patient.conditions
+        if BY_KEY[k].chronic and ctx.rng.random() < 0.6
+    ]
+    items += [p for p in ctx.patient.pmh_extra if ctx.rng.random() < 0.8]
+    from clinpred.data.synthetic.conditions import FILLERS
+
+    items += [f.name for f in FILLERS if f.code in ctx.patient.fillers and ctx.rng.random() < 0.6]
+    ctx.rng.shuffle(items)
+    return items
+
+
+def severity_cues(ctx: NoteCtx) -> list[str]:
+    """What a sick patient's note says: strongest in the first 48 h, and for patients who will die."""
+    s = ctx.severity
+    rng = ctx.rng
+    cues = []
+    if s > 0.75:
+        cues += [
+            rng.choice(("critically ill", "remains critically ill", "very tenuous overnight")),
+            rng.choice(
+                ("on 2 pressors", "escalating pressor requirement", "MAPs in the 50s despite levophed")
+            ),
+            f"lactate {rng.uniform(4.0, 9.0):.1f}",
+            rng.choice(
+                ("family meeting re: goals of care", "poor prognosis discussed with family", "CMO discussed")
+            ),
+        ]
+    elif s > 0.55:
+        cues += [
+            rng.choice(("guarded", "tenuous", "remains in the ICU for close monitoring")),
+            f"lactate {rng.uniform(2.2, 4.2):.1f}",
+            rng.choice(
+                ("low dose levophed", "intermittent hypotension, fluid responsive", "on BiPAP overnight")
+            ),
+        ]
+    elif s > 0.3:
+        cues += [
+            rng.choice(("hemodynamically stable", "improving", "stable overnight")),
+            f"GCS {rng.randint(13, 15)}",
+        ]
+    else:
+        cues += [rng.choice(("stable, ready for the floor", "doing well", "no acute events overnight"))]
+    if ctx.early and s > 0.5:
+        cues.append(f"GCS {rng.randint(6, 12)}" if s > 0.75 else f"GCS {rng.randint(11, 14)}")
+    return ctx.pick(cues, max(1, round(len(cues) * (0.6 + 0.4 * s))))

@@ -1,0 +1,430 @@
+"""The entry point: write a whole synthetic cohort in MIMIC-III v1.4 format, deterministically.
+
+Two passes over the patients. The first simulates every trajectory (cheap: no text) to write the
+small tables and to count each chunk's notes, so that ROW_IDs are sequential. The second writes the
+notes, chunk by chunk, in worker processes: each patient is re-simulated from its own random stream,
+so the result does not depend on the number of workers. Everything is written into a temporary
+sibling directory that is renamed into place at the end: a cohort appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clinpred.data.mimic3 import SYNTHETIC_MARKER
+from clinpred.data.synthetic import content as c
+from clinpred.data.synthetic.caregivers import ROLES, Style, make_caregivers, role_of
+from clinpred.data.synthetic.conditions import BY_KEY, CONDITIONS, FILLERS
+from clinpred.data.synthetic.notes import DESCRIPTIONS, write_note
+from clinpred.data.synthetic.patient import Admission, Density, Patient, simulate
+from clinpred.data.synthetic.writer import (
+    ADMISSIONS_COLUMNS,
+    D_ICD_COLUMNS,
+    DIAGNOSES_COLUMNS,
+    NOTEEVENTS_COLUMNS,
+    PATIENTS_COLUMNS,
+    MemberWriter,
+    concatenate,
+    fmt_date,
+    fmt_time,
+    header_line,
+    write_table,
+)
+from clinpred.errors import InputError
+
+GENERATOR_VERSION = "1.0"
+Size = Literal["tiny", "demo", "mimic3"]
+# size -> number of patients
+SIZES: dict[str, int] = {"tiny": 40, "demo": 450, "mimic3": 46_520}
+# size -> how many notes a stay gets: the demo is compact (about 16 notes per patient), mimic3 has
+# MIMIC-III's density (about 45 per patient, about 2M notes in all)
+DENSITIES: dict[str, Density] = {
+    "tiny": Density(notes_per_admission=11.0, outpatient_per_year=0.4),
+    "demo": Density(notes_per_admission=11.0, outpatient_per_year=0.4),
+    "mimic3": Density(notes_per_admission=34.0, outpatient_per_year=1.2),
+}
+# Nursing/other is the older free-text charting (CareVue era); Nursing and Physician notes the newer
+ERA_MIX: dict[str, dict[str, float]] = {
+    "carevue": {
+        "Nursing/other": 0.59,
+        "Radiology": 0.25,
+        "ECG": 0.115,
+        "Echo": 0.02,
+        "Respiratory ": 0.012,
+        "Nutrition": 0.003,
+        "General": 0.005,
+        "Rehab Services": 0.003,
+        "Social Work": 0.0015,
+    },
+    "metavision": {
+        "Nursing": 0.33,
+        "Physician ": 0.22,
+        "Radiology": 0.25,
+        "ECG": 0.09,
+        "Echo": 0.03,
+        "Respiratory ": 0.035,
+        "Nutrition": 0.015,
+        "General": 0.01,
+        "Rehab Services": 0.009,
+        "Social Work": 0.004,
+        "Case Management ": 0.0015,
+        "Pharmacy": 0.0003,
+        "Consult": 0.0003,
+    },
+}
+DATE_ONLY = frozenset({"Discharge summary", "ECG", "Echo"})
+TEAM_SIZE = {"nurse": 3, "physician": 2, "radiologist": 3, "cardiologist": 2, "attending": 1}
+OUTPATIENT_MIX = {"Radiology": 0.6, "ECG": 0.3, "Echo": 0.1}
+EVIDENCE_SHARE = 0.55  # chance that a note shows each active condition
+ERROR_RATE = 0.002  # ISERROR='1' notes
+
+
+class SynthConfig(BaseModel):
+    """Every setting of one generated cohort."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: Size | None = "tiny"
+    patients: int = Field(gt=0)
+    seed: int = 0
+    notes_per_admission: float = Field(gt=0)
+    outpatient_per_year: float = Field(ge=0)
+    chunk_patients: int = Field(default=1000, gt=0)
+    workers: int = Field(default=2, gt=0)
+    gzip_level: int = Field(default=1, ge=1, le=9)
+
+    @classmethod
+    def build(
+        cls, size: Size | None = "tiny", patients: int | None = None, seed: int = 0, **kw: object
+    ) -> SynthConfig:
+        if size is not None and size not in SIZES:
+            raise InputError(
+                f"unknown size {size!r}: choose one of {', '.join(SIZES)}, or give --patients N."
+            )
+        if patients is None and size is None:
+            raise InputError("give a size (tiny, demo, mimic3) or a number of patients.")
+        if patients is not None and patients < 1:
+            raise InputError(f"--patients must be at least 1 (got {patients}).")
+        density = DENSITIES[size or "demo"]
+        return cls(
+            size=size,
+            patients=patients if patients is not None else SIZES[size],  # type: ignore[index]
+            seed=seed,
+            notes_per_admission=density.notes_per_admission,
+            outpatient_per_year=density.outpatient_per_year,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    @property
+    def density(self) -> Density:
+        return Density(self.notes_per_admission, self.outpatient_per_year)
+
+
+def generate_cohort(
+    out: str | Path,
+    *,
+    size: Size | None = "tiny",
+    patients: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Path:
+    """Write a synthetic ICU cohort in MIMIC-III v1.4 format into ``out`` and return ``out``.
+
+    ``patients`` overrides the size's number of patients (keeping its note density). ``out`` must not
+    exist or be an empty directory. The same seed gives byte-identical files.
+    """
+    config = SynthConfig.build(size, patients, seed)
+    return write_cohort(Path(out), config, progress=progress)
+
+
+def _prepare(out: Path) -> Path:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: already exists and is not empty. Choose a new --out directory or empty it.")
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cohort gets the usual permissions
+        return tmp
+    except OSError as exc:
+        raise InputError(
+            f"{out}: cannot write here ({exc.strerror}). Choose a writable --out directory."
+        ) from None
+
+
+def write_cohort(out: Path, config: SynthConfig, *, progress: bool = False) -> Path:
+    """Write the cohort described by ``config``; see ``generate_cohort``."""
+    tmp = _prepare(out)
+    try:
+        counts = _write_small_tables(tmp, config)
+        _write_notes(tmp, config, counts, progress=progress)
+        marker = {
+            "generator": "clinpred.data.synthetic",
+            "version": GENERATOR_VERSION,
+            "size": config.size,
+            "patients": config.patients,
+            "seed": config.seed,
+        }
+        (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ---- the small tables ----------------------------------------------------------------------------
+
+
+def _patient_row(p: Patient) -> tuple:
+    return (
+        p.index + 1,
+        p.subject_id,
+        p.gender,
+        fmt_time(p.dob),
+        fmt_time(p.dod),
+        fmt_time(p.dod_hosp.replace(hour=0, minute=0, second=0) if p.dod_hosp else None),
+        fmt_time(p.dod_ssn),
+        "1" if p.dod is not None else "0",
+    )
+
+
+def _admission_row(p: Patient, a: Admission, row_id: int, rng: random.Random) -> tuple:
+    first = BY_KEY[a.active[0]]
+    emergency = a.admission_type != "ELECTIVE"
+    ed_in = a.admit - timedelta(hours=rng.randint(2, 9)) if emergency else None
+    return (
+        row_id,
+        p.subject_id,
+        a.hadm_id,
+        fmt_time(a.admit),
+        fmt_time(a.disch),
+        fmt_time(a.disch if a.died else None),
+        a.admission_type,
+        "EMERGENCY ROOM ADMIT" if emergency else "PHYS REFERRAL/NORMAL DELI",
+        "DEAD/EXPIRED"
+        if a.died
+        else rng.choice(("HOME", "HOME HEALTH CARE", "SNF", "REHAB/DISTINCT PART HOSP")),
+        rng.choice(("Medicare", "Medicare", "Private", "Medicaid")),
+        rng.choice(("ENGL", "ENGL", "", "SPAN", "PORT")),
+        rng.choice(("CATHOLIC", "NOT SPECIFIED", "PROTESTANT QUAKER", "JEWISH", "")),
+        rng.choice(("MARRIED", "SINGLE", "WIDOWED", "DIVORCED", "")),
+        rng.choice(
+            (
+                "WHITE",
+                "WHITE",
+                "BLACK/AFRICAN AMERICAN",
+                "HISPANIC OR LATINO",
+                "UNKNOWN/NOT SPECIFIED",
+                "ASIAN",
+            )
+        ),
+        fmt_time(ed_in),
+        fmt_time(a.admit if emergency else None),
+        first.names[-1].upper(),
+        "1" if a.died else "0",
+        "1",
+    )
+
+
+def _write_small_tables(tmp: Path, config: SynthConfig) -> list[int]:
+    """PATIENTS, ADMISSIONS, DIAGNOSES_ICD, D_ICD_DIAGNOSES; returns each chunk's number of notes."""
+    level = config.gzip_level
+    pw = MemberWriter(tmp / "PATIENTS.csv.gz", level=level, header=PATIENTS_COLUMNS)
+    aw = MemberWriter(tmp / "ADMISSIONS.csv.gz", level=level, header=ADMISSIONS_COLUMNS)
+    dw = MemberWriter(tmp / "DIAGNOSES_ICD.csv.gz", level=level, header=DIAGNOSES_COLUMNS)
+    adm_row = dx_row = 0
+    chunk_notes = [0] * _n_chunks(config)
+    for i in range(config.patients):
+        p = simulate(i, config.seed, config.density)
+        rng = random.Random(f"tables:{config.seed}:{i}")
+        pw.rows([_patient_row(p)])
+        for a in p.admissions:
+            adm_row += 1
+            aw.rows([_admission_row(p, a, adm_row, rng)])
+            rows = []
+            for seq, code in enumerate(a.codes, start=1):
+                dx_row += 1
+                rows.append((dx_row, p.subject_id, a.hadm_id, seq, code))
+            dw.rows(rows)
+        chunk_notes[i // config.chunk_patients] += _n_notes(p)
+    for w in (pw, aw, dw):
+        w.close()
+    from clinpred.data.labels import icd9_table
+
+    table = icd9_table()
+    codes = sorted(
+        {code for cond in CONDITIONS for code in cond.primary_codes + cond.secondary_codes}
+        | {f.code for f in FILLERS}
+    )
+    d_rows = []
+    for k, code in enumerate(codes, start=1):
+        title = str(table.at[code, "description"]) if code in table.index else code
+        d_rows.append((k, code, title[:24], title))
+    write_table(tmp / "D_ICD_DIAGNOSES.csv.gz", D_ICD_COLUMNS, d_rows, level=level)
+    return chunk_notes
+
+
+def _n_chunks(config: SynthConfig) -> int:
+    return -(-config.patients // config.chunk_patients)
+
+
+def _n_notes(p: Patient) -> int:
+    return sum(a.n_notes for a in p.admissions) + len(p.outpatient)
+
+
+# ---- the notes -----------------------------------------------------------------------------------
+
+
+def _write_notes(tmp: Path, config: SynthConfig, chunk_notes: list[int], *, progress: bool) -> None:
+    n_chunks = len(chunk_notes)
+    header = tmp / "noteevents.header.gz"
+    hw = MemberWriter(header, level=config.gzip_level)
+    hw._buf.write(header_line(NOTEEVENTS_COLUMNS))
+    hw.close()
+    offsets = [sum(chunk_notes[:k]) for k in range(n_chunks)]
+    jobs = [(config, k, offsets[k], str(tmp / f"noteevents.{k:05d}.gz")) for k in range(n_chunks)]
+    workers = min(config.workers, n_chunks, os.cpu_count() or 1)
+    bar = _progress_bar(progress, config.patients)
+    if workers <= 1:
+        for job in jobs:
+            n = _write_chunk(*job)
+            bar(n)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for n in pool.map(_write_chunk_star, jobs):
+                bar(n)
+    bar(None)
+    concatenate(tmp / "NOTEEVENTS.csv.gz", [header, *[Path(j[3]) for j in jobs]])
+
+
+def _progress_bar(enabled: bool, total: int):
+    if not enabled:
+        return lambda n: None
+    from rich.progress import Progress
+
+    prog = Progress(transient=True)
+    task = prog.add_task("writing notes (patients)", total=total)
+    prog.start()
+
+    def advance(n: int | None) -> None:
+        if n is None:
+            prog.stop()
+        else:
+            prog.advance(task, n)
+
+    return advance
+
+
+def _write_chunk_star(job: tuple) -> int:
+    return _write_chunk(*job)
+
+
+def _write_chunk(config: SynthConfig, chunk: int, first_row: int, path: str) -> int:
+    """Write one chunk's notes as one gzip member; returns the number of patients written."""
+    pools = make_caregivers(config.seed, config.patients)
+    start = chunk * config.chunk_patients
+    stop = min(config.patients, start + config.chunk_patients)
+    writer = MemberWriter(Path(path), level=config.gzip_level)
+    row_id = first_row
+    for i in range(start, stop):
+        p = simulate(i, config.seed, config.density)
+        rows = _patient_notes(p, config, pools)
+        for r in rows:
+            row_id += 1
+            r[0] = row_id
+        writer.rows(rows)
+    writer.close()
+    return stop - start
+
+
+def _note_row(
+    p: Patient,
+    hadm: int | None,
+    t: datetime,
+    category: str,
+    description: str,
+    style: Style,
+    text: str,
+    rng: random.Random,
+) -> list:
+    date_only = category in DATE_ONLY
+    charted = style.cgid is not None
+    return [
+        0,
+        p.subject_id,
+        "" if hadm is None else hadm,
+        fmt_date(t),
+        "" if date_only else fmt_time(t),
+        fmt_time(t + timedelta(minutes=rng.randint(1, 50))) if charted and not date_only else "",
+        category,
+        description,
+        "" if style.cgid is None else style.cgid,
+        "1" if rng.random() < ERROR_RATE else "",
+        text,
+    ]
+
+
+def _patient_notes(p: Patient, config: SynthConfig, pools: dict[str, tuple[Style, ...]]) -> list[list]:
+    rng = random.Random(f"text:{config.seed}:{p.index}")
+    rows: list[list] = []
+    for a in p.admissions:
+        era = "carevue" if rng.random() < 0.6 else "metavision"
+        mix = ERA_MIX[era]
+        team = {
+            role: rng.sample(pool, min(len(pool), TEAM_SIZE.get(role, 1))) for role, pool in pools.items()
+        }
+        span = (a.disch - a.admit).total_seconds()
+        n = a.n_notes - 1  # one is the discharge summary
+        fracs = sorted(rng.random() ** 1.3 for _ in range(n))
+        cats = rng.choices(list(mix), weights=list(mix.values()), k=n)
+        for frac, category in zip(fracs, cats, strict=True):
+            t = a.admit + timedelta(seconds=max(600.0, min(span - 300.0, frac * span)))
+            t = t.replace(second=0, microsecond=0)
+            rows.append(_one_note(p, a, t, category, team, rng))
+        rows.append(_one_note(p, a, a.disch, "Discharge summary", team, rng))
+    for t in p.outpatient:
+        category = rng.choices(list(OUTPATIENT_MIX), weights=list(OUTPATIENT_MIX.values()))[0]
+        rows.append(_one_note(p, None, t, category, {r: rng.sample(pools[r], 1) for r in ROLES}, rng))
+    return rows
+
+
+def _one_note(
+    p: Patient,
+    a: Admission | None,
+    t: datetime,
+    category: str,
+    team: dict[str, list[Style]],
+    rng: random.Random,
+) -> list:
+    writers = team[role_of(category)]
+    style = writers[0] if rng.random() < 0.5 else rng.choice(writers)
+    description = rng.choice(DESCRIPTIONS[category])
+    if a is not None:
+        span = max(1.0, (a.disch - a.admit).total_seconds())
+        frac = (t - a.admit).total_seconds() / span
+        severity = a.severity + (1 - a.severity) * frac if a.died else a.severity * (1 - 0.5 * frac)
+        early = (t - a.admit) <= timedelta(hours=48)
+        day = 1 + (t - a.admit).days
+        show = c.choose_shown(a.active, rng, EVIDENCE_SHARE)
+    else:
+        chronic = [k for k in p.conditions if BY_KEY[k].chronic]
+        severity, early, day = 0.2, False, 0
+        show = c.choose_shown(chronic, rng, EVIDENCE_SHARE) if chronic else []
+    ctx = c.NoteCtx(p, a, t, severity, style, rng, early, day, show)
+    text = write_note(category, description, ctx)
+    return _note_row(p, None if a is None else a.hadm_id, t, category, description, style, text, rng)

@@ -1,0 +1,35 @@
+"""Death: a hazard that rises with age, condition burden and severity.
+
+Two places a patient can die: in hospital, at the end of an admission (DEATHTIME, HOSPITAL_EXPIRE_FLAG,
+DOD_HOSP), or after a discharge, before the next admission or the end of follow-up (DOD_SSN). The
+coefficients are set so that about 10% of admissions end in death and 20-30% of patients die within a
+year of their first admission, as in an adult ICU cohort. Severity is what the early notes show
+(pressors, lactate, intubation, goals-of-care talk), so the survival task can learn it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from clinpred.data.synthetic.conditions import BY_KEY
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def acute_load(active: list[str]) -> float:
+    """Sum of the active conditions' hazard weights."""
+    return sum(BY_KEY[k].hazard for k in active)
+
+
+def in_hospital_death_probability(age: float, active: list[str], severity: float) -> float:
+    """Probability that an admission ends in death."""
+    logit = -4.25 + 0.045 * (age - 65.0) + 0.9 * acute_load(active) * severity + 3.2 * severity
+    return _sigmoid(logit)
+
+
+def yearly_death_rate(age: float, chronic: list[str], severity: float) -> float:
+    """The post-discharge death rate per year (an exponential hazard until the next admission)."""
+    log_rate = -3.0 + 0.04 * (age - 65.0) + 0.35 * acute_load(chronic) + 2.2 * severity
+    return math.exp(log_rate)
