@@ -109,6 +109,21 @@ def cache_clear(
     out.print(f"removed {len(removed)} fingerprint(s) from {cache.root}", highlight=False)
 
 
+@app.command("synth")
+def synth(
+    out_dir: Path = typer.Option(..., "--out", help="Directory to create (must not exist or be empty)."),
+    size: str = typer.Option("tiny", "--size", help="tiny (tests), demo (clinpred demo) or mimic3 (46,520)."),
+    patients: int | None = typer.Option(None, "--patients", help="Number of patients (overrides --size)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives byte-identical files."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Write the synthetic ICU cohort in MIMIC-III v1.4 format (read it like MIMIC-III)."""
+    from clinpred.data.synthetic import generate_cohort
+
+    path = generate_cohort(out_dir, size=size, patients=patients, seed=seed, progress=not quiet)  # type: ignore[arg-type]
+    out.print(f"wrote synthetic cohort to {path}", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into exit code 2."""
     try:
