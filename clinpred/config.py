@@ -1,0 +1,238 @@
+"""One pydantic config for a whole experiment: data, patient split, backends, tasks.
+
+Read from TOML (``clinpred run --config FILE``), overridden by flags, printed by ``clinpred config
+show`` and saved into every run directory, so a results table can always be traced to its settings.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clinpred.data.splits import SplitConfig
+from clinpred.errors import InputError
+from clinpred.tasks.diagnosis import DiagnosisConfig
+from clinpred.tasks.geometry import GeometryConfig
+from clinpred.tasks.recall import RecallConfig
+from clinpred.tasks.survival import SurvivalConfig
+
+TaskName = Literal["recall", "diagnosis", "survival", "geometry"]
+TASK_NAMES: tuple[TaskName, ...] = ("recall", "diagnosis", "survival", "geometry")
+SyntheticSize = Literal["tiny", "demo", "mimic3"]
+
+
+class DataConfig(BaseModel):
+    """Where the cohort comes from: a MIMIC directory, or the embedded synthetic generator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = None  # a MIMIC-III directory or a MIMIC-IV root
+    synthetic: SyntheticSize | None = None
+    synthetic_seed: int = 0
+    categories: list[str] | None = None  # note categories to read (None: all)
+    use_cache: bool = True  # the Parquet note cache of the readers
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.path is None) == (self.synthetic is None):
+            raise ValueError("give exactly one data source: `path` (MIMIC files) or `synthetic` (a size)")
+        return self
+
+    def describe(self) -> str:
+        return (
+            f"synthetic cohort '{self.synthetic}' (seed {self.synthetic_seed})"
+            if self.synthetic
+            else str(self.path)
+        )
+
+
+class BackendConfig(BaseModel):
+    """One backend to evaluate: its registry name, a label for tables, and its settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    label: str | None = None  # defaults to the name; must be unique within a run
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class TasksConfig(BaseModel):
+    """Which tasks run, and each task's settings (each one's defaults are leakage-safe)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: list[TaskName] = Field(default_factory=lambda: list(TASK_NAMES))
+    recall: RecallConfig = Field(default_factory=RecallConfig)
+    diagnosis: DiagnosisConfig = Field(default_factory=DiagnosisConfig)
+    survival: SurvivalConfig = Field(default_factory=SurvivalConfig)
+    geometry: GeometryConfig = Field(default_factory=GeometryConfig)
+
+
+class ExperimentConfig(BaseModel):
+    """Everything a `clinpred run` needs; saved as config.json in the run directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    backends: list[BackendConfig] = Field(min_length=1)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    allow_external_api: bool = False  # send credentialed text to an external API (DESIGN.md rule 6)
+    cache_dir: Path | None = None  # the embedding cache; None: $CLINPRED_CACHE or ~/.cache/clinpred
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> ExperimentConfig:
+        labels = [b.display for b in self.backends]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"backend labels must be unique; repeated: {', '.join(dupes)} (set `label`)")
+        return self
+
+
+def parse_backend(spec: str) -> BackendConfig:
+    """``NAME[:key=value,key=value]`` from the command line; values parsed as TOML scalars when they can be.
+
+    ``label`` among the keys names the backend's column in the tables.
+    """
+    name, _, rest = spec.partition(":")
+    settings: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--backend {spec!r}: settings are key=value pairs separated by commas.")
+        settings[key.strip()] = _scalar(value.strip())
+    label = settings.pop("label", None)
+    if not name.strip():
+        raise InputError(f"--backend {spec!r}: give a backend name (see `clinpred backends list`).")
+    return BackendConfig(name=name.strip(), label=None if label is None else str(label), settings=settings)
+
+
+def _scalar(value: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML config file as a dict; a user error when missing or malformed."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc}).") from None
+
+
+def build_config(raw: dict[str, Any], *, source: str = "the config") -> ExperimentConfig:
+    """Validate a config dict; every problem becomes one user-facing message naming the setting."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(f"{source}: {problems}") from None
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, tables merged key by key, everything else replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def to_toml(config: ExperimentConfig) -> str:
+    """The effective config as TOML that `--config` reads back (None values, which TOML lacks, are left out)."""
+    return _toml_table(config.model_dump(mode="json"), []).lstrip("\n")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{ "
+            + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+            + " }"
+        )
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_table(table: dict[str, Any], path: list[str], *, header: bool = True) -> str:
+    """A table's scalars under its [header], then its sub-tables and arrays of tables."""
+
+    def is_table_list(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+    lines = [
+        f"{k} = {_toml_value(v)}"
+        for k, v in table.items()
+        if v is not None and not isinstance(v, dict) and not is_table_list(v)
+    ]
+    out = "\n".join(lines)
+    if header and path:
+        out = f"\n[{'.'.join(path)}]\n" + out
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out += "\n" + _toml_table(value, [*path, key])
+        elif is_table_list(value):
+            for item in value:
+                out += f"\n\n[[{'.'.join([*path, key])}]]\n" + _toml_table(
+                    item, [*path, key], header=False
+                ).strip("\n")
+    return out
+
+
+def effective_config(
+    config_file: Path | None = None,
+    *,
+    data: Path | None = None,
+    synthetic: str | None = None,
+    backends: list[str] | None = None,
+    tasks: list[str] | None = None,
+    allow_external_api: bool = False,
+    seed: int | None = None,
+) -> ExperimentConfig:
+    """Defaults, then the TOML file, then the command-line flags, validated as one config."""
+    raw: dict[str, Any] = read_toml(config_file) if config_file is not None else {}
+    if data is not None or synthetic is not None:
+        raw["data"] = {
+            **{k: v for k, v in raw.get("data", {}).items() if k not in ("path", "synthetic")},
+            **({"path": str(data)} if data is not None else {}),
+            **({"synthetic": synthetic} if synthetic is not None else {}),
+        }
+    if backends:
+        raw["backends"] = [parse_backend(b).model_dump() for b in backends]
+    if tasks:
+        raw = merge(raw, {"tasks": {"run": list(tasks)}})
+    if allow_external_api:
+        raw["allow_external_api"] = True
+    if seed is not None:
+        raw = merge(raw, {"split": {"seed": seed}})
+    if "data" not in raw:
+        raise InputError(
+            "no data source: give --data PATH (MIMIC files) or --synthetic SIZE (tiny, demo, mimic3)."
+        )
+    if not raw.get("backends"):
+        raise InputError("no backend: give --backend NAME at least once (see `clinpred backends list`).")
+    return build_config(raw, source=str(config_file) if config_file else "the command line")

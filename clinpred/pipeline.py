@@ -1,0 +1,289 @@
+"""The runner behind `clinpred run`: cohort -> patient split -> embeddings (cached) -> tasks -> run directory.
+
+Only this module and the CLI touch a run's file layout:
+
+    RUN_DIR/config.json              the effective ExperimentConfig
+    RUN_DIR/results.json             RunResults: per backend and task, the TaskResult, versions, timings
+    RUN_DIR/RESULTS.md               backends side by side, intervals in brackets, task definitions below
+    RUN_DIR/umap.png                 one UMAP panel per backend (when geometry ran)
+    RUN_DIR/units/LABEL/TASK.parquet per-unit out-of-fold outputs, for paired comparisons in `clinpred report`
+
+A backend that cannot run (no API key, model not on disk, refused for protected data) is recorded as
+not run, with the reason, and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+import clinpred
+from clinpred.atomic import atomic_path, write_text
+from clinpred.config import DataConfig, ExperimentConfig, TaskName
+from clinpred.data.cohort import Cohort
+from clinpred.data.splits import PatientSplit, split_patients
+from clinpred.errors import InputError
+from clinpred.tasks.result import TaskResult
+
+Log = Callable[[str], None]
+
+
+class BackendRun(BaseModel):
+    """What happened to one backend in a run."""
+
+    label: str
+    name: str
+    status: Literal["ok", "not run"]
+    reason: str | None = None  # why it did not run
+    fingerprint: str | None = None
+    description: dict[str, Any] = Field(default_factory=dict)  # model id, revision, versions, settings
+    notes_embedded: int = 0
+    seconds: dict[str, float] = Field(default_factory=dict)  # "embed", then one entry per task
+    results: dict[str, TaskResult] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class RunResults(BaseModel):
+    """results.json: everything needed to read, trust and reproduce a run's numbers."""
+
+    clinpred_version: str
+    created: str
+    data: str
+    cohort: dict[str, Any]  # the whole cohort's summary
+    split: dict[str, Any]  # patients per side, the split config, a hash of the evaluation patients
+    evaluation: dict[str, Any]  # the evaluation cohort's summary
+    allow_external_api: bool
+    versions: dict[str, str]
+    config: dict[str, Any]
+    backends: list[BackendRun]
+
+
+@dataclass
+class Prepared:
+    """The cohort and the evaluation patients' notes, shared by every backend of a run."""
+
+    cohort: Cohort
+    split: PatientSplit
+    evaluation: Cohort
+    finetune_texts: list[str]
+
+
+def synthetic_cohort_dir(size: str, seed: int) -> Path:
+    """Where the generated synthetic cohort of a size and seed is kept between runs."""
+    return cache_root() / "synthetic" / f"{size}-seed{seed}-clinpred{clinpred.__version__}"
+
+
+def cache_root() -> Path:
+    """clinpred's cache folder: $CLINPRED_CACHE, else ~/.cache/clinpred."""
+    return Path(os.environ.get("CLINPRED_CACHE") or Path.home() / ".cache" / "clinpred")
+
+
+def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
+    """Read MIMIC files, or generate (once) and read the synthetic cohort, through the same reader."""
+    from clinpred.data.load import load_cohort
+
+    if data.synthetic is not None:
+        from clinpred.data.synthetic import generate_cohort
+
+        path = synthetic_cohort_dir(data.synthetic, data.synthetic_seed)
+        if not path.is_dir():
+            generate_cohort(path, size=data.synthetic, seed=data.synthetic_seed, progress=progress)
+    else:
+        path = data.path
+    return load_cohort(path, categories=data.categories, use_cache=data.use_cache, progress=progress)
+
+
+def ids_hash(subject_ids: list[int]) -> str:
+    """A short hash of a set of patients: lets two runs (or a run and a fine-tune) show the same split."""
+    return hashlib.sha256(",".join(str(s) for s in sorted(subject_ids)).encode()).hexdigest()[:16]
+
+
+def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
+    """Build the cohort and split its patients; evaluation notes are what every backend embeds."""
+    cohort = build_cohort(config.data, progress=progress)
+    split = split_patients(cohort.subject_ids, config.split)
+    evaluation = cohort.subset(split.evaluation)
+    if evaluation.notes.empty:
+        raise InputError(f"{config.data.describe()}: the evaluation patients have no notes to embed.")
+    train = cohort.notes[cohort.notes["subject_id"].isin(set(split.finetune))]
+    return Prepared(cohort, split, evaluation, train["text"].astype(str).tolist())
+
+
+def run_task(task: TaskName, cohort: Cohort, embeddings: np.ndarray, config: ExperimentConfig) -> TaskResult:
+    """One task on one backend's embeddings of the evaluation notes."""
+    tasks = config.tasks
+    if task == "recall":
+        from clinpred.tasks.recall import evaluate_recall
+
+        return evaluate_recall(cohort, embeddings, tasks.recall)
+    if task == "diagnosis":
+        from clinpred.tasks.diagnosis import evaluate_diagnosis
+
+        return evaluate_diagnosis(cohort, embeddings, tasks.diagnosis)
+    if task == "survival":
+        from clinpred.tasks.survival import evaluate_survival
+
+        return evaluate_survival(cohort, embeddings, tasks.survival)
+    from clinpred.tasks.geometry import evaluate_geometry
+
+    return evaluate_geometry(cohort, embeddings, tasks.geometry)
+
+
+def _finetune_provenance(backend: Any, split: PatientSplit) -> list[str]:
+    """For a fine-tuned model: check its training patients were not our evaluation patients (rule 2)."""
+    model = getattr(backend, "model_path", None)
+    record = Path(model) / "clinpred-finetune.json" if model else None
+    if record is None or not record.is_file():
+        return []
+    info = json.loads(record.read_text())
+    trained_on = info.get("data", {}).get("training_subjects_sha256")
+    ours = hashlib.sha256(",".join(str(s) for s in split.finetune_all).encode()).hexdigest()
+    if trained_on == ours:
+        return []
+    return [
+        "this model was fine-tuned on a different patient split than this run's; its training patients "
+        "may include evaluation patients (DESIGN.md rule 2): use the same data and split settings"
+    ]
+
+
+def evaluate_backend(
+    prepared: Prepared, spec_index: int, config: ExperimentConfig, *, progress: bool, log: Log
+):
+    """Embed the evaluation notes with one backend and run every task; 'not run' with a reason on user errors."""
+    from clinpred.backends import CachedBackend, EmbeddingCache, create_backend
+    from clinpred.backends.external import require_external_permission
+
+    spec = config.backends[spec_index]
+    run = BackendRun(label=spec.display, name=spec.name, status="ok")
+    try:
+        backend = create_backend(spec.name, spec.settings)
+        require_external_permission(
+            backend, protected=prepared.cohort.protected, allow_external_api=config.allow_external_api
+        )
+        if hasattr(backend, "fit"):
+            log(f"{run.label}: fitting on {len(prepared.finetune_texts):,} fine-tuning patients' notes")
+            backend.fit(prepared.finetune_texts)
+        cache = EmbeddingCache(config.cache_dir or cache_root() / "embeddings")
+        cached = CachedBackend(backend, cache, progress=progress)
+        run.fingerprint = backend.fingerprint()
+        run.description = backend.describe() if hasattr(backend, "describe") else {}
+        run.warnings += _finetune_provenance(backend, prepared.split)
+        texts = prepared.evaluation.notes["text"].astype(str).tolist()
+        log(f"{run.label}: embedding {len(texts):,} evaluation notes")
+        t0 = time.perf_counter()
+        embeddings = cached.embed(texts, role="document")
+        run.seconds["embed"] = round(time.perf_counter() - t0, 2)
+        run.notes_embedded = len(texts)
+    except InputError as exc:
+        return run.model_copy(update={"status": "not run", "reason": str(exc)}), None
+    for task in config.tasks.run:
+        log(f"{run.label}: {task}")
+        t0 = time.perf_counter()
+        run.results[task] = run_task(task, prepared.evaluation, embeddings, config)
+        run.seconds[task] = round(time.perf_counter() - t0, 2)
+    return run, embeddings
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "clinpred": clinpred.__version__}
+    for pkg in (
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "scikit-survival",
+        "torch",
+        "sentence-transformers",
+        "transformers",
+        "openai",
+        "lightgbm",
+        "umap-learn",
+    ):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def check_backend_names(config: ExperimentConfig) -> None:
+    """Fail before any work on a backend name the registry does not know (a typo, a missing plug-in)."""
+    from clinpred.backends import list_backends
+
+    known = [b.name for b in list_backends()]
+    unknown = [b.name for b in config.backends if b.name not in known]
+    if unknown:
+        raise InputError(f"unknown backend {', '.join(unknown)}; available: {', '.join(known)}.")
+
+
+def run_experiment(
+    config: ExperimentConfig, out_dir: Path, *, progress: bool = True, log: Log = lambda _: None
+) -> RunResults:
+    """The whole `clinpred run`: every file of the run directory is written whole or not at all."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_backend_names(config)
+    write_text(out_dir / "config.json", config.model_dump_json(indent=2))
+    log(f"cohort: {config.data.describe()}")
+    prepared = prepare(config, progress=progress)
+    ev = prepared.evaluation
+    log(
+        f"{len(prepared.split.evaluation):,} evaluation patients with {len(ev.notes):,} notes; "
+        f"{len(prepared.split.finetune_all):,} fine-tuning patients kept out of every score"
+    )
+    runs: list[BackendRun] = []
+    for i in range(len(config.backends)):
+        run, _ = evaluate_backend(prepared, i, config, progress=progress, log=log)
+        if run.status != "ok":
+            log(f"{run.label}: not run ({run.reason})")
+        runs.append(run)
+    results = RunResults(
+        clinpred_version=clinpred.__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        data=config.data.describe(),
+        cohort=prepared.cohort.summary(),
+        split={
+            "finetune_patients": len(prepared.split.finetune),
+            "validation_patients": len(prepared.split.validation),
+            "evaluation_patients": len(prepared.split.evaluation),
+            "evaluation_patients_sha256": ids_hash(prepared.split.evaluation),
+            **prepared.split.config.model_dump(),
+        },
+        evaluation=ev.summary(),
+        allow_external_api=config.allow_external_api,
+        versions=versions(),
+        config=config.model_dump(mode="json"),
+        backends=runs,
+    )
+    write_run(results, out_dir)
+    return results
+
+
+def write_run(results: RunResults, out_dir: Path) -> None:
+    """results.json, per-unit outputs, RESULTS.md and the UMAP figure."""
+    from clinpred.report.markdown import results_markdown
+
+    for run in results.backends:
+        for task, result in run.results.items():
+            if result.units is not None:
+                with atomic_path(out_dir / "units" / run.label / f"{task}.parquet") as tmp:
+                    result.units.to_parquet(tmp, index=False)
+    write_text(out_dir / "results.json", results.model_dump_json(indent=2))
+    panels = {r.label: r.results["geometry"] for r in results.backends if "geometry" in r.results}
+    if panels:
+        from clinpred.report.umap_figure import write_umap_figure
+
+        write_umap_figure(panels, out_dir / "umap.png")
+    write_text(out_dir / "RESULTS.md", results_markdown(results))

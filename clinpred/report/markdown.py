@@ -1,0 +1,107 @@
+"""RESULTS.md: backends side by side, one row per metric, intervals in brackets, definitions underneath.
+
+Every number is printed with the definition that produced it (DESIGN.md rule 5): the task's settings,
+its counts and its fold scheme follow the table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from clinpred.tasks.result import Estimate, TaskResult
+
+if TYPE_CHECKING:
+    from clinpred.pipeline import RunResults
+
+TASK_TITLES = {
+    "recall": "Next-note recall",
+    "diagnosis": "Diagnosis prediction",
+    "survival": "Survival analysis",
+    "geometry": "Embedding geometry",
+}
+
+
+def cell(estimate: Estimate | None) -> str:
+    """'0.934 [0.921, 0.946]', or '-' where the backend has no such number."""
+    return "-" if estimate is None else str(estimate)
+
+
+def metric_rows(runs: dict[str, dict[str, TaskResult]]) -> list[tuple[str, str, list[Estimate | None]]]:
+    """(task, metric, one estimate per backend) for every metric any backend reported, main metric first."""
+    labels = list(runs)
+    rows = []
+    for task in TASK_TITLES:
+        present = [runs[b][task] for b in labels if task in runs[b]]
+        if not present:
+            continue
+        names: list[str] = [present[0].main_metric]
+        for result in present:
+            names += [m for m in result.metrics if m not in names]
+        for metric in names:
+            rows.append((task, metric, [_get(runs[b], task, metric) for b in labels]))
+    return rows
+
+
+def _get(results: dict[str, TaskResult], task: str, metric: str) -> Estimate | None:
+    return results[task].metrics.get(metric) if task in results else None
+
+
+def table(labels: list[str], rows: list[tuple[str, str, list[Estimate | None]]]) -> list[str]:
+    """A markdown table with one column per backend."""
+    lines = ["| task | metric | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
+    for task, metric, values in rows:
+        lines.append(f"| {task} | {metric} | " + " | ".join(cell(v) for v in values) + " |")
+    return lines
+
+
+def _definition(result: TaskResult) -> list[str]:
+    def compact(value: Any) -> str:
+        return json.dumps(value, default=str, sort_keys=True)
+
+    lines = [f"- main metric: `{result.main_metric}`; intervals: {_interval_text(result)}"]
+    lines.append(f"- definition: `{compact(result.definition)}`")
+    lines.append(f"- counts: `{compact(result.counts)}`")
+    if result.folds:
+        lines.append(f"- folds: `{compact(result.folds)}`")
+    lines += [f"- warning: {w}" for w in result.warnings]
+    return lines
+
+
+def _interval_text(result: TaskResult) -> str:
+    b = result.bootstrap
+    return f"{b.confidence:.0%} bootstrap over patients, {b.n_resamples} resamples, seed {b.seed}"
+
+
+def results_markdown(results: RunResults) -> str:
+    """The whole RESULTS.md of one run."""
+    ok = {r.label: r.results for r in results.backends if r.status == "ok"}
+    lines = [
+        "# clinpred results",
+        "",
+        f"Data: {results.data}. Evaluation patients: {results.split['evaluation_patients']:,} "
+        f"({results.evaluation['notes']:,} notes); fine-tuning patients "
+        f"({results.split['finetune_patients'] + results.split['validation_patients']:,}) are never scored. "
+        f"clinpred {results.clinpred_version}.",
+        "",
+    ]
+    if ok:
+        lines += table(list(ok), metric_rows(ok))
+    skipped = [r for r in results.backends if r.status != "ok"]
+    if skipped:
+        lines += ["", "Not run:", ""]
+        lines += [f"- **{r.label}** (`{r.name}`): {r.reason}" for r in skipped]
+    for r in results.backends:
+        for warning in r.warnings:
+            lines.append(f"- **{r.label}**: {warning}")
+    lines += ["", "## Backends", ""]
+    for r in results.backends:
+        if r.status == "ok":
+            secs = ", ".join(f"{k} {v:.0f}s" for k, v in r.seconds.items())
+            lines.append(f"- **{r.label}** (`{r.name}`), fingerprint `{r.fingerprint}`; {secs}")
+    lines += ["", "## Task definitions", ""]
+    for task, title in TASK_TITLES.items():
+        first = next((res[task] for res in ok.values() if task in res), None)
+        if first is not None:
+            lines += [f"### {title}", "", *_definition(first), ""]
+    return "\n".join(lines).rstrip() + "\n"
