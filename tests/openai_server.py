@@ -39,7 +39,7 @@ def vector_for(text: str, dim: int = DEFAULT_DIM) -> np.ndarray:
 class Fault:
     """What the server does to one request instead of (or before) answering normally."""
 
-    kind: str  # "429", "500", "slow", "malformed", "ok"
+    kind: str  # "429", "500", "slow", "malformed", "missing_row", "ok"
     retry_after: str | None = None  # Retry-After header value for 429
     retry_after_ms: str | None = None  # retry-after-ms header value for 429
     seconds: float = 0.0  # delay for "slow"
@@ -165,6 +165,10 @@ class EmbeddingServer:
                 self._send(
                     h, rec, 500, {"error": {"message": "The server had an error", "type": "server_error"}}
                 )
+            elif fault.kind == "missing_row":
+                answer = self._answer(body)
+                answer["data"] = answer["data"][1:]
+                self._send(h, rec, 200, answer)
             elif fault.kind == "malformed":
                 self._send_raw(h, rec, 200, b'{"object": "list", "data": [{"embedding": ', {})
             else:

@@ -176,6 +176,12 @@ def test_malformed_json_is_a_clear_error(server):
     assert len(server.requests) == 1  # not retried: it would not parse next time either
 
 
+def test_response_missing_a_row_is_a_clear_error(server):
+    server.script(Fault("missing_row"))
+    with pytest.raises(EmbeddingRequestError, match="expected 3 embeddings, got 2"):
+        backend(server).embed(CLINICAL[:3])
+
+
 def test_permanent_failure_says_how_far_it_got_and_never_quotes_text(server):
     server.fail_from = 2  # requests 0 and 1 answered, every later one 500
     b = backend(server, max_inputs_per_request=2, max_in_flight=1, max_retries=2, backoff_base=0.0)
@@ -357,3 +363,24 @@ def test_cli_permanent_failure_exit_2_says_how_far(cli, server):
     assert "failed after 0 of 1 requests (0 of 1 texts embedded" in result.stderr
     assert "HTTP 500" in result.stderr and "Traceback" not in result.stderr
     assert len(server.requests) == 2
+
+
+def test_with_the_real_cache_answered_chunks_survive_a_failure(server, tmp_path):
+    """plan() counts the requests the cache's chunking will send; a rerun sends only what is missing."""
+    from clinpred.backends import CachedBackend, EmbeddingCache
+
+    texts = [f"{c} #{i}" for i, c in enumerate(CLINICAL * 2)]  # 14 texts
+    settings = {"max_inputs_per_request": 2, "max_in_flight": 2, "max_retries": 0}
+    b = backend(server, **settings)
+    assert "7 requests" in b.plan(texts)  # chunks of 4, 4, 4, 2 texts: 2 + 2 + 2 + 1
+    server.fail_from = 4  # the first two chunks (4 requests, 8 texts) are answered, then every request fails
+    cached = CachedBackend(b, EmbeddingCache(tmp_path), progress=False)
+    with pytest.raises(EmbeddingRequestError, match="of 7 requests"):
+        cached.embed(texts)
+    server.fail_from = None
+    sent_before = len(server.requests)
+    again = CachedBackend(backend(server, **settings), EmbeddingCache(tmp_path), progress=False)
+    out = again.embed(texts)
+    resent = [t for r in server.requests[sent_before:] for t in r.inputs]
+    assert len(resent) == 14 - 8
+    np.testing.assert_allclose(out, expected(texts), atol=1e-6)

@@ -260,7 +260,8 @@ class OpenAIBackend:
         counts = [n for _, n, _ in prepared]
         tokens = sum(counts)
         truncated = sum(1 for *_, cut in prepared if cut)
-        requests = len(self._pack(counts))
+        chunk = self.preferred_chunk_size  # the cache embeds in chunks of this size: count as it will send
+        requests = sum(len(self._pack(counts[i : i + chunk])) for i in range(0, len(counts), chunk))
         with self._lock:
             self._progress = {
                 "texts": 0,
@@ -415,11 +416,14 @@ class OpenAIBackend:
                 if exc.status_code < 500 and exc.status_code not in _RETRY_STATUSES:
                     raise _Failed(reason) from None
                 wait_for = _retry_after(exc.response.headers)
-            except ValueError as exc:  # JSON that does not parse, or rows that do not fit
+            except (ValueError, openai.APIResponseValidationError) as exc:  # unparsable JSON, misfit rows
                 raise _Failed(
-                    f"the endpoint at {self.host} sent a malformed response ({type(exc).__name__}); "
+                    f"the endpoint at {self.host} sent a malformed response ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); "
                     "is base_url an OpenAI-compatible embeddings API?"
                 ) from None
+            except openai.OpenAIError as exc:
+                raise _Failed(f"the openai client failed: {type(exc).__name__}") from None
             if attempt >= s.max_retries:
                 raise _Failed(f"{reason} (gave up after {attempt + 1} attempts; max_retries={s.max_retries})")
             delay = min(s.backoff_max, s.backoff_base * 2**attempt)
