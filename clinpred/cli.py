@@ -37,6 +37,104 @@ def data_check(
     render_check(report, out)
 
 
+TASK_HELP = "A task to run (repeatable): recall, diagnosis, survival, geometry. Default: all."
+BACKEND_HELP = (
+    "A backend to evaluate (repeatable): NAME or NAME:key=value,... e.g. gemma-base:truncate_dim=256."
+)
+
+
+@app.command("run")
+def run(
+    backend: list[str] = typer.Option([], "--backend", "-b", help=BACKEND_HELP),
+    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III directory or a MIMIC-IV root."),
+    synthetic: str | None = typer.Option(
+        None, "--synthetic", help="Use the synthetic cohort: tiny, demo, mimic3."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="A TOML experiment config; flags override it."),
+    task: list[str] = typer.Option([], "--task", "-t", help=TASK_HELP),
+    out_dir: Path = typer.Option(..., "--out", help="The run directory to write."),
+    allow_external_api: bool = typer.Option(
+        False,
+        "--allow-external-api",
+        help="Let API backends receive MIMIC text (read the PhysioNet DUA first).",
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the patient split."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Benchmark backends on a cohort: embed the evaluation notes, run the tasks, write the results."""
+    from clinpred.config import effective_config
+    from clinpred.pipeline import run_experiment
+
+    cfg = effective_config(
+        config,
+        data=data,
+        synthetic=synthetic,
+        backends=backend,
+        tasks=task,
+        allow_external_api=allow_external_api,
+        seed=seed,
+    )
+    results = run_experiment(cfg, out_dir, progress=not quiet, log=_log(quiet))
+    _print_results(out_dir, results, quiet)
+
+
+@app.command("demo")
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="The run directory to write."),
+    size: str = typer.Option("demo", "--size", help="Synthetic cohort size: tiny (a quick look) or demo."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """The main job, offline: synthetic cohort, fine-tune MiniLM, compare it with its base and TF-IDF."""
+    from clinpred.demo import run_demo
+
+    if size not in ("tiny", "demo"):
+        raise InputError(f"--size {size!r}: the demo runs on the 'tiny' or 'demo' synthetic cohort.")
+    results = run_demo(out_dir, size=size, progress=not quiet, log=_log(quiet))
+    _print_results(out_dir, results, quiet)
+
+
+@app.command("report")
+def report(
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="Run directories written by `clinpred run` or `clinpred demo`."
+    ),
+    out_dir: Path = typer.Option(Path("."), "--out", help="Where to write comparison.md, .csv and .json."),
+    reference: str | None = typer.Option(
+        None, "--reference", help="The backend every other is compared with."
+    ),
+) -> None:
+    """Combine runs into one comparison, with paired bootstrap differences between backends."""
+    from clinpred.report.compare import compare_runs, comparison_markdown, write_comparison
+
+    comparison = compare_runs(run_dirs, reference=reference)
+    files = write_comparison(comparison, out_dir)
+    out.print(comparison_markdown(comparison), markup=False, highlight=False)
+    out.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
+
+
+config_app = typer.Typer(help="The experiment config.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    config: Path | None = typer.Option(None, "--config", help="A TOML experiment config to start from."),
+    backend: list[str] = typer.Option([], "--backend", "-b", help=BACKEND_HELP),
+    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III directory or a MIMIC-IV root."),
+    synthetic: str | None = typer.Option(None, "--synthetic", help="tiny, demo or mimic3."),
+    task: list[str] = typer.Option([], "--task", "-t", help=TASK_HELP),
+) -> None:
+    """Print the effective config, every default included, as TOML that --config reads back."""
+    from clinpred.config import effective_config, to_toml
+
+    if config is None and data is None and synthetic is None:
+        synthetic = "demo"
+    if config is None and not backend:
+        backend = ["tfidf"]
+    cfg = effective_config(config, data=data, synthetic=synthetic, backends=backend, tasks=task)
+    out.print(to_toml(cfg), markup=False, highlight=False, soft_wrap=True)
+
+
 backends_app = typer.Typer(help="Embedding backends: what can run here.", no_args_is_help=True)
 app.add_typer(backends_app, name="backends")
 cache_app = typer.Typer(help="The on-disk embedding cache.", no_args_is_help=True)
@@ -109,6 +207,59 @@ def cache_clear(
     out.print(f"removed {len(removed)} fingerprint(s) from {cache.root}", highlight=False)
 
 
+@app.command("finetune")
+def finetune_command(
+    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III directory or a MIMIC-IV root."),
+    synthetic: str | None = typer.Option(None, "--synthetic", help="Synthetic cohort: tiny, demo, mimic3."),
+    pairs: Path | None = typer.Option(
+        None, "--pairs", help="Your own pairs: .csv/.parquet, anchor,positive[,group]."
+    ),
+    base: str | None = typer.Option(
+        None, "--base", help="Base model: a local folder or an id in the local HF cache."
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="The model folder to write (must be new or empty)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="A TOML file of FinetuneConfig fields; flags override."
+    ),
+    epochs: float | None = typer.Option(None, "--epochs"),
+    max_steps: int | None = typer.Option(None, "--max-steps"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    learning_rate: float | None = typer.Option(None, "--learning-rate"),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
+    loss: str | None = typer.Option(None, "--loss", help="mnrl or cached_mnrl."),
+    seed: int | None = typer.Option(None, "--seed"),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run from its last checkpoint."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Temporal contrastive fine-tuning: a patient's note t should retrieve the same patient's note t+1."""
+    from clinpred.finetune.command import build_config, run_finetune_command, summary_lines
+
+    overrides = {
+        "base_model": base,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_seq_length": max_seq_length,
+        "loss": loss,
+        "seed": seed,
+    }
+    cfg = build_config(config, overrides)
+    report = run_finetune_command(
+        data=data,
+        synthetic=synthetic,
+        pairs=pairs,
+        out=out_dir,
+        config=cfg,
+        resume=resume,
+        progress=not quiet,
+    )
+    for line in summary_lines(report):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 @app.command("synth")
 def synth(
     out_dir: Path = typer.Option(..., "--out", help="Directory to create (must not exist or be empty)."),
@@ -122,6 +273,22 @@ def synth(
 
     path = generate_cohort(out_dir, size=size, patients=patients, seed=seed, progress=not quiet)  # type: ignore[arg-type]
     out.print(f"wrote synthetic cohort to {path}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _log(quiet: bool):
+    return (lambda _msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
+
+
+def _print_results(out_dir: Path, results, quiet: bool) -> None:
+    """The comparison table at the end of a run (counts and numbers only, never text)."""
+    md = (out_dir / "RESULTS.md").read_text()
+    table = md.split("\n## ")[0]
+    out.print(table, markup=False, highlight=False, soft_wrap=True)
+    if not quiet:
+        err.print(
+            f"wrote {out_dir}/RESULTS.md, results.json"
+            + (", umap.png" if (out_dir / "umap.png").exists() else "")
+        )
 
 
 def main() -> None:

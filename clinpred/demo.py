@@ -57,6 +57,6 @@ def run_demo(out: Path, *, size: str = "demo", seed: int = 0, progress: bool = T
     else:
         log(f"fine-tuning the bundled MiniLM on the '{size}' cohort's fine-tuning patients -> {model_dir}")
         cohort = build_cohort(config.data, progress=progress)
-        ft = FinetuneConfig.demo(base=str(bundled_minilm()), split=config.split, seed=seed)
+        ft = FinetuneConfig.demo(base_model=str(bundled_minilm())).model_copy(update={"split": config.split})
         finetune(cohort, ft, model_dir, progress=progress)
     return run_experiment(config, out, progress=progress, log=log)

@@ -140,19 +140,25 @@ def run_task(task: TaskName, cohort: Cohort, embeddings: np.ndarray, config: Exp
 
 
 def _finetune_provenance(backend: Any, split: PatientSplit) -> list[str]:
-    """For a fine-tuned model: check its training patients were not our evaluation patients (rule 2)."""
-    model = getattr(backend, "model_path", None)
-    record = Path(model) / "clinpred-finetune.json" if model else None
+    """For a model written by `clinpred finetune`: were its training patients this run's? (rule 2).
+
+    The fine-tune records hashes of its training and validation patients; when both equal this run's
+    fine-tuning side, the evaluation patients were held out of training. Otherwise say so in the results.
+    """
+    from clinpred.finetune.output import ids_sha256
+
+    resolved = getattr(backend, "resolved", None)
+    record = Path(resolved.path) / "clinpred-finetune.json" if resolved is not None else None
     if record is None or not record.is_file():
         return []
-    info = json.loads(record.read_text())
-    trained_on = info.get("data", {}).get("training_subjects_sha256")
-    ours = hashlib.sha256(",".join(str(s) for s in split.finetune_all).encode()).hexdigest()
-    if trained_on == ours:
+    data = json.loads(record.read_text()).get("data", {})
+    if data.get("train_subject_ids_sha256") == ids_sha256(split.finetune) and data.get(
+        "validation_subject_ids_sha256"
+    ) == ids_sha256(split.validation):
         return []
     return [
-        "this model was fine-tuned on a different patient split than this run's; its training patients "
-        "may include evaluation patients (DESIGN.md rule 2): use the same data and split settings"
+        "fine-tuned on patients other than this run's fine-tuning patients: evaluation patients may have "
+        "been seen in training (DESIGN.md rule 2); fine-tune and evaluate with the same data and split"
     ]
 
 
