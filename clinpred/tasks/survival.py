@@ -1,0 +1,322 @@
+"""Survival analysis: do the notes of a patient's first hours predict death within a year?
+
+Landmark definition (DESIGN.md rule 3), stated in every result: time origin = the first admission's
+ADMITTIME; features = the notes charted before origin + window (48 h); event = death (patients.dod)
+within the horizon (365 days); censoring at the last time the record shows the patient alive, or at the
+horizon. Patients whose outcome is known inside the window (died, or censored) are excluded and counted,
+and no note charted after the window enters the features.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.decomposition import PCA
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
+from clinpred.data.splits import patient_folds
+from clinpred.errors import InputError
+from clinpred.tasks.aggregate import AggregationMethod, aggregate
+from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
+from clinpred.tasks.survival_metrics import fold_metrics, harrell_c
+
+DAY = pd.Timedelta(days=1)
+
+
+class SurvivalConfig(BaseModel):
+    """Every setting of the survival task; the result records all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_hours: float = Field(48.0, gt=0)
+    horizon_days: float = Field(365.0, gt=0)
+    date_only_notes: Literal["whole_day_inside", "exclude"] = "whole_day_inside"
+    include_discharge_summaries: bool = False  # True relaxes the leakage guard
+    aggregation: AggregationMethod = "mean"
+    last_k: int = Field(5, ge=1)
+    half_life_days: float = Field(30.0, gt=0)
+    pca_components: int | None = Field(32, ge=1)  # fitted on the training fold only; None: no PCA
+    model: Literal["coxnet", "random_survival_forest", "gradient_boosting"] = "coxnet"
+    l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
+    n_alphas: int = Field(30, ge=2)
+    alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)
+    inner_folds: int = Field(3, ge=2)  # inner CV (Harrell's C) that picks the Coxnet penalty
+    n_estimators: int = Field(100, ge=1)  # forests and boosting
+    min_samples_leaf: int = Field(10, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    n_folds: int = Field(5, ge=2)
+    auc_times_days: list[float] = Field(default_factory=lambda: [30.0, 90.0, 365.0])
+    uno_tau_days: float | None = None  # None: the horizon
+    ibs_points: int = Field(20, ge=2)
+    bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
+    seed: int = 0
+
+
+def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
+    """Harrell's C of the pooled out-of-fold risk scores (the headline)."""
+    return {
+        "harrell_c": harrell_c(
+            units["time"].to_numpy(float), units["event"].to_numpy(bool), units["risk"].to_numpy(float)
+        )
+    }
+
+
+def outcomes(cohort: Cohort, config: SurvivalConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Per patient: origin, time (days from origin), event, and why a patient is excluded.
+
+    Death dates are date-only: a death counts at 00:00 of its DOD, so a patient whose DOD falls on the
+    day the window ends is excluded (their death may lie inside it). A DOD after the horizon means the
+    patient is known alive at the horizon.
+    """
+    ids = cohort.subject_ids
+    origin = cohort.admissions.groupby("subject_id")["admittime"].min().reindex(ids)
+    dod = cohort.patients.set_index("subject_id")["dod"].reindex(ids)
+    alive = cohort.last_known_alive().reindex(ids)
+    horizon = config.horizon_days
+    death_days = (dod - origin) / DAY
+    follow_days = ((alive - origin) / DAY).clip(upper=horizon)
+    event = (death_days <= horizon).fillna(False).to_numpy(bool)
+    time = np.where(event, death_days, np.where(dod.notna(), horizon, follow_days))
+    frame = pd.DataFrame({"subject_id": ids, "origin": origin.to_numpy(), "time": time, "event": event})
+    window = config.window_hours / 24.0
+    no_adm = origin.isna().to_numpy()
+    died_in = ~no_adm & event & (time <= window)
+    censored_in = ~no_adm & ~event & ~(time > window)
+    frame["excluded"] = np.select(
+        [no_adm, died_in, censored_in], ["no_admission", "died_in_window", "censored_in_window"], ""
+    )
+    counts = {
+        "patients_in_cohort": len(ids),
+        "excluded_no_admission": int(no_adm.sum()),
+        "excluded_died_in_window": int(died_in.sum()),
+        "excluded_censored_in_window": int(censored_in.sum()),
+    }
+    return frame, counts
+
+
+def feature_notes(cohort: Cohort, origins: pd.Series, config: SurvivalConfig) -> np.ndarray:
+    """Boolean mask over cohort.notes: charted before origin + window, by the stated rules.
+
+    A timed note counts if its time < window end. A date-only note counts only if its whole day lies
+    before the window end (``whole_day_inside``), or never (``exclude``). Notes before the origin (e.g.
+    outpatient reports) count: they were written before the landmark.
+    """
+    notes = cohort.notes
+    end = notes["subject_id"].map(origins) + pd.Timedelta(hours=config.window_hours)
+    date_only = notes["time_is_date"].to_numpy(bool)
+    timed_ok = (notes["time"] < end).to_numpy(bool)
+    day_ok = (notes["time"].dt.normalize() + DAY <= end).to_numpy(bool)
+    if config.date_only_notes == "exclude":
+        day_ok = np.zeros(len(notes), dtype=bool)
+    keep = np.where(date_only, day_ok, timed_ok) & end.notna().to_numpy()
+    if not config.include_discharge_summaries:
+        keep &= (notes["category"] != DISCHARGE_SUMMARY).to_numpy()
+    return keep
+
+
+def _reduce(x_train: np.ndarray, x_test: np.ndarray, config: SurvivalConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise, then PCA, both fitted on the training fold only."""
+    scaler = StandardScaler().fit(x_train)
+    x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+    if config.pca_components is not None:
+        n = min(config.pca_components, x_train.shape[1], x_train.shape[0] - 1)
+        pca = PCA(n_components=n, random_state=config.seed).fit(x_train)
+        x_train, x_test = pca.transform(x_train), pca.transform(x_test)
+    return x_train, x_test
+
+
+def _coxnet_alpha(x: np.ndarray, y: np.ndarray, alphas: np.ndarray, config: SurvivalConfig) -> float:
+    """The penalty with the best mean inner-CV Harrell's C along the training fold's alpha path."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    inner = StratifiedKFold(n_splits=config.inner_folds, shuffle=True, random_state=config.seed)
+    scores = np.full((config.inner_folds, len(alphas)), np.nan)
+    for f, (a, b) in enumerate(inner.split(x, y["event"])):
+        model = CoxnetSurvivalAnalysis(l1_ratio=config.l1_ratio, alphas=alphas)
+        try:
+            model.fit(x[a], y[a])
+        except ArithmeticError:  # the path diverged for this split: leave its scores out
+            continue
+        for k, alpha in enumerate(alphas):
+            scores[f, k] = harrell_c(y["time"][b], y["event"][b], model.predict(x[b], alpha=alpha))
+    mean = np.nanmean(np.where(np.isnan(scores).all(axis=0), -np.inf, scores), axis=0)
+    return float(alphas[int(np.argmax(mean))])
+
+
+def _fit_predict(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, config: SurvivalConfig
+) -> tuple[np.ndarray, object, float | None]:
+    """Risk scores of the test fold, a function giving survival probabilities at times, the chosen alpha."""
+    from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    if config.model == "coxnet":
+        model = CoxnetSurvivalAnalysis(
+            l1_ratio=config.l1_ratio,
+            n_alphas=config.n_alphas,
+            alpha_min_ratio=config.alpha_min_ratio,
+            fit_baseline_model=True,
+        ).fit(x_train, y_train)
+        alpha = _coxnet_alpha(x_train, y_train, model.alphas_, config)
+        risk = model.predict(x_test, alpha=alpha)
+
+        def survival_at(times: np.ndarray) -> np.ndarray:
+            return np.vstack([fn(times) for fn in model.predict_survival_function(x_test, alpha=alpha)])
+
+        return np.asarray(risk, dtype=float), survival_at, alpha
+    if config.model == "random_survival_forest":
+        model = RandomSurvivalForest(
+            n_estimators=config.n_estimators,
+            min_samples_leaf=config.min_samples_leaf,
+            random_state=config.seed,
+            n_jobs=1,
+        ).fit(x_train, y_train)
+    else:
+        model = GradientBoostingSurvivalAnalysis(
+            n_estimators=config.n_estimators,
+            learning_rate=config.learning_rate,
+            min_samples_leaf=config.min_samples_leaf,
+            random_state=config.seed,
+        ).fit(x_train, y_train)
+    risk = model.predict(x_test)
+
+    def survival_at(times: np.ndarray) -> np.ndarray:
+        return np.vstack([fn(times) for fn in model.predict_survival_function(x_test)])
+
+    return np.asarray(risk, dtype=float), survival_at, None
+
+
+def evaluate_survival(
+    cohort: Cohort, embeddings: np.ndarray, *, config: SurvivalConfig | None = None
+) -> TaskResult:
+    """Cross-validated survival prediction from the notes of the landmark window."""
+    from sksurv.util import Surv
+
+    config = config or SurvivalConfig()
+    if len(embeddings) != len(cohort.notes):
+        raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
+    frame, counts = outcomes(cohort, config)
+    keep = feature_notes(cohort, frame.set_index("subject_id")["origin"], config)
+    eligible = frame[frame["excluded"] == ""].reset_index(drop=True)
+    features, has_notes = aggregate(
+        cohort.notes[keep],
+        embeddings[keep],
+        eligible["subject_id"].to_numpy(),
+        method=config.aggregation,
+        k=config.last_k,
+        half_life_days=config.half_life_days,
+    )
+    counts["excluded_no_feature_notes"] = int((~has_notes).sum())
+    units = eligible.loc[has_notes, ["subject_id", "time", "event"]].reset_index(drop=True)
+    features = features[has_notes]
+    in_units = cohort.notes["subject_id"].isin(set(units["subject_id"].tolist())).to_numpy()
+    events = int(units["event"].sum())
+    counts.update(
+        {
+            "patients": len(units),
+            "events": events,
+            "censored": len(units) - events,
+            "notes_used": int((keep & in_units).sum()),
+            "notes_after_window_unused": int((~keep & in_units).sum()),
+        }
+    )
+    if len(units) < config.n_folds or events < config.n_folds or len(units) - events < config.n_folds:
+        raise InputError(
+            f"survival: {len(units)} eligible patients with {events} events; n_folds={config.n_folds} needs "
+            "at least that many events and survivors: use a larger cohort or a longer horizon_days"
+        )
+
+    ids = units["subject_id"].to_numpy()
+    folds = patient_folds(ids, config.n_folds, seed=config.seed, strata=units["event"].to_numpy(int))
+    fold_of = np.empty(len(units), dtype=np.int64)
+    for i, (_, test) in enumerate(folds):
+        fold_of[np.isin(ids, test)] = i
+    y = Surv.from_arrays(event=units["event"].to_numpy(bool), time=units["time"].to_numpy(float))
+    risk = np.full(len(units), np.nan)
+    tau = config.uno_tau_days if config.uno_tau_days is not None else config.horizon_days
+    per_fold: list[dict[str, float]] = []
+    used_times: list[dict[str, float]] = []
+    alphas: list[float | None] = []
+    for i in range(config.n_folds):
+        train, test = fold_of != i, fold_of == i
+        x_train, x_test = _reduce(features[train], features[test], config)
+        risk[test], survival_at, alpha = _fit_predict(x_train, y[train], x_test, config)
+        alphas.append(alpha)
+        values, used = fold_metrics(
+            y["time"][train],
+            y["event"][train],
+            y["time"][test],
+            y["event"][test],
+            risk[test],
+            survival_at,
+            tau=tau,
+            auc_times=config.auc_times_days,
+            ibs_points=config.ibs_points,
+        )
+        per_fold.append(values)
+        used_times.append(used)
+
+    units["risk"] = risk
+    units["fold"] = fold_of
+    metrics = bootstrap_metrics(units, metrics_from_units, config.bootstrap)
+    warnings: list[str] = []
+    fold_keys = ["uno_c", *[f"auc_{t:g}d" for t in config.auc_times_days], "ibs"]
+    ranges: dict[str, list[float]] = {}
+    for key in fold_keys:
+        values = [v[key] for v in per_fold if key in v]
+        if len(values) < config.n_folds:
+            warnings.append(
+                f"{key}: evaluable in {len(values)} of {config.n_folds} folds (follow-up or events)"
+            )
+        if values:
+            metrics[key] = Estimate(value=float(np.mean(values)))
+            ranges[key] = [float(min(values)), float(max(values))]
+    definition = {
+        **config.model_dump(),
+        "time_origin": "ADMITTIME of the patient's first admission",
+        "features": (
+            f"{config.aggregation} of notes charted before origin + {config.window_hours:g} h; date-only notes: "
+            + (
+                "only if their whole day lies before the window end"
+                if config.date_only_notes == "whole_day_inside"
+                else "excluded"
+            )
+            + ("" if config.include_discharge_summaries else "; discharge summaries excluded")
+        ),
+        "event": f"death (patients.dod, counted at 00:00 of that date) within {config.horizon_days:g} days",
+        "censoring": "last time known alive (latest discharge or note), or the horizon, whichever is first",
+        "exclusions": "no admission; died or censored inside the feature window; no feature note",
+        "relaxations": ["include_discharge_summaries"] if config.include_discharge_summaries else [],
+        "uno_tau_days": tau,
+        "intervals": (
+            "harrell_c: pooled out-of-fold risks, patient bootstrap; uno_c, auc_*, ibs: mean over folds "
+            "(each fold scored with its training fold's censoring distribution), no interval; the range "
+            "over folds is in folds.metric_range"
+        ),
+        "coxnet_alpha_chosen": alphas if config.model == "coxnet" else [],
+    }
+    return TaskResult(
+        task="survival",
+        main_metric="harrell_c",
+        definition=definition,
+        counts=counts,
+        folds={
+            "n_splits": config.n_folds,
+            "grouped_by": "subject_id",
+            "stratified_by": "event",
+            "seed": config.seed,
+            "patients_per_fold": [len(test) for _, test in folds],
+            "events_per_fold": [int(units["event"][fold_of == i].sum()) for i in range(config.n_folds)],
+            "per_fold_metrics": per_fold,
+            "metric_range": ranges,
+            "evaluation_times": used_times,
+        },
+        metrics=metrics,
+        bootstrap=config.bootstrap,
+        warnings=warnings,
+    ).with_units(units)
