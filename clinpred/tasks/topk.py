@@ -109,7 +109,10 @@ def _merge(
     above = block > threshold[:, None]
     counts = above.sum(axis=1)
     dense = np.flatnonzero(counts > 2 * k)
-    if len(dense):
+    if len(dense) == len(block):  # typically the first pool block: no running top-k yet
+        kth = np.partition(block, block.shape[1] - k, axis=1)[:, block.shape[1] - k]
+        above &= block >= kth[:, None]
+    elif len(dense):
         # cut dense rows to their k best (plus ties at the k-th score) before the sparse merge
         kth = np.partition(block[dense], block.shape[1] - k, axis=1)[:, block.shape[1] - k]
         above[dense] &= block[dense] >= kth[:, None]
@@ -167,6 +170,11 @@ def chunked_topk(
         target_score = np.einsum("ij,ij->i", queries, pool[targets]).astype(np.float32)
         n_greater = np.zeros(n_q, dtype=np.int64)
         n_tied = np.zeros(n_q, dtype=np.int64)
+    masked = spec.query_group is not None or spec.query_cutoff is not None
+    if not masked:  # every pool row but the excluded one: no need to count block by block
+        pool_size[:] = n_p
+        if spec.exclude is not None:
+            pool_size -= (spec.exclude >= 0) & (spec.exclude < n_p)
     for q0 in range(0, n_q, query_block):
         q = slice(q0, min(q0 + query_block, n_q))
         run_scores = np.full((q.stop - q.start, k_eff), -np.inf, dtype=np.float32)
@@ -175,12 +183,12 @@ def chunked_topk(
             p = slice(p0, min(p0 + pool_block, n_p))
             block = queries[q] @ pool[p].T
             _mask_block(block, spec, q, p, _local(spec.always, q, p))
-            in_pool = block > -np.inf
-            pool_size[q] += in_pool.sum(axis=1)
+            if masked:
+                pool_size[q] += (block > -np.inf).sum(axis=1)
             if targets is not None:
                 ts = target_score[q][:, None]
                 n_greater[q] += (block > ts + tie_tolerance).sum(axis=1)
-                tied = (np.abs(block - ts) <= tie_tolerance) & in_pool
+                tied = np.abs(block - ts) <= tie_tolerance  # -inf (outside the pool) is never tied
                 target_local = _local(targets, q, p)
                 rows = np.flatnonzero(target_local >= 0)
                 if not np.all(np.isfinite(block[rows, target_local[rows]])):
