@@ -50,6 +50,7 @@ class BackendRun(BaseModel):
     notes_embedded: int = 0
     seconds: dict[str, float] = Field(default_factory=dict)  # "embed", then one entry per task
     results: dict[str, TaskResult] = Field(default_factory=dict)
+    tasks_not_run: dict[str, str] = Field(default_factory=dict)  # task -> why (e.g. too few patients)
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -125,18 +126,18 @@ def run_task(task: TaskName, cohort: Cohort, embeddings: np.ndarray, config: Exp
     if task == "recall":
         from clinpred.tasks.recall import evaluate_recall
 
-        return evaluate_recall(cohort, embeddings, tasks.recall)
+        return evaluate_recall(cohort, embeddings, config=tasks.recall)
     if task == "diagnosis":
         from clinpred.tasks.diagnosis import evaluate_diagnosis
 
-        return evaluate_diagnosis(cohort, embeddings, tasks.diagnosis)
+        return evaluate_diagnosis(cohort, embeddings, config=tasks.diagnosis)
     if task == "survival":
         from clinpred.tasks.survival import evaluate_survival
 
-        return evaluate_survival(cohort, embeddings, tasks.survival)
+        return evaluate_survival(cohort, embeddings, config=tasks.survival)
     from clinpred.tasks.geometry import evaluate_geometry
 
-    return evaluate_geometry(cohort, embeddings, tasks.geometry)
+    return evaluate_geometry(cohort, embeddings, config=tasks.geometry)
 
 
 def _finetune_provenance(backend: Any, split: PatientSplit) -> list[str]:
@@ -177,7 +178,7 @@ def evaluate_backend(
             backend, protected=prepared.cohort.protected, allow_external_api=config.allow_external_api
         )
         if hasattr(backend, "fit"):
-            log(f"{run.label}: fitting on {len(prepared.finetune_texts):,} fine-tuning patients' notes")
+            log(f"{run.label}: fitting on {len(prepared.finetune_texts):,} notes of fine-tuning patients")
             backend.fit(prepared.finetune_texts)
         cache = EmbeddingCache(config.cache_dir or cache_root() / "embeddings")
         cached = CachedBackend(backend, cache, progress=progress)
@@ -195,7 +196,11 @@ def evaluate_backend(
     for task in config.tasks.run:
         log(f"{run.label}: {task}")
         t0 = time.perf_counter()
-        run.results[task] = run_task(task, prepared.evaluation, embeddings, config)
+        try:
+            run.results[task] = run_task(task, prepared.evaluation, embeddings, config)
+        except InputError as exc:  # e.g. too few patients for a task's settings: the other tasks go on
+            run.tasks_not_run[task] = str(exc)
+            log(f"{run.label}: {task} not run ({exc})")
         run.seconds[task] = round(time.perf_counter() - t0, 2)
     return run, embeddings
 

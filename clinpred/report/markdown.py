@@ -92,6 +92,8 @@ def results_markdown(results: RunResults) -> str:
         lines += ["", "Not run:", ""]
         lines += [f"- **{r.label}** (`{r.name}`): {r.reason}" for r in skipped]
     for r in results.backends:
+        for task, reason in r.tasks_not_run.items():
+            lines.append(f"- **{r.label}**, {task}: not run ({reason})")
         for warning in r.warnings:
             lines.append(f"- **{r.label}**: {warning}")
     lines += ["", "## Backends", ""]
