@@ -330,3 +330,32 @@ def test_unknown_category_and_no_query_are_input_errors():
     single = make_cohort([1, 2, 3])
     with pytest.raises(InputError, match="no query"):
         evaluate_recall(single, np.eye(3, dtype=np.float32), RecallConfig())
+
+
+def test_bad_task_settings_reach_the_user_as_one_message(cli, tmp_path):
+    """Through the real CLI: a mistyped category and an impossible phenotype minimum name the setting."""
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[tasks.recall]\ncategories = ["Nursin"]\n\n[tasks.geometry]\nmin_patients_per_phenotype = 100000\n'
+    )
+    proc = cli(
+        "run",
+        "--synthetic",
+        "tiny",
+        "--backend",
+        "tfidf",
+        "--task",
+        "recall",
+        "--task",
+        "geometry",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+        env={"CLINPRED_CACHE": str(tmp_path / "cache")},
+    )
+    output = proc.stdout + proc.stderr
+    assert "recall.categories: 'Nursin' not found among the cohort's note categories" in output
+    assert "min_patients_per_phenotype" in output
+    assert "Traceback" not in output

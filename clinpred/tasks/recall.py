@@ -170,10 +170,10 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
     subject_ids = used["subject_id"].to_numpy()
     q_idx, t_idx = _consecutive_pairs(subject_ids)
 
-    texts = used["text"].to_numpy(dtype=object, na_value="")
-    identical = np.fromiter(
-        (texts[a] == texts[b] for a, b in zip(q_idx, t_idx, strict=True)), dtype=bool, count=len(q_idx)
-    )
+    # vectorised on the text column's own storage: no Python string per note (MIMIC text is gigabytes)
+    text = used["text"]
+    same_text = text.iloc[q_idx].reset_index(drop=True) == text.iloc[t_idx].reset_index(drop=True)
+    identical = same_text.to_numpy(dtype=bool, na_value=False)
     n_identical = int(identical.sum())
     if config.identical_pairs == "drop":
         q_idx, t_idx = q_idx[~identical], t_idx[~identical]
