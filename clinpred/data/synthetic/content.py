@@ -46,10 +46,16 @@ class NoteCtx:
         return self.rng.sample(list(seq), k) if k else []
 
 
-def choose_shown(adm_active: list[str], rng: random.Random, share: float) -> list[str]:
-    """The random subset of active conditions that one note gives evidence of."""
+def choose_shown(adm_active: list[str], rng: random.Random, share: float, mimic: float) -> list[str]:
+    """The conditions one note gives evidence of: a random subset of the active ones, and sometimes
+    an absent one whose evidence appears anyway (empiric antibiotics, a diuretic, a borderline lab),
+    as in real notes: evidence is suggestive, not proof."""
     shown = [k for k in adm_active if rng.random() < share]
-    return shown or ([rng.choice(adm_active)] if adm_active and rng.random() < 0.7 else [])
+    if not shown and adm_active and rng.random() < 0.7:
+        shown = [rng.choice(adm_active)]
+    if rng.random() < mimic:
+        shown.append(rng.choice(ALL_KEYS))
+    return list(dict.fromkeys(shown))
 
 
 # ---- placeholders ------------------------------------------------------------------------------
@@ -140,7 +146,8 @@ def evidence(ctx: NoteCtx, kind: str, k: int = 2) -> list[str]:
 
 def named(ctx: NoteCtx, p: float = 0.2) -> list[str]:
     """Condition names written outright, each with probability p."""
-    return [ctx.rng.choice(BY_KEY[k].names) for k in ctx.show if ctx.rng.random() < p]
+    active = ctx.active
+    return [ctx.rng.choice(BY_KEY[k].names) for k in ctx.show if k in active and ctx.rng.random() < p]
 
 
 def negated(ctx: NoteCtx, k: int = 1) -> list[str]:

@@ -85,7 +85,8 @@ ERA_MIX: dict[str, dict[str, float]] = {
 DATE_ONLY = frozenset({"Discharge summary", "ECG", "Echo"})
 TEAM_SIZE = {"nurse": 3, "physician": 2, "radiologist": 3, "cardiologist": 2, "attending": 1}
 OUTPATIENT_MIX = {"Radiology": 0.6, "ECG": 0.3, "Echo": 0.1}
-EVIDENCE_SHARE = 0.55  # chance that a note shows each active condition
+EVIDENCE_SHARE = 0.3  # chance that a note shows each active condition
+MIMIC_SHARE = 0.5  # chance that a note shows evidence suggestive of a random condition, present or not
 ERROR_RATE = 0.002  # ISERROR='1' notes
 
 
@@ -420,11 +421,11 @@ def _one_note(
         severity = a.severity + (1 - a.severity) * frac if a.died else a.severity * (1 - 0.5 * frac)
         early = (t - a.admit) <= timedelta(hours=48)
         day = 1 + (t - a.admit).days
-        show = c.choose_shown(a.active, rng, EVIDENCE_SHARE)
+        show = c.choose_shown(a.active, rng, EVIDENCE_SHARE, MIMIC_SHARE)
     else:
         chronic = [k for k in p.conditions if BY_KEY[k].chronic]
         severity, early, day = 0.2, False, 0
-        show = c.choose_shown(chronic, rng, EVIDENCE_SHARE) if chronic else []
+        show = c.choose_shown(chronic, rng, EVIDENCE_SHARE, MIMIC_SHARE) if chronic else []
     ctx = c.NoteCtx(p, a, t, severity, style, rng, early, day, show)
     text = write_note(category, description, ctx)
     return _note_row(p, None if a is None else a.hadm_id, t, category, description, style, text, rng)
