@@ -76,26 +76,26 @@ def main() -> None:
         f"cpus visible: {os.cpu_count()} (shared with other users: wall times are upper bounds); "
         f"dim {args.dim}, k {args.k}, blocks {args.query_block} x {args.pool_block}"
     )
-    rows = []
+    print(f"{'method':<38}{'notes = queries':>16}{'wall s':>10}{'peak MiB':>10}", flush=True)
+
+    def add(name: str, n: int, seconds: float, mib: float) -> None:
+        print(f"{name:<38}{n:>16,}{seconds:>10.1f}{mib:>10.0f}", flush=True)
 
     x = unit_rows(args.naive_notes, args.dim, args.seed)
     naive_out, naive_s, naive_mb = measure(naive_topk, x, args.k)
-    rows.append(("naive full matrix + argsort", args.naive_notes, naive_s, naive_mb))
+    add("naive full matrix + argsort", args.naive_notes, naive_s, naive_mb)
     chunk_out, chunk_s, chunk_mb = measure(chunked, x, args.k, args.query_block, args.pool_block, False)
-    rows.append(("chunked top-k", args.naive_notes, chunk_s, chunk_mb))
+    add("chunked top-k", args.naive_notes, chunk_s, chunk_mb)
     same = float(np.mean(np.all(naive_out == chunk_out, axis=1)))
     del x, naive_out, chunk_out
 
     x = unit_rows(args.notes, args.dim, args.seed)
     _, big_s, big_mb = measure(chunked, x, args.k, args.query_block, args.pool_block, False)
-    rows.append(("chunked top-k", args.notes, big_s, big_mb))
+    add("chunked top-k", args.notes, big_s, big_mb)
     if args.ranks:
         _, rank_s, rank_mb = measure(chunked, x, args.k, args.query_block, args.pool_block, True)
-        rows.append(("chunked top-k + exact target ranks", args.notes, rank_s, rank_mb))
+        add("chunked top-k + exact target ranks", args.notes, rank_s, rank_mb)
 
-    print(f"{'method':<38}{'notes = queries':>16}{'wall s':>10}{'peak MiB':>10}")
-    for name, n, s, mb in rows:
-        print(f"{name:<38}{n:>16,}{s:>10.1f}{mb:>10.0f}")
     full_mb = args.notes**2 * 4 / 2**20
     print(f"rows identical to the naive top-{args.k} at {args.naive_notes:,}: {same:.2%}")
     print(
