@@ -36,7 +36,9 @@ def demo_config(model_dir: Path, *, size: str = "demo", seed: int = 0) -> Experi
         data=DataConfig(synthetic=size, synthetic_seed=seed),
         backends=[
             BackendConfig(name="sentence-transformers", label="minilm-base", settings={"model": minilm}),
-            BackendConfig(name="gemma-finetuned", label="minilm-finetuned", settings={"model": str(model_dir)}),
+            BackendConfig(
+                name="gemma-finetuned", label="minilm-finetuned", settings={"model": str(model_dir)}
+            ),
             BackendConfig(name="tfidf"),
             BackendConfig(name="openai"),
         ],
@@ -44,7 +46,9 @@ def demo_config(model_dir: Path, *, size: str = "demo", seed: int = 0) -> Experi
     )
 
 
-def run_demo(out: Path, *, size: str = "demo", seed: int = 0, progress: bool = True, log: Log = print) -> RunResults:
+def run_demo(
+    out: Path, *, size: str = "demo", seed: int = 0, progress: bool = True, log: Log = print
+) -> RunResults:
     """Fine-tune (once) and evaluate; returns the run's results, also written under ``out``."""
     from clinpred.finetune import FinetuneConfig, finetune
 
@@ -52,7 +56,10 @@ def run_demo(out: Path, *, size: str = "demo", seed: int = 0, progress: bool = T
     model_dir = out / "model"
     config = demo_config(model_dir, size=size, seed=seed)
     record = model_dir / "clinpred-finetune.json"
-    if record.is_file() and json.loads(record.read_text()).get("config", {}).get("split") == config.split.model_dump():
+    if (
+        record.is_file()
+        and json.loads(record.read_text()).get("config", {}).get("split") == config.split.model_dump()
+    ):
         log(f"fine-tuned model: reusing {model_dir}")
     else:
         log(f"fine-tuning the bundled MiniLM on the '{size}' cohort's fine-tuning patients -> {model_dir}")

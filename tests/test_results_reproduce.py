@@ -1,0 +1,37 @@
+"""The committed results/synthetic/ is what `clinpred demo` produces: regenerated and compared in CI."""
+
+from __future__ import annotations
+
+import pytest
+
+from clinpred.pipeline import RunResults
+from clinpred.report.reproduce import TOLERANCE, differences
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_committed_synthetic_results_reproduce(cli, tmp_path):
+    committed_path = REPO / "results" / "synthetic" / "results.json"
+    committed = RunResults.model_validate_json(committed_path.read_text())
+    out = tmp_path / "demo"
+    proc = cli(
+        "demo",
+        "--out",
+        str(out),
+        "--quiet",
+        env={"CLINPRED_CACHE": str(tmp_path / "cache"), "OPENAI_API_KEY": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    fresh = RunResults.model_validate_json((out / "results.json").read_text())
+    problems = differences(committed, fresh, tolerance=TOLERANCE)
+    assert not problems, "results/synthetic no longer reproduces:\n" + "\n".join(problems)
+
+
+def test_a_changed_metric_is_caught():
+    committed = RunResults.model_validate_json((REPO / "results" / "synthetic" / "results.json").read_text())
+    fresh = committed.model_copy(deep=True)
+    assert differences(committed, fresh) == []
+    backend = next(b for b in fresh.backends if b.status == "ok")
+    task = next(iter(backend.results.values()))
+    task.metrics[task.main_metric].value += 2 * TOLERANCE
+    assert len(differences(committed, fresh)) == 1
