@@ -18,7 +18,7 @@ from clinpred.data.cohort import (
 )
 from clinpred.errors import InputError
 from clinpred.tasks.diagnosis import DiagnosisConfig, evaluate_diagnosis, metrics_from_units
-from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision
+from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision, average_precision_columns
 from clinpred.tasks.result import BootstrapScheme
 
 CHF, AFIB, ARF, PNA = "4280", "42731", "5849", "486"
@@ -201,7 +201,13 @@ def test_rank_metrics_match_scikit_learn_with_ties():
     p = np.round(rng.random((80, 4)) + 0.3 * y, 1)  # rounding makes many ties
     for j in range(4):
         assert auroc_columns(y, p)[j] == pytest.approx(roc_auc_score(y[:, j], p[:, j]))
-        assert average_precision(y[:, j], p[:, j]) == pytest.approx(average_precision_score(y[:, j], p[:, j]))
+        expected = average_precision_score(y[:, j], p[:, j])
+        assert average_precision_columns(y, p)[j] == pytest.approx(expected)
+        assert average_precision(y[:, j], p[:, j]) == pytest.approx(expected)
+    none = np.zeros((80, 1), dtype=bool)
+    assert np.isnan(auroc_columns(none, p[:, :1])[0]) and np.isnan(
+        average_precision_columns(none, p[:, :1])[0]
+    )
     units = pd.DataFrame({"subject_id": range(80), "p::a": p[:, 0], "y::a": y[:, 0]})
     assert metrics_from_units(units)["macro_auroc"] == pytest.approx(roc_auc_score(y[:, 0], p[:, 0]))
 

@@ -23,18 +23,30 @@ def auroc_columns(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def average_precision(y: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision of one label: mean over positives of the precision at their score threshold."""
+def average_precision_columns(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Average precision of each column: mean over positives of the precision at their score threshold.
+
+    Tied scores form one threshold (scikit-learn's definition). NaN where a column has no positive.
+    """
     y = np.asarray(y, dtype=bool)
-    n_pos = int(y.sum())
-    if n_pos == 0:
-        return float("nan")
-    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
-    s, t = np.asarray(scores, dtype=float)[order], y[order]
-    tp = np.cumsum(t)
-    # every item shares the counts at the end of its tie group (one threshold per distinct score)
-    last_of_group = np.r_[s[1:] != s[:-1], True]
-    end = np.flatnonzero(last_of_group)
-    group_end = end[np.searchsorted(end, np.arange(len(s)))]
-    precision = tp[group_end] / (group_end + 1)
-    return float(precision[t].sum() / n_pos)
+    scores = np.asarray(scores, dtype=float)
+    n = y.shape[0]
+    order = np.argsort(-scores, axis=0, kind="stable")
+    s = np.take_along_axis(scores, order, axis=0)
+    t = np.take_along_axis(y, order, axis=0)
+    tp = np.cumsum(t, axis=0)
+    # every item shares the counts at the end of its tie group: the next index where the score changes
+    last = np.ones_like(t)
+    last[:-1] = s[1:] != s[:-1]
+    idx = np.where(last, np.arange(n)[:, None], n - 1)
+    group_end = np.minimum.accumulate(idx[::-1], axis=0)[::-1]
+    precision = np.take_along_axis(tp, group_end, axis=0) / (group_end + 1)
+    n_pos = t.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = np.where(t, precision, 0.0).sum(axis=0) / n_pos
+    return np.where(n_pos > 0, ap, np.nan)
+
+
+def average_precision(y: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision of one label (see ``average_precision_columns``)."""
+    return float(average_precision_columns(np.asarray(y)[:, None], np.asarray(scores)[:, None])[0])

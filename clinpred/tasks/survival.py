@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
 from clinpred.data.splits import patient_folds
@@ -242,24 +243,26 @@ def evaluate_survival(
     per_fold: list[dict[str, float]] = []
     used_times: list[dict[str, float]] = []
     alphas: list[float | None] = []
-    for i in range(config.n_folds):
-        train, test = fold_of != i, fold_of == i
-        x_train, x_test = _reduce(features[train], features[test], config)
-        risk[test], survival_at, alpha = _fit_predict(x_train, y[train], x_test, config)
-        alphas.append(alpha)
-        values, used = fold_metrics(
-            y["time"][train],
-            y["event"][train],
-            y["time"][test],
-            y["event"][test],
-            risk[test],
-            survival_at,
-            tau=tau,
-            auc_times=config.auc_times_days,
-            ibs_points=config.ibs_points,
-        )
-        per_fold.append(values)
-        used_times.append(used)
+    # many small fits: multi-threaded BLAS only adds contention on a busy machine
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i in range(config.n_folds):
+            train, test = fold_of != i, fold_of == i
+            x_train, x_test = _reduce(features[train], features[test], config)
+            risk[test], survival_at, alpha = _fit_predict(x_train, y[train], x_test, config)
+            alphas.append(alpha)
+            values, used = fold_metrics(
+                y["time"][train],
+                y["event"][train],
+                y["time"][test],
+                y["event"][test],
+                risk[test],
+                survival_at,
+                tau=tau,
+                auc_times=config.auc_times_days,
+                ibs_points=config.ibs_points,
+            )
+            per_fold.append(values)
+            used_times.append(used)
 
     units["risk"] = risk
     units["fold"] = fold_of
