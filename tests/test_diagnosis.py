@@ -216,3 +216,48 @@ def test_too_few_patients_is_a_clear_error():
     cohort, codes = make_cohort(n=4)
     with pytest.raises(InputError, match="n_folds=5"):
         evaluate_diagnosis(cohort, embed(cohort, codes, signal_in="all"))
+
+
+def test_bad_task_settings_exit_2_naming_the_setting(cli, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[tasks.diagnosis]\nlabel_scheme = "icd"\nextra_setting = 1\n[tasks.survival]\nwindow_hours = -1\n'
+    )
+    done = cli("config", "show", "--config", str(config), "--synthetic", "tiny", "-b", "tfidf")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    for setting in (
+        "tasks.diagnosis.label_scheme",
+        "tasks.diagnosis.extra_setting",
+        "tasks.survival.window_hours",
+    ):
+        assert setting in done.stderr
+
+
+@pytest.mark.slow
+def test_run_through_the_cli_writes_both_tasks_with_their_units(cli, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    env = {"CLINPRED_CACHE": str(tmp_path / "cache")}
+    done = cli(
+        "run",
+        "--synthetic",
+        "tiny",
+        "-b",
+        "tfidf",
+        "-t",
+        "diagnosis",
+        "-t",
+        "survival",
+        "--out",
+        str(out),
+        "-q",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    backend = json.loads((out / "results.json").read_text())["backends"][0]
+    assert backend["status"] == "ok"
+    assert backend["results"]["diagnosis"]["definition"]["include_discharge_summaries"] is False
+    assert backend["results"]["survival"]["counts"]["patients"] > 0
+    units = pd.read_parquet(out / "units" / backend["label"] / "survival.parquet")
+    assert {"subject_id", "time", "event", "risk", "fold"} <= set(units.columns)
