@@ -26,9 +26,10 @@ class Estimate(BaseModel):
     high: float | None = None
 
     def __str__(self) -> str:
-        if self.low is None or self.high is None:
-            return f"{self.value:.3f}"
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        fmt = ".1f" if abs(self.value) >= 10 else ".3f"  # counts such as pool sizes, or scores in [0, 1]
+        if self.low is None or self.high is None or self.low == self.high == self.value:
+            return f"{self.value:{fmt}}"
+        return f"{self.value:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
 
 
 class BootstrapScheme(BaseModel):
