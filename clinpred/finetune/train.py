@@ -216,6 +216,12 @@ def _prompts(model: Any, mode: str) -> tuple[str, str]:
     return document, document
 
 
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _precision(config: FinetuneConfig, model: Any) -> tuple[bool, bool]:
     import torch
 
@@ -352,7 +358,8 @@ def _train(
         data_seed=config.seed,
         bf16=bf16,
         fp16=fp16,
-        gradient_checkpointing=config.gradient_checkpointing,
+        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
+        dataloader_pin_memory=_cuda(),
         eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps,
         save_strategy="steps",
