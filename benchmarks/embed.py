@@ -40,12 +40,12 @@ PHRASES = [
 
 
 def note_like_texts(n: int, seed: int = 0) -> list[str]:
-    """Synthetic notes of 20 to 160 words, all distinct, with a realistic spread of lengths."""
+    """Short synthetic notes (nursing- and ECG-like, 10 to 70 words), all distinct, lengths spread."""
     rng = random.Random(seed)
     texts = []
     for i in range(n):
         parts = [f"Note {i}."]
-        for _ in range(rng.randint(2, 16)):
+        for _ in range(rng.randint(1, 6)):
             parts.append(f"{rng.choice(SECTIONS)}: {rng.choice(PHRASES)}, {rng.choice(PHRASES)}.")
         texts.append(" ".join(parts))
     return texts
