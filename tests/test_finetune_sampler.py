@@ -85,3 +85,11 @@ def test_drop_last_yields_only_full_patient_disjoint_batches():
 def test_sampler_checks_group_length():
     with pytest.raises(ValueError, match="group ids"):
         PatientBatchSampler(list(range(5)), 2, False, groups=[1, 2])
+
+
+def test_replicas_refuse_a_patient_too_large_to_spread():
+    from clinpred.errors import InputError
+
+    groups = np.array([1] * 20 + [2, 3])  # 20 batches needed, only 22 pairs for 4 processes
+    with pytest.raises(InputError, match="max_pairs_per_patient"):
+        patient_batches(groups, 4, seed=0, num_replicas=4)

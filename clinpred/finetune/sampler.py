@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
+from clinpred.errors import InputError
+
 
 def patient_batches(
     groups: np.ndarray,
@@ -63,6 +65,11 @@ def patient_batches(
         n_super = max(math.ceil(n / size), int(np.bincount(inverse).max()))
     slot = np.arange(len(order)) % n_super
     supers = [order[slot == b] for b in rng.permutation(n_super)]
+    if num_replicas > 1 and min(len(sb) for sb in supers) < num_replicas:
+        raise InputError(
+            f"one patient has {int(np.bincount(inverse).max())} of the {n} pairs: too many to give each of "
+            f"{num_replicas} processes a batch at every step. Set pairs.max_pairs_per_patient lower."
+        )
     batches = [chunk.tolist() for sb in supers for chunk in np.array_split(sb, num_replicas)]
     if drop_last:
         batches = [b for b in batches if len(b) == batch_size]
