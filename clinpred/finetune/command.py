@@ -5,7 +5,6 @@ Kept here, not in cli.py, so the command stays thin and the same path can be tes
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,20 +60,14 @@ def run_finetune_command(
         )
     if pairs is not None:
         return finetune_pairs(read_pairs_file(pairs), config, out, progress=progress, resume=resume)
-    if data is not None:
-        from clinpred.data.load import load_cohort
-
-        return finetune(load_cohort(data), config, out, progress=progress, resume=resume)
-    if synthetic not in SYNTHETIC_SIZES:
+    if synthetic is not None and synthetic not in SYNTHETIC_SIZES:
         raise InputError(f"--synthetic {synthetic!r}: choose one of {', '.join(SYNTHETIC_SIZES)}.")
-    from clinpred.data.mimic3 import read_mimic3
-    from clinpred.data.synthetic import generate_cohort
+    from clinpred.config import DataConfig
+    from clinpred.pipeline import build_cohort
 
-    with tempfile.TemporaryDirectory(prefix="clinpred-synthetic-") as tmp:
-        path = generate_cohort(
-            Path(tmp) / synthetic, size=synthetic, seed=config.split.seed, progress=progress
-        )
-        cohort = read_mimic3(path)
+    # The same cohort `clinpred run` reads for the same flags (the synthetic one generated once, seed 0),
+    # so that the patient split, and so the held-out evaluation patients, match.
+    cohort = build_cohort(DataConfig(path=data, synthetic=synthetic), progress=progress)
     return finetune(cohort, config, out, progress=progress, resume=resume)
 
 

@@ -83,15 +83,15 @@ class FinetuneConfig(BaseModel):
     def demo(cls, base_model: str = "google/embeddinggemma-300m") -> FinetuneConfig:
         """What `clinpred demo` uses on the `demo` synthetic cohort (450 patients) with the bundled MiniLM.
 
-        Sized for about 3-4 minutes on 2 idle CPU cores: at most 8 pairs from each of the ~200 training
-        patients, one epoch of ~100 steps at 128 tokens, a learning rate high enough to move a small
+        Sized for about 3-4 minutes on 2 idle CPU cores: at most 6 pairs from each of the ~200 training
+        patients, one epoch of ~75 steps at 128 tokens, a learning rate high enough to move a small
         model that fast, and validation recall measured before and after only (each pass embeds the
         whole validation pool). The patient split is left at its default so that the evaluation
         patients match the pipeline's.
         """
         return cls(
             base_model=base_model,
-            pairs=PairConfig(max_pairs_per_patient=8),
+            pairs=PairConfig(max_pairs_per_patient=6),
             epochs=1,
             learning_rate=1e-4,
             warmup_ratio=0.1,
