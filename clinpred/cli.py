@@ -74,8 +74,8 @@ def run(
         allow_external_api=allow_external_api,
         seed=seed,
     )
-    results = run_experiment(cfg, out_dir, progress=not quiet, log=_log(quiet))
-    _print_results(out_dir, results, quiet)
+    run_experiment(cfg, out_dir, progress=not quiet, log=_log(quiet))
+    _print_results(out_dir, quiet)
 
 
 @app.command("demo")
@@ -89,8 +89,8 @@ def demo(
 
     if size not in ("tiny", "demo"):
         raise InputError(f"--size {size!r}: the demo runs on the 'tiny' or 'demo' synthetic cohort.")
-    results = run_demo(out_dir, size=size, progress=not quiet, log=_log(quiet))
-    _print_results(out_dir, results, quiet)
+    run_demo(out_dir, size=size, progress=not quiet, log=_log(quiet))
+    _print_results(out_dir, quiet)
 
 
 @app.command("report")
@@ -279,7 +279,7 @@ def _log(quiet: bool):
     return (lambda _msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
 
 
-def _print_results(out_dir: Path, results, quiet: bool) -> None:
+def _print_results(out_dir: Path, quiet: bool) -> None:
     """The comparison table at the end of a run (counts and numbers only, never text)."""
     md = (out_dir / "RESULTS.md").read_text()
     table = md.split("\n## ")[0]
