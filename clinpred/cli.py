@@ -5,6 +5,7 @@ Errors a user can cause arrive as ``InputError`` and leave as one message on std
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -247,6 +248,7 @@ def finetune_command(
         "seed": seed,
     }
     cfg = build_config(config, overrides)
+    _log(quiet)
     report = run_finetune_command(
         data=data,
         synthetic=synthetic,
@@ -276,6 +278,9 @@ def synth(
 
 
 def _log(quiet: bool):
+    """Progress lines on stderr, or nothing under --quiet (libraries' own progress bars included)."""
+    if quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub and transformers on import
     return (lambda _msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
 
 
