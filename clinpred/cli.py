@@ -248,7 +248,7 @@ def finetune_command(
         "seed": seed,
     }
     cfg = build_config(config, overrides)
-    _log(quiet)
+    _silence_libraries(quiet)
     report = run_finetune_command(
         data=data,
         synthetic=synthetic,
@@ -277,10 +277,15 @@ def synth(
     out.print(f"wrote synthetic cohort to {path}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _log(quiet: bool):
-    """Progress lines on stderr, or nothing under --quiet (libraries' own progress bars included)."""
+def _silence_libraries(quiet: bool) -> None:
+    """Under --quiet, the model libraries' own progress bars go too (read when they are imported)."""
     if quiet:
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub and transformers on import
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
+def _log(quiet: bool):
+    """Progress lines on stderr, or nothing under --quiet."""
+    _silence_libraries(quiet)
     return (lambda _msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
 
 
