@@ -35,6 +35,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Each benchmark prints its figures and its ratio to a named peer measured in the same run (minutes each).
+bench: $(STAMP)
+	for b in read_notes synth embed recall finetune; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+
 lint: $(STAMP)
 	$(BIN)/ruff check clinpred tests benchmarks
 	$(BIN)/ruff format --check clinpred tests benchmarks
