@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clinpred.data.synthetic.writer import NOTEEVENTS_COLUMNS
+
 CATEGORIES = [
     ("Nursing/other", 0.40, 250),
     ("Radiology", 0.25, 900),
@@ -73,25 +75,7 @@ def write_noteevents(path: Path, n_notes: int, mean_chars: int, seed: int = 0) -
     cats = rng.choice(len(names), size=n_notes, p=weights / weights.sum())
     vocab = np.array(WORDS)
     with gzip.open(path, "wt", compresslevel=1, newline="") as f:
-        f.write(
-            ",".join(
-                f'"{c}"'
-                for c in (
-                    "ROW_ID",
-                    "SUBJECT_ID",
-                    "HADM_ID",
-                    "CHARTDATE",
-                    "CHARTTIME",
-                    "STORETIME",
-                    "CATEGORY",
-                    "DESCRIPTION",
-                    "CGID",
-                    "ISERROR",
-                    "TEXT",
-                )
-            )
-            + "\n"
-        )
+        f.write(",".join(f'"{c}"' for c in NOTEEVENTS_COLUMNS) + "\n")  # v1.4 order, quoted UPPERCASE
         writer = csv.writer(f, lineterminator="\n")
         for i in range(n_notes):
             c = cats[i]
