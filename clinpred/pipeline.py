@@ -14,13 +14,13 @@ not run, with the reason, and the others go on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ import clinpred
 from clinpred.atomic import atomic_path, write_text
 from clinpred.config import DataConfig, ExperimentConfig, TaskName
 from clinpred.data.cohort import Cohort
-from clinpred.data.splits import PatientSplit, split_patients
+from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
 from clinpred.errors import InputError
 from clinpred.tasks.result import TaskResult
 
@@ -76,7 +76,17 @@ class Prepared:
     cohort: Cohort
     split: PatientSplit
     evaluation: Cohort
-    finetune_texts: list[str]
+
+    @cached_property
+    def evaluation_texts(self) -> list[str]:
+        """What every backend embeds; made once per run."""
+        return self.evaluation.notes["text"].astype(str).tolist()
+
+    @cached_property
+    def finetune_texts(self) -> list[str]:
+        """What a backend that learns from text (TF-IDF) is fitted on; made only if one asks."""
+        notes = self.cohort.notes
+        return notes.loc[notes["subject_id"].isin(set(self.split.finetune)), "text"].astype(str).tolist()
 
 
 def synthetic_cohort_dir(size: str, seed: int) -> Path:
@@ -104,11 +114,6 @@ def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
     return load_cohort(path, categories=data.categories, use_cache=data.use_cache, progress=progress)
 
 
-def ids_hash(subject_ids: list[int]) -> str:
-    """A short hash of a set of patients: lets two runs (or a run and a fine-tune) show the same split."""
-    return hashlib.sha256(",".join(str(s) for s in sorted(subject_ids)).encode()).hexdigest()[:16]
-
-
 def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
     """Build the cohort and split its patients; evaluation notes are what every backend embeds."""
     cohort = build_cohort(config.data, progress=progress)
@@ -116,8 +121,7 @@ def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
     evaluation = cohort.subset(split.evaluation)
     if evaluation.notes.empty:
         raise InputError(f"{config.data.describe()}: the evaluation patients have no notes to embed.")
-    train = cohort.notes[cohort.notes["subject_id"].isin(set(split.finetune))]
-    return Prepared(cohort, split, evaluation, train["text"].astype(str).tolist())
+    return Prepared(cohort, split, evaluation)
 
 
 def run_task(task: TaskName, cohort: Cohort, embeddings: np.ndarray, config: ExperimentConfig) -> TaskResult:
@@ -146,8 +150,6 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> list[str]:
     The fine-tune records hashes of its training and validation patients; when both equal this run's
     fine-tuning side, the evaluation patients were held out of training. Otherwise say so in the results.
     """
-    from clinpred.finetune.output import ids_sha256
-
     resolved = getattr(backend, "resolved", None)
     record = Path(resolved.path) / "clinpred-finetune.json" if resolved is not None else None
     if record is None or not record.is_file():
@@ -185,7 +187,7 @@ def evaluate_backend(
         run.fingerprint = backend.fingerprint()
         run.description = backend.describe() if hasattr(backend, "describe") else {}
         run.warnings += _finetune_provenance(backend, prepared.split)
-        texts = prepared.evaluation.notes["text"].astype(str).tolist()
+        texts = prepared.evaluation_texts
         log(f"{run.label}: embedding {len(texts):,} evaluation notes")
         t0 = time.perf_counter()
         embeddings = cached.embed(texts, role="document")
@@ -269,7 +271,7 @@ def run_experiment(
             "finetune_patients": len(prepared.split.finetune),
             "validation_patients": len(prepared.split.validation),
             "evaluation_patients": len(prepared.split.evaluation),
-            "evaluation_patients_sha256": ids_hash(prepared.split.evaluation),
+            "evaluation_patients_sha256": ids_sha256(prepared.split.evaluation),
             **prepared.split.config.model_dump(),
         },
         evaluation=ev.summary(),

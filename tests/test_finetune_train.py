@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clinpred.data.splits import ids_sha256
 from clinpred.errors import InputError
 from clinpred.finetune import FinetuneConfig, PairConfig, finetune, finetune_pairs
-from clinpred.finetune.output import ids_sha256
 
 WORDS = "fever cough sepsis insulin heparin stroke renal liver cardiac wound pain lungs bowel anemia".split()
 

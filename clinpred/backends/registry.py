@@ -170,7 +170,7 @@ def describe_validation_error(backend: str, exc: ValidationError) -> str:
         problems.append(f"{where}: {error.get('msg', 'invalid')}")
     return (
         f"invalid setting(s) for backend '{backend}': {'; '.join(problems)}. "
-        "Fix them in --backend-setting KEY=VALUE or the config file."
+        "Fix them in `--backend NAME:key=value` (run), --backend-setting KEY=VALUE (backends check) or the config file."
     )
 
 

@@ -104,7 +104,8 @@ def _not_available_message(model: str, cache_dir: str) -> str:
         f"model '{model}' is not on this machine: it is not a local directory and not in the Hugging Face "
         f"cache ({cache_dir}), and the hub cannot be reached"
         f"{' (HF_HUB_OFFLINE=1)' if _offline() else ''}. Point clinpred at a local copy with "
-        "--backend-setting model=/path/to/model (a sentence-transformers directory), or on a machine with "
+        "the setting model=/path/to/model (a sentence-transformers directory: `clinpred run --backend "
+        "NAME:model=/path`, or --backend-setting model=/path in `backends check`), or on a machine with "
         f"internet run `huggingface-cli download {model}` and copy its Hugging Face cache here (set HF_HOME "
         "to it), or save the model directory and copy that."
     )
@@ -124,7 +125,7 @@ def resolve_model(model: str, revision: str | None = None) -> ResolvedModel:
             )
         return ResolvedModel(model, local.resolve(), None, False)
     if _looks_like_path(model):
-        raise InputError(f"model directory '{model}' does not exist; check --backend-setting model=PATH")
+        raise InputError(f"model directory '{model}' does not exist; check the model=PATH setting")
     try:
         from huggingface_hub import constants, snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -401,7 +402,7 @@ def gemma_finetuned(**settings: Any) -> SentenceTransformerBackend:
     if "model" not in settings:
         raise InputError(
             "backend 'gemma-finetuned' needs the model directory that `clinpred finetune` wrote: "
-            "--backend-setting model=/path/to/finetuned-model"
+            "`--backend gemma-finetuned:model=/path/to/finetuned-model`"
         )
     return _build(SentenceTransformerSettings, "gemma-finetuned", settings)
 
@@ -410,7 +411,7 @@ def sentence_transformers(**settings: Any) -> SentenceTransformerBackend:
     """``sentence-transformers``: any local path or hub id; prompts optional."""
     if "model" not in settings:
         raise InputError(
-            "backend 'sentence-transformers' needs a model: --backend-setting model=/path/or/hub-id"
+            "backend 'sentence-transformers' needs a model: `--backend sentence-transformers:model=/path/or/hub-id`"
         )
     return _build(SentenceTransformerSettings, "sentence-transformers", settings)
 

@@ -7,6 +7,9 @@ so no note of a patient can fall on both sides.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -43,6 +46,12 @@ class PatientSplit(BaseModel):
     def finetune_all(self) -> list[int]:
         """Every patient fine-tuning may see: its training and its validation patients."""
         return sorted(self.finetune + self.validation)
+
+
+def ids_sha256(subject_ids: Iterable[int]) -> str:
+    """sha256 of the sorted, unique ids, one per line: names a patient set (a split side), reveals nothing."""
+    text = "\n".join(str(i) for i in sorted({int(s) for s in subject_ids}))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def split_patients(subject_ids: np.ndarray | list[int], config: SplitConfig | None = None) -> PatientSplit:

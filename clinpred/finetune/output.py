@@ -11,18 +11,12 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 RUN_FILE = "clinpred-finetune.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-def ids_sha256(subject_ids: Iterable[int]) -> str:
-    """sha256 of the sorted, unique ids written one per line: identifies a patient set, reveals nothing."""
-    text = "\n".join(str(i) for i in sorted({int(s) for s in subject_ids}))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def weights_sha256(model_dir: Path) -> str | None:

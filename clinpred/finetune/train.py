@@ -23,13 +23,12 @@ import pandas as pd
 from pydantic import BaseModel
 
 from clinpred.data.cohort import Cohort
-from clinpred.data.splits import split_patients
+from clinpred.data.splits import ids_sha256, split_patients
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
 from clinpred.finetune.evaluator import NextNoteRecallEvaluator, RecallSet, recall_set
 from clinpred.finetune.output import (
     RUN_FILE,
-    ids_sha256,
     model_card,
     move_into,
     versions,
