@@ -1,10 +1,13 @@
 """Benchmark: clinpred's NOTEEVENTS reader (first read, cached read) against plain pandas.read_csv.
 
-    python benchmarks/read_notes.py [--notes 500000] [--mean-chars 900] [--workdir DIR]
+    python benchmarks/read_notes.py [--notes 500000] [--mean-chars 900] [--order shuffled] [--repeats 3] [--workdir DIR]
 
 Writes a NOTEEVENTS.csv.gz in the MIMIC-III v1.4 format (quoted fields with embedded newlines, date-only
-discharge summaries, trailing-space categories), then times three reads of the whole file, each in a
-fresh process so that peak memory (ru_maxrss) is that read's own:
+discharge summaries, trailing-space categories), its rows in no patient order (`--order shuffled`, the
+default and the reader's hardest case: real NOTEEVENTS is in ROW_ID order, not patient order) or
+already in patient/time order (`--order patient`). Then it times three reads of the whole file, each in
+a fresh process so that peak memory (ru_maxrss) is that read's own, `--repeats` times interleaved, and
+prints every run and the medians:
 
 - peer:   pandas.read_csv(path) — the plain way to load the table;
 - first:  clinpred's reader, parsing CSV and writing the Parquet cache;
@@ -50,13 +53,14 @@ import json, resource, sys, time
 from pathlib import Path
 mode, path, cache = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 import pandas as pd
+if mode != "pandas":  # imports are outside the timing, as pandas' is
+    from clinpred.data.mimic3 import NOTE_COLUMNS, _normalise_noteevents
+    from clinpred.data.note_stream import NoteFilters, read_notes
 t0 = time.perf_counter()
 if mode == "pandas":
     frame = pd.read_csv(path)
     n = len(frame)
 else:
-    from clinpred.data.mimic3 import NOTE_COLUMNS, _normalise_noteevents
-    from clinpred.data.note_stream import NoteFilters, read_notes
     frame, counts = read_notes(path, NOTE_COLUMNS, _normalise_noteevents, NoteFilters(), cache_dir=cache)
     n = len(frame) + counts["error_notes_dropped"]
 seconds = time.perf_counter() - t0
@@ -65,9 +69,10 @@ print(json.dumps({"rows": n, "seconds": seconds, "peak_mib": peak}))
 """
 
 
-def write_noteevents(path: Path, n_notes: int, mean_chars: int, seed: int = 0) -> None:
-    """A NOTEEVENTS.csv.gz with MIMIC-III's columns, quoting and category mix."""
+def write_noteevents(path: Path, n_notes: int, mean_chars: int, shuffled: bool, seed: int = 0) -> None:
+    """A NOTEEVENTS.csv.gz with MIMIC-III's columns, quoting and category mix; ROW_ID is the file order."""
     rng = np.random.default_rng(seed)
+    notes = rng.permutation(n_notes) if shuffled else np.arange(n_notes)
     names = [c for c, _, _ in CATEGORIES]
     weights = np.array([w for _, w, _ in CATEGORIES])
     lengths = np.array([n for _, _, n in CATEGORIES], dtype=float)
@@ -77,7 +82,7 @@ def write_noteevents(path: Path, n_notes: int, mean_chars: int, seed: int = 0) -
     with gzip.open(path, "wt", compresslevel=1, newline="") as f:
         f.write(",".join(f'"{c}"' for c in NOTEEVENTS_COLUMNS) + "\n")  # v1.4 order, quoted UPPERCASE
         writer = csv.writer(f, lineterminator="\n")
-        for i in range(n_notes):
+        for row, i in enumerate(notes.tolist()):
             c = cats[i]
             n_words = max(3, int(rng.exponential(lengths[c] * scale / 6)))
             words = vocab[rng.integers(0, len(vocab), n_words)]
@@ -89,7 +94,7 @@ def write_noteevents(path: Path, n_notes: int, mean_chars: int, seed: int = 0) -
             dated_only = names[c] in ("Discharge summary", "ECG", "Echo")
             writer.writerow(
                 [
-                    i + 1,
+                    row + 1,
                     subject,
                     100000 + subject,
                     date,
@@ -117,24 +122,35 @@ def main() -> None:
     )
     parser.add_argument("--notes", type=int, default=500_000)
     parser.add_argument("--mean-chars", type=int, default=900)
+    parser.add_argument("--order", choices=["shuffled", "patient"], default="shuffled")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clinpred-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    path = work / "NOTEEVENTS.csv.gz"
+    path = work / f"{args.order}-{args.notes}" / "NOTEEVENTS.csv.gz"
+    path.parent.mkdir(exist_ok=True)
     cache = work / "cache"
     if not path.exists():
         t0 = time.perf_counter()
-        write_noteevents(path, args.notes, args.mean_chars)
+        write_noteevents(path, args.notes, args.mean_chars, shuffled=args.order == "shuffled")
         print(
-            f"wrote {args.notes:,} notes, {path.stat().st_size / 2**20:.0f} MiB gz, "
+            f"wrote {args.notes:,} notes ({args.order}), {path.stat().st_size / 2**20:.0f} MiB gz, "
             f"in {time.perf_counter() - t0:.0f} s"
         )
-    for stale in cache.glob("*.parquet"):
-        stale.unlink()
-    pandas = run("pandas", path, cache)
-    first = run("clinpred", path, cache)
-    cached = run("clinpred", path, cache)
+    runs: dict[str, list[dict]] = {"pandas": [], "first": [], "cached": []}
+    for _ in range(args.repeats):  # interleaved, so that a noisy moment hits every reader alike
+        for stale in cache.glob("*.parquet"):
+            stale.unlink()
+        runs["pandas"].append(run("pandas", path, cache))
+        runs["first"].append(run("clinpred", path, cache))
+        runs["cached"].append(run("clinpred", path, cache))
+    for k, rs in runs.items():
+        print(f"{k:>8}: " + ", ".join(f"{r['seconds']:.2f} s / {r['peak_mib']:.0f} MiB" for r in rs))
+    pandas, first, cached = (median(runs[k]) for k in ("pandas", "first", "cached"))
+    print(
+        f"median of {args.repeats} runs each; peak memory is each read's own (ru_maxrss of a fresh process)"
+    )
     print(f"{'read':<28}{'rows':>10}{'seconds':>10}{'peak MiB':>10}")
     for name, r in (
         ("pandas.read_csv (peer)", pandas),
@@ -150,6 +166,16 @@ def main() -> None:
         f"cached read: {pandas['seconds'] / cached['seconds']:.1f}x faster than pandas, "
         f"peak memory {cached['peak_mib'] / pandas['peak_mib']:.2f}x pandas'"
     )
+
+
+def median(results: list[dict]) -> dict:
+    """Median seconds and median peak memory of repeated runs (rows must agree)."""
+    assert len({r["rows"] for r in results}) == 1, "runs read different numbers of rows"
+    return {
+        "rows": results[0]["rows"],
+        "seconds": float(np.median([r["seconds"] for r in results])),
+        "peak_mib": float(np.median([r["peak_mib"] for r in results])),
+    }
 
 
 if __name__ == "__main__":

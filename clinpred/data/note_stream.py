@@ -1,23 +1,26 @@
 """Streaming note tables (MIMIC-III NOTEEVENTS, MIMIC-IV discharge/radiology) with a Parquet cache.
 
 Full NOTEEVENTS is 2.08M notes, about 4 GB of text, not in patient order. pyarrow's streaming CSV
-reader parses it block by block (quoted fields with embedded newlines); each block is normalised to
-the cache schema as it arrives. The text stays in Arrow buffers, never Python objects, and is copied
-exactly once, into patient-and-time order, with each source block freed as soon as it has been copied:
-peak memory is about one copy of the text kept.
+reader parses it block by block (quoted fields with embedded newlines), fed by ISA-L's gzip decoder
+on its own thread (about three times zlib's speed); each block is normalised to the cache schema as it
+arrives. The text stays in Arrow buffers, never Python objects: it goes to a spill file as it is
+parsed and comes back once, in patient-and-time order (``text_spill``), so that peak memory is about
+one copy of the text, the one returned.
 
 The Parquet cache (keyed by the source's path, size and modification time) holds every note sorted by
 (error flag, patient, time, source order), so any later read, whatever its filters, is a filtered
-Parquet read that is already in order. It is written under a temporary name and renamed when complete:
-a failed or interrupted read leaves nothing behind. Without the cache, filters apply block by block,
-so only the kept notes are ever held.
+Parquet read that is already in order. Its row groups are written on a second thread while the next
+slice is gathered, under a temporary name renamed when complete: a failed or interrupted read leaves
+nothing behind. Without the cache, filters apply block by block, so only the kept notes are ever held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +31,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from clinpred.atomic import atomic_path
 from clinpred.data.cohort import NOTE_DTYPES, conform
+from clinpred.data.memory import return_freed_memory
 from clinpred.data.tables import GZIP_ERRORS, read_raw_header, require_columns, unreadable
+from clinpred.data.text_buffer import TextBuffer
+from clinpred.data.text_spill import TextSpill
 from clinpred.errors import InputError
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 CACHE_SCHEMA = pa.schema(
     [
@@ -46,12 +53,15 @@ CACHE_SCHEMA = pa.schema(
         ("description", pa.string()),
         ("cgid", pa.int64()),
         ("iserror", pa.bool_()),
-        ("text_bytes", pa.int64()),  # UTF-8 length: lets the reader lay out the sorted text in advance
-        ("text", pa.large_string()),  # one sorted array can exceed 2 GB (full NOTEEVENTS is ~4 GB)
+        ("text", pa.large_string()),  # the spill file's offsets exceed 2 GB (full NOTEEVENTS is ~4 GB)
     ]
 )
 BLOCK_SCHEMA = CACHE_SCHEMA.set(CACHE_SCHEMA.get_field_index("text"), pa.field("text", pa.string()))
-ROW_GROUP = 65_536
+KEY_COLUMNS = [name for name in CACHE_SCHEMA.names if name != "text"]
+# Rows gathered, filtered and written (one Parquet row group) at a time: ~8 MiB of MIMIC text, so
+# the memory beyond the result stays small, while row groups stay large enough to read fast.
+SLICE_ROWS = 8_192
+BLOCK_BYTES = 2 << 20  # CSV bytes parsed per block
 
 # A normaliser turns one parsed block (UPPERCASE string columns) into a table of CACHE_SCHEMA.
 Normaliser = Callable[[pa.Table, "BlockContext"], pa.Table]
@@ -158,17 +168,46 @@ def _keep_mask(table: pa.Table, filters: NoteFilters) -> tuple[pa.ChunkedArray |
     return mask, n_errors
 
 
-def _parse_blocks(
-    path: Path, columns: list[str], normalise: Normaliser, block_filter: NoteFilters | None, progress: bool
-) -> tuple[list[pa.Table], int, int]:
-    """Parse the CSV into normalised blocks; with ``block_filter`` keep only matching rows of each block.
+def _apply(table: pa.Table, filters: NoteFilters) -> tuple[pa.Table, int]:
+    """The rows of ``table`` that ``filters`` keep (the same table when all are kept), and its error count."""
+    mask, errors = _keep_mask(table, filters)
+    if mask is None or pc.all(mask).as_py():
+        return table, errors
+    return table.filter(mask), errors
 
-    Returns (blocks, rows read, error notes matching the subject/category filters).
+
+@contextlib.contextmanager
+def _open_source(path: Path) -> Iterator[object]:
+    """What pyarrow's CSV reader reads: a gzip file through ISA-L's threaded decoder where installed."""
+    if not path.name.lower().endswith(".gz"):
+        yield str(path)
+        return
+    try:
+        from isal import igzip_threaded
+    except ImportError:  # pyarrow decompresses .gz itself, with zlib, about a third of the speed
+        yield str(path)
+        return
+    with igzip_threaded.open(path, "rb", threads=1) as stream:
+        yield stream
+
+
+def _parse(
+    path: Path,
+    columns: list[str],
+    normalise: Normaliser,
+    keep: NoteFilters | None,
+    spill: TextSpill,
+    progress: bool,
+) -> tuple[pa.Table, int]:
+    """Parse the CSV block by block: text to ``spill``, every other column returned (in source order).
+
+    With ``keep``, only matching rows are kept. Returns the columns and the number of error notes
+    that match the subject/category filters of ``keep``.
     """
     raw = read_raw_header(path)
     require_columns(path, [h.strip().upper() for h in raw], columns)
     original = {h.strip().upper(): h for h in raw}
-    read_opts = pacsv.ReadOptions(block_size=8 << 20, use_threads=True)
+    read_opts = pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
     parse_opts = pacsv.ParseOptions(newlines_in_values=True)
     convert_opts = pacsv.ConvertOptions(
         column_types={original[c]: pa.string() for c in columns},
@@ -176,29 +215,28 @@ def _parse_blocks(
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
-    blocks: list[pa.Table] = []
+    keys: list[pa.Table] = []
     n_rows = n_errors = 0
     bar = _progress(path, progress)
     try:
-        reader = pacsv.open_csv(
-            str(path), read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
-        )
-        for batch in reader:
-            block = pa.Table.from_batches([batch]).rename_columns(
-                [c.strip().upper() for c in batch.schema.names]
+        with _open_source(path) as source:
+            reader = pacsv.open_csv(
+                source, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
             )
-            table = normalise(block, BlockContext(path, n_rows))
-            table = table.append_column("text_bytes", pc.binary_length(table.column("text")).cast(pa.int64()))
-            table = table.select(BLOCK_SCHEMA.names).cast(BLOCK_SCHEMA)
-            n_rows += table.num_rows
-            if block_filter is not None:
-                mask, errors = _keep_mask(table, block_filter)
-                n_errors += errors
-                if mask is not None and not pc.all(mask).as_py():
-                    table = table.filter(mask)
-            blocks.append(table)
-            if bar is not None:
-                bar.update(batch.num_rows)
+            for batch in reader:
+                block = pa.Table.from_batches([batch]).rename_columns(
+                    [c.strip().upper() for c in batch.schema.names]
+                )
+                table = normalise(block, BlockContext(path, n_rows)).select(BLOCK_SCHEMA.names)
+                table = table.cast(BLOCK_SCHEMA)
+                n_rows += table.num_rows
+                if keep is not None:
+                    table, errors = _apply(table, keep)
+                    n_errors += errors
+                spill.append(table.column("text"))
+                keys.append(table.drop_columns(["text"]))
+                if bar is not None:
+                    bar.update(batch.num_rows)
     except (pa.ArrowInvalid, *GZIP_ERRORS, UnicodeDecodeError) as exc:
         if isinstance(exc, pa.ArrowInvalid) and "CSV" in str(exc):
             raise InputError(f"{path}: malformed CSV ({str(exc).splitlines()[0][:200]}).") from None
@@ -208,7 +246,8 @@ def _parse_blocks(
             bar.close()
     if n_rows == 0:
         raise InputError(f"{path}: contains no notes (only a header). Is the download complete?")
-    return blocks, n_rows, n_errors
+    return_freed_memory()
+    return pa.concat_tables(keys), n_errors
 
 
 def _progress(path: Path, enabled: bool):
@@ -220,95 +259,151 @@ def _progress(path: Path, enabled: bool):
 
 
 SORT_KEYS = [("subject_id", "ascending"), ("time", "ascending"), ("order", "ascending")]
+ERRORS_LAST = [("iserror", "ascending")]
 
 
-def _sort_blocks(blocks: list[pa.Table], *, errors_last: bool) -> pa.Table:
-    """All rows of ``blocks`` in (error flag,) patient, time, source order; the text copied once.
+def _sort(keys: pa.Table, sort_keys: list[tuple[str, str]]) -> tuple[pa.Table, np.ndarray]:
+    """The small columns in ``sort_keys`` order, and that order (source row of each sorted row)."""
+    by = keys.select([name for name, _ in sort_keys]).combine_chunks()  # one chunk sorts twice as fast
+    order = pc.sort_indices(by, sort_keys=sort_keys).to_numpy()
+    return keys.take(order).combine_chunks(), order
 
-    ``blocks`` is emptied as it goes: each block's text is released once it has been copied.
+
+def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[pa.Table]:
+    """The sorted notes as tables of SLICE_ROWS rows, their text gathered back from ``spill``."""
+    texts = spill.gather(order, SLICE_ROWS)
+    for start, text in zip(range(0, len(order), SLICE_ROWS), texts, strict=True):
+        yield keys.slice(start, len(text)).append_column(CACHE_SCHEMA.field("text"), text)
+
+
+class _CacheWriter:
+    """The Parquet cache, written a row group at a time on a background thread; in place only when whole.
+
+    Dictionary encoding and statistics are for the small columns only: for note text they cost time
+    and save nothing (and statistics would copy note text into the file's footer). The text is stored
+    uncompressed: snappy made the first read 0.4 s slower per 500 MB (the write is what the first read
+    waits for) for a file a third of the size, and reads it back no faster from the page cache.
     """
-    small = pa.concat_tables([b.drop_columns(["text"]) for b in blocks])
-    texts = [b.column("text").combine_chunks() for b in blocks]
-    blocks.clear()
-    keys = ([("iserror", "ascending")] if errors_last else []) + SORT_KEYS
-    order = pc.sort_indices(small, sort_keys=keys).to_numpy()
-    text = _scatter_text(texts, order, small.column("text_bytes").to_numpy())
-    return small.take(order).append_column("text", text)
+
+    def __init__(self, tmp: Path) -> None:
+        self._writer = pq.ParquetWriter(
+            tmp,
+            CACHE_SCHEMA,
+            compression={name: "snappy" for name in KEY_COLUMNS} | {"text": "none"},
+            use_dictionary=KEY_COLUMNS,
+            write_statistics=KEY_COLUMNS,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinpred-cache")
+        self._pending: Future | None = None
+
+    def write(self, table: pa.Table) -> None:
+        self._wait()
+        self._pending = self._pool.submit(self._write, table)
+
+    def _write(self, table: pa.Table) -> None:
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        return_freed_memory()  # this thread's encoding buffers, ~2x a row group each time
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        """Finish the last row group (errors are raised) and close the file, whatever happens."""
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown()
+            self._writer.close()
 
 
-def _scatter_text(texts: list[pa.StringArray], order: np.ndarray, lengths: np.ndarray) -> pa.LargeStringArray:
-    """Text of row ``order[i]`` at output row i, copying each source array's bytes once, then freeing it."""
-    offsets = np.zeros(len(order) + 1, dtype=np.int64)
-    np.cumsum(lengths[order], out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint8)  # pages are touched only as they are filled
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
-    start = 0
-    for k, text in enumerate(texts):
-        n = len(text)
-        dst = position[start : start + n]
-        start += n
-        if n == 0:
-            continue
-        src_off = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + n + 1]
-        src = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else None
-        # Notes consecutive both here and in the output are copied as one slice: a file already in
-        # patient order (like the synthetic cohort) is copied in a few large pieces.
-        local = np.argsort(dst, kind="stable")
-        dst_sorted = dst[local]
-        breaks = np.flatnonzero((np.diff(local) != 1) | (np.diff(dst_sorted) != 1)) + 1
-        firsts = np.concatenate(([0], breaks))
-        lasts = np.concatenate((breaks - 1, [n - 1]))
-        src_from = src_off[local[firsts]].tolist()
-        src_to = src_off[local[lasts] + 1].tolist()
-        dst_from = offsets[dst_sorted[firsts]].tolist()
-        for s0, s1, d0 in zip(src_from, src_to, dst_from, strict=True):
-            out[d0 : d0 + s1 - s0] = src[s0:s1]
-        texts[k] = None  # release this block's text
-    return pa.LargeStringArray.from_buffers(len(order), pa.py_buffer(offsets), pa.py_buffer(out))
+def _read_source(
+    path: Path,
+    columns: list[str],
+    normalise: Normaliser,
+    filters: NoteFilters,
+    cache_file: Path | None,
+    progress: bool,
+) -> tuple[pa.Table, int]:
+    """Parse the source file, sorted; with ``cache_file``, every note is also written to the cache."""
+    spill_dir = cache_file.parent if cache_file is not None else None  # notes stay where the cache is
+    with TextSpill(spill_dir) as spill:
+        if cache_file is None:
+            keys, errors = _parse(path, columns, normalise, filters, spill, progress)
+            keys, order = _sort(keys, SORT_KEYS)  # rebinding lets the unsorted columns go
+            return_freed_memory()
+            return _concat(list(_with_text(keys, order, spill))), errors
+        keys, _ = _parse(path, columns, normalise, None, spill, progress)
+        keys, order = _sort(keys, ERRORS_LAST + SORT_KEYS)
+        return_freed_memory()
+        kept: list[pa.Table] = []
+        errors = 0
+        with atomic_path(cache_file) as tmp:
+            writer = _CacheWriter(tmp)
+            try:
+                for piece in _with_text(keys, order, spill):
+                    writer.write(piece)
+                    piece, n = _apply(piece, filters)
+                    kept.append(piece)
+                    errors += n
+            finally:
+                writer.close()
+        return _concat(kept), errors
 
 
-def _write_cache(table: pa.Table, cache_file: Path) -> None:
-    """Write the sorted notes as the cache, atomically."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP, compression="snappy")
-        os.replace(tmp, cache_file)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _filter_sorted(table: pa.Table, filters: NoteFilters) -> tuple[pa.Table, int]:
-    """Apply filters to notes sorted with errors last; dropping errors alone is a zero-copy slice."""
-    mask, errors = _keep_mask(
-        table.drop_columns(["text"]), NoteFilters(filters.categories, filters.subject_ids, False)
-    )
-    if mask is not None:
-        table = table.filter(mask)
-    if filters.drop_errors and errors:
-        table = table.slice(0, table.num_rows - errors)
-    return table, errors
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables) if tables else CACHE_SCHEMA.empty_table()
 
 
 def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
-    """Read the sorted cache with every filter pushed down; count the error notes kept out."""
-    expr = None
-    if filters.categories is not None:
-        expr = pc.field("category").isin(sorted(filters.categories))
-    if filters.subject_ids is not None:
-        e = pc.field("subject_id").isin(sorted(filters.subject_ids))
-        expr = e if expr is None else expr & e
-    flags = pq.read_table(cache_file, columns=["iserror"], filters=expr).column("iserror")
-    errors = pc.sum(flags).as_py() or 0
-    if filters.drop_errors and errors:
-        e = pc.field("iserror") == False  # noqa: E712 (an Arrow expression, not a Python comparison)
-        expr = e if expr is None else expr & e
-    table = pq.read_table(cache_file, filters=expr)
+    """Read the sorted cache a row group at a time, its text straight into one ``TextBuffer``.
+
+    Row groups whose subject range misses ``filters.subject_ids`` are skipped; the rest are filtered
+    as they are read. Error notes are stored last, so dropping them keeps the order.
+    """
+    cache = pq.ParquetFile(cache_file)
+    groups = _row_groups_for(cache.metadata, filters.subject_ids)
+    text = CACHE_SCHEMA.get_field_index("text")
+    # PLAIN-encoded text takes its bytes plus 4 per note: an upper bound (unused pages cost nothing)
+    out = TextBuffer(sum(cache.metadata.row_group(i).column(text).total_uncompressed_size for i in groups))
+    tables: list[pa.Table] = []
+    errors = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinpred-cache") as pool:
+        # the next row group is decoded on another core while this one's text is copied
+        pending = pool.submit(cache.read_row_group, groups[0]) if groups else None
+        for k in range(len(groups)):
+            done = pending
+            if k + 1 < len(groups):
+                pending = pool.submit(cache.read_row_group, groups[k + 1])
+            table, n = _apply(done.result(), filters)
+            errors += n
+            placed = [out.place(chunk) for chunk in table.column("text").chunks]
+            placed = pa.chunked_array(placed, pa.large_string())  # a group may keep no notes
+            tables.append(table.set_column(text, CACHE_SCHEMA.field("text"), placed))
+    table = _concat(tables)
     if errors and not filters.drop_errors:  # error notes are stored last: put them in time order
         table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
     return table, errors
+
+
+def _row_groups_for(metadata: pq.FileMetaData, subject_ids: frozenset[int] | None) -> list[int]:
+    """The row groups that may hold notes of ``subject_ids`` (all when None), by their min/max."""
+    groups = list(range(metadata.num_row_groups))
+    if subject_ids is None:
+        return groups
+    wanted = np.array(sorted(subject_ids), dtype=np.int64)
+    column = CACHE_SCHEMA.get_field_index("subject_id")
+    kept = []
+    for i in groups:
+        stats = metadata.row_group(i).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            kept.append(i)
+            continue
+        first = np.searchsorted(wanted, stats.min)
+        if first < len(wanted) and wanted[first] <= stats.max:
+            kept.append(i)
+    return kept
 
 
 def read_notes(
@@ -330,19 +425,14 @@ def read_notes(
     if cache_file is not None and cache_file.exists():
         table, errors = _read_cache(cache_file, filters)
         from_cache = 1
-    elif cache_file is not None:
-        blocks, _, _ = _parse_blocks(path, columns, normalise, None, progress)
-        table = _sort_blocks(blocks, errors_last=True)
-        _write_cache(table, cache_file)
-        table, errors = _filter_sorted(table, filters)
-        from_cache = 0
     else:
-        blocks, _, errors = _parse_blocks(path, columns, normalise, filters, progress)
-        table = _sort_blocks(blocks, errors_last=False)
+        table, errors = _read_source(path, columns, normalise, filters, cache_file, progress)
         from_cache = 0
-    table = table.drop_columns(["order", "iserror", "text_bytes"])
+    table = table.drop_columns(["order", "iserror"])
     strings_as_arrow = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
-    frame = table.to_pandas(types_mapper=strings_as_arrow.get)  # no Python str objects for the text
+    # No Python str objects for the text; each Arrow column is released once converted.
+    frame = table.to_pandas(types_mapper=strings_as_arrow.get, split_blocks=True, self_destruct=True)
+    del table
     frame["time"] = frame["time"].astype("datetime64[ns]")
     counts = {
         "error_notes_dropped": int(errors) if filters.drop_errors else 0,

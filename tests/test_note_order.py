@@ -1,0 +1,176 @@
+"""Notes come back in patient/time order whatever the file's order, with their text intact.
+
+The reader parses a note file in blocks, spills the text to disk and gathers it back in sorted order
+(``text_spill``). These tests shrink the block, slice and chunk sizes so that a few thousand notes
+cross every boundary, and check the result note by note against an independent sort of the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from mimic_files import NOTE_HEADER
+
+from clinpred.data import note_stream, text_spill
+from clinpred.data.mimic3 import NOTE_COLUMNS, _normalise_noteevents
+from clinpred.data.note_stream import NoteFilters, read_notes
+from clinpred.data.text_buffer import TextBuffer
+from clinpred.data.text_spill import TextSpill
+
+WORDS = ["pt", "afebrile", "lasix 40mg", "no acute distress", "[**Hospital 123**]", "café", "β-blocker", "—"]
+
+
+def note_rows(n: int, *, seed: int, order: str) -> list[list[str]]:
+    """NOTEEVENTS rows (ROW_ID = file position) for ~n/12 patients, in ``order``: shuffled/patient/runs."""
+    rng = random.Random(seed)
+    notes = []
+    for i in range(n):
+        subject = 1 + i // 12
+        day, hour = 1 + (i % 12) // 3, 8 + i % 3
+        dated_only = i % 7 == 0  # discharge-summary-like: CHARTDATE only, ties broken by ROW_ID
+        words = [rng.choice(WORDS) for _ in range(rng.choice([0, 1, 5, 40, 400]))]
+        text = " ".join(words).replace(" pt ", '\n"pt"\n')
+        notes.append(
+            (subject, f"2150-02-{day:02d}", "" if dated_only else f"2150-02-{day:02d} {hour:02d}:00:00", text)
+        )
+    if order == "shuffled":
+        rng.shuffle(notes)
+    elif order == "runs":  # interleaved sorted runs, like categories written one after another
+        notes = notes[0::3] + notes[1::3] + notes[2::3]
+    rows = [NOTE_HEADER]
+    for row_id, (subject, date, time, text) in enumerate(notes, start=1):
+        error = "1" if row_id % 97 == 0 else ""
+        rows.append(
+            [
+                str(row_id),
+                str(subject),
+                str(100 + subject),
+                date,
+                time,
+                "",
+                "Nursing",
+                "Report",
+                "",
+                error,
+                text,
+            ]
+        )
+    return rows
+
+
+def write_notes(path, rows) -> None:
+    buf = io.StringIO()
+    buf.write(",".join(f'"{h}"' for h in rows[0]) + "\n")
+    csv.writer(buf, lineterminator="\n").writerows(rows[1:])
+    path.write_bytes(gzip.compress(buf.getvalue().encode(), mtime=0))
+
+
+def expected(rows, *, drop_errors=True, subjects=None) -> list[tuple[str, str]]:
+    """(ROW_ID, text) of the kept notes in (patient, time, ROW_ID) order, by plain Python."""
+    kept = []
+    for row in rows[1:]:
+        row_id, subject, date, time, error, text = row[0], int(row[1]), row[3], row[4], row[9], row[10]
+        if (drop_errors and error == "1") or (subjects is not None and subject not in subjects):
+            continue
+        kept.append(((subject, time or f"{date} 00:00:00", int(row_id)), row_id, text))
+    return [(row_id, text) for _, row_id, text in sorted(kept)]
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Blocks, slices and chunks of a few KiB, so a few thousand notes cross every boundary."""
+    monkeypatch.setattr(note_stream, "BLOCK_BYTES", 16 << 10)
+    monkeypatch.setattr(note_stream, "SLICE_ROWS", 97)
+    monkeypatch.setattr(text_spill, "CHUNK_BYTES", 8 << 10)
+
+
+def read(path, cache, filters=NoteFilters(), use_cache=True):
+    return read_notes(
+        path, NOTE_COLUMNS, _normalise_noteevents, filters, use_cache=use_cache, cache_dir=cache
+    )
+
+
+@pytest.mark.parametrize("order", ["shuffled", "patient", "runs"])
+def test_every_read_returns_the_notes_sorted_with_their_text(small_pieces, tmp_path, order):
+    rows = note_rows(3000, seed=1, order=order)
+    path = tmp_path / "NOTEEVENTS.csv.gz"
+    write_notes(path, rows)
+    want = expected(rows)
+    first, counts = read(path, tmp_path / "cache")
+    assert counts == {"error_notes_dropped": 3000 // 97, "notes_read_from_cache": 0}
+    cached, counts = read(path, tmp_path / "cache")
+    assert counts["notes_read_from_cache"] == 1
+    uncached, _ = read(path, None, use_cache=False)
+    for frame in (first, cached, uncached):
+        assert list(zip(frame["note_id"], frame["text"], strict=True)) == want
+
+
+def test_filters_and_kept_error_notes_on_every_path(small_pieces, tmp_path):
+    rows = note_rows(2000, seed=2, order="shuffled")
+    path = tmp_path / "NOTEEVENTS.csv.gz"
+    write_notes(path, rows)
+    subjects = frozenset({3, 50, 51, 160})
+    with_errors = NoteFilters(subject_ids=subjects, drop_errors=False)
+    want = expected(rows, drop_errors=False, subjects=subjects)
+    first, _ = read(path, tmp_path / "cache", with_errors)  # writes the whole cache
+    cached, counts = read(path, tmp_path / "cache", with_errors)  # skips row groups by subject range
+    uncached, _ = read(path, None, with_errors, use_cache=False)
+    assert counts["notes_read_from_cache"] == 1
+    for frame in (first, cached, uncached):
+        assert list(zip(frame["note_id"], frame["text"], strict=True)) == want
+
+
+def test_the_spill_files_have_no_name_on_disk(small_pieces, tmp_path):
+    rows = note_rows(1000, seed=3, order="shuffled")
+    path = tmp_path / "NOTEEVENTS.csv.gz"
+    write_notes(path, rows)
+    cache = tmp_path / "cache"
+    seen = []
+    gather = TextSpill.gather
+
+    def watching(self, *args):
+        for k, piece in enumerate(gather(self, *args)):
+            if k == 1:  # the spill and the regrouping file are both open now
+                seen.append(sorted(os.listdir(cache)))
+            yield piece
+
+    TextSpill.gather = watching
+    try:
+        read(path, cache)
+    finally:
+        TextSpill.gather = gather
+    (names,) = seen
+    assert len(names) == 1 and names[0].endswith(".tmp")  # only the cache being written
+    assert [p.suffix for p in cache.iterdir()] == [".parquet"]
+
+
+@pytest.mark.parametrize("kind", ["random", "identity", "reversed-blocks"])
+def test_gather_puts_any_order_back(monkeypatch, tmp_path, kind):
+    monkeypatch.setattr(text_spill, "CHUNK_BYTES", 4 << 10)
+    rng = np.random.default_rng(4)
+    texts = ["".join(rng.choice(list("abcé—\n"), size=int(rng.integers(0, 300)))) for _ in range(1500)]
+    order = {
+        "random": rng.permutation(1500),
+        "identity": np.arange(1500),
+        "reversed-blocks": np.concatenate([np.arange(i, i + 50)[::-1] for i in range(0, 1500, 50)]),
+    }[kind]
+    with TextSpill(tmp_path) as spill:
+        for lo in range(0, 1500, 400):  # appended in blocks, as the parser does
+            spill.append(pa.array(texts[lo : lo + 400], pa.string()))
+        slices = list(spill.gather(order, 64))
+    assert [len(s) for s in slices[:-1]] == [64] * (len(slices) - 1)
+    assert pa.chunked_array(slices).to_pylist() == [texts[i] for i in order]
+
+
+def test_text_buffer_refuses_more_than_its_size():
+    buffer = TextBuffer(5)
+    assert buffer.place(pa.array(["ab", "c"])).to_pylist() == ["ab", "c"]
+    with pytest.raises(ValueError, match="more text"):
+        buffer.place(pa.array(["def"]))
