@@ -29,7 +29,7 @@ err = Console(stderr=True)
 @data_app.command("check")
 def data_check(
     path: Path = typer.Argument(..., help="A MIMIC-III directory, or a MIMIC-IV root with hosp/ and note/."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the Parquet note cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the note cache."),
 ) -> None:
     """Detect the layout, validate it, and print a summary of the cohort."""
     from clinpred.data.check import check_data, render_check

@@ -34,7 +34,7 @@ class DataConfig(BaseModel):
     synthetic: SyntheticSize | None = None
     synthetic_seed: int = 0
     categories: list[str] | None = None  # note categories to read (None: all)
-    use_cache: bool = True  # the Parquet note cache of the readers
+    use_cache: bool = True  # the note cache of the readers (an Arrow file per source file)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

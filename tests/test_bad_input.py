@@ -39,7 +39,7 @@ def test_header_only_noteevents(cli, tmp_path):
     cache = tmp_path / "cache"
     result = cli("data", "check", str(m3), env={"CLINPRED_CACHE_DIR": str(cache)})
     _assert_clean_exit_2(result, "NOTEEVENTS.csv.gz", "contains no notes")
-    assert not list(cache.rglob("*.parquet")) and not list(cache.rglob("*.tmp"))
+    assert not [p for p in cache.rglob("*") if p.is_file()]
 
 
 def test_unparseable_datetime_names_file_column_and_row(cli, tmp_path):

@@ -148,7 +148,7 @@ def test_the_spill_files_have_no_name_on_disk(small_pieces, tmp_path):
         TextSpill.gather = gather
     (names,) = seen
     assert len(names) == 1 and names[0].endswith(".tmp")  # only the cache being written
-    assert [p.suffix for p in cache.iterdir()] == [".parquet"]
+    assert [p.suffix for p in cache.iterdir()] == [".arrow"]
 
 
 @pytest.mark.parametrize("kind", ["random", "identity", "reversed-blocks"])

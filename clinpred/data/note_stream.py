@@ -1,4 +1,4 @@
-"""Streaming note tables (MIMIC-III NOTEEVENTS, MIMIC-IV discharge/radiology) with a Parquet cache.
+"""Streaming note tables (MIMIC-III NOTEEVENTS, MIMIC-IV discharge/radiology) with an on-disk cache.
 
 Full NOTEEVENTS is 2.08M notes, about 4 GB of text, not in patient order. pyarrow's streaming CSV
 reader parses it block by block (quoted fields with embedded newlines), fed by ISA-L's gzip decoder
@@ -7,11 +7,14 @@ arrives. The text stays in Arrow buffers, never Python objects: it goes to a spi
 parsed and comes back once, in patient-and-time order (``text_spill``), so that peak memory is about
 one copy of the text, the one returned.
 
-The Parquet cache (keyed by the source's path, size and modification time) holds every note sorted by
-(error flag, patient, time, source order), so any later read, whatever its filters, is a filtered
-Parquet read that is already in order. Its row groups are written on a second thread while the next
-slice is gathered, under a temporary name renamed when complete: a failed or interrupted read leaves
-nothing behind. Without the cache, filters apply block by block, so only the kept notes are ever held.
+The cache (keyed by the source's path, size and modification time) is an uncompressed Arrow IPC file
+of every note sorted by (error flag, patient, time, source order). Writing it is one more copy of the
+bytes, done on a second thread while the next slice is gathered; reading it is a memory map, so a
+later read, whatever its filters, costs the page faults of what it keeps and is already in order.
+(Parquet was tried first: encoding 500 MB of text took longer than the rest of the sort.) It is
+written under a temporary name and renamed when complete, never rewritten in place, so a mapped cache
+stays valid and a failed or interrupted read leaves nothing behind. Without the cache, filters apply
+block by block, so only the kept notes are ever held.
 """
 
 from __future__ import annotations
@@ -29,17 +32,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from clinpred.atomic import atomic_path
 from clinpred.data.cohort import NOTE_DTYPES, conform
 from clinpred.data.memory import return_freed_memory
 from clinpred.data.tables import GZIP_ERRORS, read_raw_header, require_columns, unreadable
-from clinpred.data.text_buffer import TextBuffer
 from clinpred.data.text_spill import TextSpill
 from clinpred.errors import InputError
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 CACHE_SCHEMA = pa.schema(
     [
@@ -58,8 +59,8 @@ CACHE_SCHEMA = pa.schema(
 )
 BLOCK_SCHEMA = CACHE_SCHEMA.set(CACHE_SCHEMA.get_field_index("text"), pa.field("text", pa.string()))
 KEY_COLUMNS = [name for name in CACHE_SCHEMA.names if name != "text"]
-# Rows gathered, filtered and written (one Parquet row group) at a time: ~8 MiB of MIMIC text, so
-# the memory beyond the result stays small, while row groups stay large enough to read fast.
+# Rows gathered, filtered and written (one record batch of the cache) at a time: ~8 MiB of MIMIC text,
+# so that the memory beyond the result stays small.
 SLICE_ROWS = 8_192
 BLOCK_BYTES = 2 << 20  # CSV bytes parsed per block
 
@@ -102,7 +103,7 @@ def cache_path(source: Path, cache_dir: Path | None) -> Path:
     stat = source.stat()
     key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|v{CACHE_VERSION}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return (cache_dir or default_cache_dir()) / f"{source.name.split('.')[0].lower()}-{digest}.parquet"
+    return (cache_dir or default_cache_dir()) / f"{source.name.split('.')[0].lower()}-{digest}.arrow"
 
 
 # ---- helpers for normalisers -------------------------------------------------------------------
@@ -277,32 +278,17 @@ def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[
 
 
 class _CacheWriter:
-    """The Parquet cache, written a row group at a time on a background thread; in place only when whole.
-
-    Dictionary encoding and statistics are for the small columns only: for note text they cost time
-    and save nothing (and statistics would copy note text into the file's footer). The text is stored
-    uncompressed: snappy made the first read 0.4 s slower per 500 MB (the write is what the first read
-    waits for) for a file a third of the size, and reads it back no faster from the page cache.
-    """
+    """The cache file, written a record batch at a time on a background thread (GIL released)."""
 
     def __init__(self, tmp: Path) -> None:
-        self._writer = pq.ParquetWriter(
-            tmp,
-            CACHE_SCHEMA,
-            compression={name: "snappy" for name in KEY_COLUMNS} | {"text": "none"},
-            use_dictionary=KEY_COLUMNS,
-            write_statistics=KEY_COLUMNS,
-        )
+        self._sink = pa.OSFile(str(tmp), "wb")
+        self._writer = pa.ipc.new_file(self._sink, CACHE_SCHEMA)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinpred-cache")
         self._pending: Future | None = None
 
     def write(self, table: pa.Table) -> None:
         self._wait()
-        self._pending = self._pool.submit(self._write, table)
-
-    def _write(self, table: pa.Table) -> None:
-        self._writer.write_table(table, row_group_size=table.num_rows)
-        return_freed_memory()  # this thread's encoding buffers, ~2x a row group each time
+        self._pending = self._pool.submit(self._writer.write_table, table)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -310,12 +296,15 @@ class _CacheWriter:
             pending.result()
 
     def close(self) -> None:
-        """Finish the last row group (errors are raised) and close the file, whatever happens."""
+        """Finish the last batch (errors are raised) and close the file, whatever happens."""
         try:
             self._wait()
         finally:
             self._pool.shutdown()
-            self._writer.close()
+            try:
+                self._writer.close()
+            finally:
+                self._sink.close()
 
 
 def _read_source(
@@ -357,53 +346,18 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 
 def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
-    """Read the sorted cache a row group at a time, its text straight into one ``TextBuffer``.
+    """The sorted cache, memory-mapped; filters copy only the notes they keep.
 
-    Row groups whose subject range misses ``filters.subject_ids`` are skipped; the rest are filtered
-    as they are read. Error notes are stored last, so dropping them keeps the order.
+    Error notes are stored last, so dropping them all is a zero-copy slice.
     """
-    cache = pq.ParquetFile(cache_file)
-    groups = _row_groups_for(cache.metadata, filters.subject_ids)
-    text = CACHE_SCHEMA.get_field_index("text")
-    # PLAIN-encoded text takes its bytes plus 4 per note: an upper bound (unused pages cost nothing)
-    out = TextBuffer(sum(cache.metadata.row_group(i).column(text).total_uncompressed_size for i in groups))
-    tables: list[pa.Table] = []
-    errors = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinpred-cache") as pool:
-        # the next row group is decoded on another core while this one's text is copied
-        pending = pool.submit(cache.read_row_group, groups[0]) if groups else None
-        for k in range(len(groups)):
-            done = pending
-            if k + 1 < len(groups):
-                pending = pool.submit(cache.read_row_group, groups[k + 1])
-            table, n = _apply(done.result(), filters)
-            errors += n
-            placed = [out.place(chunk) for chunk in table.column("text").chunks]
-            placed = pa.chunked_array(placed, pa.large_string())  # a group may keep no notes
-            tables.append(table.set_column(text, CACHE_SCHEMA.field("text"), placed))
-    table = _concat(tables)
-    if errors and not filters.drop_errors:  # error notes are stored last: put them in time order
+    with pa.ipc.open_file(pa.memory_map(str(cache_file))) as reader:
+        table = reader.read_all()
+    table, errors = _apply(table, NoteFilters(filters.categories, filters.subject_ids, drop_errors=False))
+    if filters.drop_errors:
+        table = table.slice(0, table.num_rows - errors)
+    elif errors:  # error notes are stored last: put them in time order
         table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
     return table, errors
-
-
-def _row_groups_for(metadata: pq.FileMetaData, subject_ids: frozenset[int] | None) -> list[int]:
-    """The row groups that may hold notes of ``subject_ids`` (all when None), by their min/max."""
-    groups = list(range(metadata.num_row_groups))
-    if subject_ids is None:
-        return groups
-    wanted = np.array(sorted(subject_ids), dtype=np.int64)
-    column = CACHE_SCHEMA.get_field_index("subject_id")
-    kept = []
-    for i in groups:
-        stats = metadata.row_group(i).column(column).statistics
-        if stats is None or not stats.has_min_max:
-            kept.append(i)
-            continue
-        first = np.searchsorted(wanted, stats.min)
-        if first < len(wanted) and wanted[first] <= stats.max:
-            kept.append(i)
-    return kept
 
 
 def read_notes(
@@ -419,7 +373,7 @@ def read_notes(
     """Notes of one file in canonical form (NOTE_DTYPES), sorted by patient, time and source order.
 
     Returns the notes and counts: ``error_notes_dropped`` (ISERROR notes matching the other
-    filters) and ``notes_read_from_cache`` (1 when the Parquet cache served the read).
+    filters) and ``notes_read_from_cache`` (1 when the cache served the read).
     """
     cache_file = cache_path(path, cache_dir) if use_cache else None
     if cache_file is not None and cache_file.exists():
