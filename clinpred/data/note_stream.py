@@ -58,7 +58,6 @@ CACHE_SCHEMA = pa.schema(
     ]
 )
 BLOCK_SCHEMA = CACHE_SCHEMA.set(CACHE_SCHEMA.get_field_index("text"), pa.field("text", pa.string()))
-KEY_COLUMNS = [name for name in CACHE_SCHEMA.names if name != "text"]
 # Rows gathered, filtered and written (one record batch of the cache) at a time: ~8 MiB of MIMIC text,
 # so that the memory beyond the result stays small.
 SLICE_ROWS = 8_192
