@@ -140,7 +140,7 @@ backends_app = typer.Typer(help="Embedding backends: what can run here.", no_arg
 app.add_typer(backends_app, name="backends")
 cache_app = typer.Typer(help="The on-disk embedding cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-CACHE_DIR_HELP = "Cache root (default: $CLINPRED_CACHE or ~/.cache/clinpred/embeddings)."
+CACHE_DIR_HELP = "Embedding cache (default: $CLINPRED_CACHE/embeddings, else ~/.cache/clinpred/embeddings)."
 
 
 @backends_app.command("list")

@@ -86,7 +86,9 @@ class ExperimentConfig(BaseModel):
     backends: list[BackendConfig] = Field(min_length=1)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
     allow_external_api: bool = False  # send credentialed text to an external API (DESIGN.md rule 6)
-    cache_dir: Path | None = None  # the embedding cache; None: $CLINPRED_CACHE or ~/.cache/clinpred
+    cache_dir: Path | None = (
+        None  # the embedding cache; None: $CLINPRED_CACHE/embeddings (~/.cache/clinpred/embeddings)
+    )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> ExperimentConfig:

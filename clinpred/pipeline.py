@@ -15,7 +15,6 @@ not run, with the reason, and the others go on.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from clinpred.config import DataConfig, ExperimentConfig, TaskName
 from clinpred.data.cohort import Cohort
 from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
 from clinpred.errors import InputError
+from clinpred.paths import cache_root
 from clinpred.tasks.result import TaskResult
 
 Log = Callable[[str], None]
@@ -92,11 +92,6 @@ class Prepared:
 def synthetic_cohort_dir(size: str, seed: int) -> Path:
     """Where the generated synthetic cohort of a size and seed is kept between runs."""
     return cache_root() / "synthetic" / f"{size}-seed{seed}-clinpred{clinpred.__version__}"
-
-
-def cache_root() -> Path:
-    """clinpred's cache folder: $CLINPRED_CACHE, else ~/.cache/clinpred."""
-    return Path(os.environ.get("CLINPRED_CACHE") or Path.home() / ".cache" / "clinpred")
 
 
 def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
@@ -169,7 +164,7 @@ def evaluate_backend(
     prepared: Prepared, spec_index: int, config: ExperimentConfig, *, progress: bool, log: Log
 ):
     """Embed the evaluation notes with one backend and run every task; 'not run' with a reason on user errors."""
-    from clinpred.backends import CachedBackend, EmbeddingCache, create_backend
+    from clinpred.backends import CachedBackend, EmbeddingCache, create_backend, default_cache_root
     from clinpred.backends.external import require_external_permission
 
     spec = config.backends[spec_index]
@@ -182,7 +177,7 @@ def evaluate_backend(
         if hasattr(backend, "fit"):
             log(f"{run.label}: fitting on {len(prepared.finetune_texts):,} notes of fine-tuning patients")
             backend.fit(prepared.finetune_texts)
-        cache = EmbeddingCache(config.cache_dir or cache_root() / "embeddings")
+        cache = EmbeddingCache(config.cache_dir or default_cache_root())
         cached = CachedBackend(backend, cache, progress=progress)
         run.fingerprint = backend.fingerprint()
         run.description = backend.describe() if hasattr(backend, "describe") else {}

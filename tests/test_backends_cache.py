@@ -149,19 +149,20 @@ def test_concurrent_writers_never_corrupt_the_cache(tmp_path: Path):
 
 
 def test_cache_info_and_clear_through_the_cli(tmp_path: Path, cli):
+    root = tmp_path / "embeddings"  # what `clinpred run` uses under $CLINPRED_CACHE
     backend = TfidfBackend(n_components=4, min_df=1).fit([f"cough day {i}" for i in range(20)])
     other = TfidfBackend(n_components=3, min_df=1).fit([f"cough day {i}" for i in range(20)])
     for b in (backend, other):
-        CachedBackend(b, EmbeddingCache(tmp_path), progress=False).embed(["cough day 1", "cough day 2"])
+        CachedBackend(b, EmbeddingCache(root), progress=False).embed(["cough day 1", "cough day 2"])
     env = {"CLINPRED_CACHE": str(tmp_path), "COLUMNS": "250"}
     info = cli("cache", "info", env=env)
     assert info.returncode == 0, info.stderr
     assert "2 fingerprint(s)" in info.stdout and fingerprint_key(backend.fingerprint())[:12] in info.stdout
     cleared = cli("cache", "clear", "--fingerprint", fingerprint_key(backend.fingerprint())[:12], env=env)
     assert cleared.returncode == 0 and "removed 1" in cleared.stdout
-    assert [e.key for e in EmbeddingCache(tmp_path).info()] == [fingerprint_key(other.fingerprint())]
+    assert [e.key for e in EmbeddingCache(root).info()] == [fingerprint_key(other.fingerprint())]
     missing = cli("cache", "clear", "--fingerprint", "ffffffffffff", env=env)
     assert missing.returncode == 2 and "no fingerprint matching" in missing.stderr
     assert "Traceback" not in missing.stderr
-    assert cli("cache", "clear", "--cache-dir", str(tmp_path)).returncode == 0
-    assert EmbeddingCache(tmp_path).info() == []
+    assert cli("cache", "clear", "--cache-dir", str(root)).returncode == 0
+    assert EmbeddingCache(root).info() == []

@@ -37,7 +37,7 @@ def test_missing_column_names_file_and_column(cli, tmp_path):
 def test_header_only_noteevents(cli, tmp_path):
     m3 = write_mimic3(tmp_path / "m3", notes=[NOTE_HEADER])
     cache = tmp_path / "cache"
-    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE_DIR": str(cache)})
+    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE": str(cache)})
     _assert_clean_exit_2(result, "NOTEEVENTS.csv.gz", "contains no notes")
     assert not [p for p in cache.rglob("*") if p.is_file()]
 
@@ -54,7 +54,7 @@ def test_unparseable_note_datetime_leaves_no_cache(cli, tmp_path):
     notes[5][4] = "yesterday"  # CHARTTIME of the fifth note
     m3 = write_mimic3(tmp_path / "m3", notes=notes)
     cache = tmp_path / "cache"
-    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE_DIR": str(cache)})
+    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE": str(cache)})
     _assert_clean_exit_2(result, "NOTEEVENTS.csv.gz", "CHARTTIME", "data row 5")
     assert not [p for p in cache.rglob("*") if p.is_file()]
 
@@ -64,7 +64,7 @@ def test_unreadable_gzip(cli, tmp_path):
     data = (m3 / "NOTEEVENTS.csv.gz").read_bytes()
     (m3 / "NOTEEVENTS.csv.gz").write_bytes(data[: len(data) // 2])  # truncated download
     cache = tmp_path / "cache"
-    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE_DIR": str(cache)})
+    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE": str(cache)})
     _assert_clean_exit_2(result, "NOTEEVENTS.csv.gz", "truncated or corrupt")
     assert not [p for p in cache.rglob("*") if p.is_file()]
 

@@ -7,7 +7,7 @@ from mimic_files import NOTES, write_mimic3
 
 def test_summary_of_a_mimic3_directory(cli, tmp_path):
     m3 = write_mimic3(tmp_path / "m3")
-    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE_DIR": str(tmp_path / "cache")})
+    result = cli("data", "check", str(m3), env={"CLINPRED_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "mimic3 layout" in out

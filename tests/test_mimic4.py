@@ -65,8 +65,6 @@ def test_layout_detection(tmp_path):
 
 
 def test_data_check_on_mimic4(cli, tmp_path):
-    result = cli(
-        "data", "check", str(write_mimic4(tmp_path / "m4")), env={"CLINPRED_CACHE_DIR": str(tmp_path)}
-    )
+    result = cli("data", "check", str(write_mimic4(tmp_path / "m4")), env={"CLINPRED_CACHE": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "mimic4 layout" in result.stdout and "Radiology" in result.stdout

@@ -1,6 +1,6 @@
 """The on-disk embedding cache: a text is embedded once per fingerprint, ever.
 
-Layout under the root (default ``$CLINPRED_CACHE`` or ``~/.cache/clinpred/embeddings``)::
+Layout under the root (default ``$CLINPRED_CACHE/embeddings``, else ``~/.cache/clinpred/embeddings``)::
 
     <sha256(fingerprint)>/
         index.json            fingerprint, dimension, and every shard with its row count
@@ -33,6 +33,7 @@ from filelock import FileLock
 from pydantic import BaseModel
 
 from clinpred.backends.base import Role
+from clinpred.paths import cache_root
 
 _MAGIC = b"CLINPRED-EMB1\n"
 _HEADER = len(_MAGIC) + 16  # magic, then uint64 count and uint64 dimension
@@ -41,9 +42,8 @@ DEFAULT_CHUNK = 512
 
 
 def default_cache_root() -> Path:
-    """``$CLINPRED_CACHE`` if set, else ``~/.cache/clinpred/embeddings``."""
-    env = os.environ.get("CLINPRED_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "clinpred" / "embeddings"
+    """``embeddings/`` under clinpred's cache root: where ``clinpred run`` writes, and ``cache`` looks."""
+    return cache_root() / "embeddings"
 
 
 def fingerprint_key(fingerprint: str) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from clinpred.data.memory import return_freed_memory
 from clinpred.data.tables import GZIP_ERRORS, read_raw_header, require_columns, unreadable
 from clinpred.data.text_spill import TextSpill
 from clinpred.errors import InputError
+from clinpred.paths import cache_root
 
 CACHE_VERSION = 4
 
@@ -91,10 +91,8 @@ class BlockContext:
 
 
 def default_cache_dir() -> Path:
-    """$CLINPRED_CACHE_DIR/notes, else ~/.cache/clinpred/notes (local disk: notes never leave it)."""
-    root = os.environ.get("CLINPRED_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "clinpred"
-    return base / "notes"
+    """``notes/`` under clinpred's cache root (local disk: notes never leave it)."""
+    return cache_root() / "notes"
 
 
 def cache_path(source: Path, cache_dir: Path | None) -> Path:
@@ -269,6 +267,22 @@ def _sort(keys: pa.Table, sort_keys: list[tuple[str, str]]) -> tuple[pa.Table, n
     return keys.take(order).combine_chunks(), order
 
 
+def _parse_sorted(
+    path: Path,
+    columns: list[str],
+    normalise: Normaliser,
+    keep: NoteFilters | None,
+    spill: TextSpill,
+    progress: bool,
+    sort_keys: list[tuple[str, str]],
+) -> tuple[pa.Table, np.ndarray, int]:
+    """``_parse``, then ``_sort``; the unsorted columns are freed and handed back before the gather."""
+    keys, errors = _parse(path, columns, normalise, keep, spill, progress)
+    keys, order = _sort(keys, sort_keys)
+    return_freed_memory()
+    return keys, order, errors
+
+
 def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[pa.Table]:
     """The sorted notes as tables of SLICE_ROWS rows, their text gathered back from ``spill``."""
     texts = spill.gather(order, SLICE_ROWS)
@@ -318,13 +332,11 @@ def _read_source(
     spill_dir = cache_file.parent if cache_file is not None else None  # notes stay where the cache is
     with TextSpill(spill_dir) as spill:
         if cache_file is None:
-            keys, errors = _parse(path, columns, normalise, filters, spill, progress)
-            keys, order = _sort(keys, SORT_KEYS)  # rebinding lets the unsorted columns go
-            return_freed_memory()
+            keys, order, errors = _parse_sorted(path, columns, normalise, filters, spill, progress, SORT_KEYS)
             return _concat(list(_with_text(keys, order, spill))), errors
-        keys, _ = _parse(path, columns, normalise, None, spill, progress)
-        keys, order = _sort(keys, ERRORS_LAST + SORT_KEYS)
-        return_freed_memory()
+        keys, order, _ = _parse_sorted(
+            path, columns, normalise, None, spill, progress, ERRORS_LAST + SORT_KEYS
+        )
         kept: list[pa.Table] = []
         errors = 0
         with atomic_path(cache_file) as tmp:
