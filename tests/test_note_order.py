@@ -1,8 +1,8 @@
 """Notes come back in patient/time order whatever the file's order, with their text intact.
 
 The reader parses a note file in blocks, spills the text to disk and gathers it back in sorted order
-(``text_spill``). These tests shrink the block, slice and chunk sizes so that a few thousand notes
-cross every boundary, and check the result note by note against an independent sort of the same rows.
+(``text_spill``). These tests shrink the block and slice sizes so that a few thousand notes cross
+every boundary, and check the result note by note against an independent sort of the same rows.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import pyarrow as pa
 import pytest
 from mimic_files import NOTE_HEADER
 
-from clinpred.data import note_stream, text_spill
+from clinpred.data import note_stream
 from clinpred.data.mimic3 import NOTE_COLUMNS, _normalise_noteevents
 from clinpred.data.note_stream import NoteFilters, read_notes
-from clinpred.data.text_buffer import TextBuffer
 from clinpred.data.text_spill import TextSpill
 
 WORDS = ["pt", "afebrile", "lasix 40mg", "no acute distress", "[**Hospital 123**]", "café", "β-blocker", "—"]
@@ -85,10 +84,9 @@ def expected(rows, *, drop_errors=True, subjects=None) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    """Blocks, slices and chunks of a few KiB, so a few thousand notes cross every boundary."""
+    """Blocks of a few KiB and slices of 97 notes, so a few thousand notes cross every boundary."""
     monkeypatch.setattr(note_stream, "BLOCK_BYTES", 16 << 10)
     monkeypatch.setattr(note_stream, "SLICE_ROWS", 97)
-    monkeypatch.setattr(text_spill, "CHUNK_BYTES", 8 << 10)
 
 
 def read(path, cache, filters=NoteFilters(), use_cache=True):
@@ -137,7 +135,7 @@ def test_the_spill_files_have_no_name_on_disk(small_pieces, tmp_path):
 
     def watching(self, *args):
         for k, piece in enumerate(gather(self, *args)):
-            if k == 1:  # the spill and the regrouping file are both open now
+            if k == 1:  # the spill is open and mapped now
                 seen.append(sorted(os.listdir(cache)))
             yield piece
 
@@ -152,8 +150,7 @@ def test_the_spill_files_have_no_name_on_disk(small_pieces, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["random", "identity", "reversed-blocks"])
-def test_gather_puts_any_order_back(monkeypatch, tmp_path, kind):
-    monkeypatch.setattr(text_spill, "CHUNK_BYTES", 4 << 10)
+def test_gather_puts_any_order_back(tmp_path, kind):
     rng = np.random.default_rng(4)
     texts = ["".join(rng.choice(list("abcé—\n"), size=int(rng.integers(0, 300)))) for _ in range(1500)]
     order = {
@@ -169,8 +166,16 @@ def test_gather_puts_any_order_back(monkeypatch, tmp_path, kind):
     assert pa.chunked_array(slices).to_pylist() == [texts[i] for i in order]
 
 
-def test_text_buffer_refuses_more_than_its_size():
-    buffer = TextBuffer(5)
-    assert buffer.place(pa.array(["ab", "c"])).to_pylist() == ["ab", "c"]
-    with pytest.raises(ValueError, match="more text"):
-        buffer.place(pa.array(["def"]))
+def test_filters_that_keep_nothing_and_notes_without_text(small_pieces, tmp_path):
+    rows = note_rows(300, seed=5, order="shuffled")
+    for row in rows[1:]:
+        row[10] = ""  # no text at all: nothing to map
+    path = tmp_path / "NOTEEVENTS.csv.gz"
+    write_notes(path, rows)
+    nobody = NoteFilters(subject_ids=frozenset({10**9}))
+    for use_cache in (True, True, False):  # first read, cached read, uncached read
+        frame, counts = read(path, tmp_path / "cache", nobody, use_cache=use_cache)
+        assert len(frame) == 0 and counts["error_notes_dropped"] == 0
+        assert list(frame.columns) == list(note_stream.NOTE_DTYPES)
+        frame, _ = read(path, tmp_path / "cache", use_cache=use_cache)
+        assert list(zip(frame["note_id"], frame["text"], strict=True)) == expected(rows)

@@ -1,14 +1,15 @@
-"""Giving freed memory back to the OS between the stages of a large read.
+"""Memory for large reads: freed memory handed back to the OS, files mapped rather than copied in.
 
 Arrow's allocator (and glibc's, for the Python objects of ISA-L's reader) keeps freed blocks for the
 thread that freed them to reuse. A note read frees a stage's temporaries on one thread and fills the
-next stage on another, so without this the process would hold both at its peak.
+next stage on another, so without ``return_freed_memory`` the process would hold both at its peak.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import sys
 
 import pyarrow as pa
@@ -20,3 +21,17 @@ def return_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).malloc_trim(0)  # glibc; absent from musl, which keeps no such arenas
+
+
+def map_file(file: object, *, populate: bool = False) -> mmap.mmap:
+    """A read-only memory map of a whole open file (not empty); it stays valid after the file closes.
+
+    Its pages are the page cache's: they count toward the process's resident memory only while
+    mapped, and the kernel can drop them and read them again under pressure, as it cannot anonymous
+    memory. ``populate`` maps every page in one call (Linux), for a caller about to touch them all.
+    """
+    file.flush()
+    if hasattr(mmap, "MAP_SHARED"):
+        flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+        return mmap.mmap(file.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+    return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)

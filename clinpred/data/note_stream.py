@@ -4,27 +4,30 @@ Full NOTEEVENTS is 2.08M notes, about 4 GB of text, not in patient order. pyarro
 reader parses it block by block (quoted fields with embedded newlines), fed by ISA-L's gzip decoder
 on its own thread (about three times zlib's speed); each block is normalised to the cache schema as it
 arrives. The text stays in Arrow buffers, never Python objects: it goes to a spill file as it is
-parsed and comes back once, in patient-and-time order (``text_spill``), so that peak memory is about
-one copy of the text, the one returned.
+parsed, and only the small columns are sorted in memory (``text_spill``).
 
-The cache (keyed by the source's path, size and modification time) is an uncompressed Arrow IPC file
-of every note sorted by (error flag, patient, time, source order). Writing it is one more copy of the
-bytes, done on a second thread while the next slice is gathered; reading it is a memory map, so a
-later read, whatever its filters, costs the page faults of what it keeps and is already in order.
-(Parquet was tried first: encoding 500 MB of text took longer than the rest of the sort.) It is
-written under a temporary name and renamed when complete, never rewritten in place, so a mapped cache
-stays valid and a failed or interrupted read leaves nothing behind. Without the cache, filters apply
-block by block, so only the kept notes are ever held.
+The sorted notes are then written, a slice at a time on a second thread, to an uncompressed Arrow IPC
+file: the cache (keyed by the source's path, size and modification time; every note, sorted by error
+flag, patient, time and source order), or an unnamed temporary file when the cache is off. The result
+is a memory map of that file, on the first read as on every later one. So the text is held once, in
+page-cache pages that the kernel can drop and read back under pressure, and a later read, whatever
+its filters, costs the page faults of what it keeps. (Parquet was tried first: encoding 500 MB of text
+took longer than the rest of the sort.) The cache is written under a temporary name and renamed when
+complete, never rewritten in place, so a mapped cache stays valid and a failed or interrupted read
+leaves nothing behind. Without the cache, filters apply block by block, so only the kept notes are
+ever held.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -34,7 +37,7 @@ import pyarrow.csv as pacsv
 
 from clinpred.atomic import atomic_path
 from clinpred.data.cohort import NOTE_DTYPES, conform
-from clinpred.data.memory import return_freed_memory
+from clinpred.data.memory import map_file, return_freed_memory
 from clinpred.data.tables import GZIP_ERRORS, read_raw_header, require_columns, unreadable
 from clinpred.data.text_spill import TextSpill
 from clinpred.errors import InputError
@@ -60,7 +63,7 @@ CACHE_SCHEMA = pa.schema(
 BLOCK_SCHEMA = CACHE_SCHEMA.set(CACHE_SCHEMA.get_field_index("text"), pa.field("text", pa.string()))
 # Rows gathered, filtered and written (one record batch of the cache) at a time: ~8 MiB of MIMIC text,
 # so that the memory beyond the result stays small.
-SLICE_ROWS = 8_192
+SLICE_ROWS = 2_048
 BLOCK_BYTES = 2 << 20  # CSV bytes parsed per block
 
 # A normaliser turns one parsed block (UPPERCASE string columns) into a table of CACHE_SCHEMA.
@@ -267,22 +270,6 @@ def _sort(keys: pa.Table, sort_keys: list[tuple[str, str]]) -> tuple[pa.Table, n
     return keys.take(order).combine_chunks(), order
 
 
-def _parse_sorted(
-    path: Path,
-    columns: list[str],
-    normalise: Normaliser,
-    keep: NoteFilters | None,
-    spill: TextSpill,
-    progress: bool,
-    sort_keys: list[tuple[str, str]],
-) -> tuple[pa.Table, np.ndarray, int]:
-    """``_parse``, then ``_sort``; the unsorted columns are freed and handed back before the gather."""
-    keys, errors = _parse(path, columns, normalise, keep, spill, progress)
-    keys, order = _sort(keys, sort_keys)
-    return_freed_memory()
-    return keys, order, errors
-
-
 def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[pa.Table]:
     """The sorted notes as tables of SLICE_ROWS rows, their text gathered back from ``spill``."""
     texts = spill.gather(order, SLICE_ROWS)
@@ -291,11 +278,14 @@ def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[
 
 
 class _CacheWriter:
-    """The cache file, written a record batch at a time on a background thread (GIL released)."""
+    """An Arrow IPC file written a record batch at a time on a background thread (GIL released).
 
-    def __init__(self, tmp: Path) -> None:
-        self._sink = pa.OSFile(str(tmp), "wb")
-        self._writer = pa.ipc.new_file(self._sink, CACHE_SCHEMA)
+    ``file`` stays open, flushed, for the caller to map.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._writer = pa.ipc.new_file(pa.PythonFile(file, mode="w"), CACHE_SCHEMA)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinpred-cache")
         self._pending: Future | None = None
 
@@ -309,15 +299,41 @@ class _CacheWriter:
             pending.result()
 
     def close(self) -> None:
-        """Finish the last batch (errors are raised) and close the file, whatever happens."""
+        """Finish the last batch (errors are raised) and the file's footer, whatever happens."""
         try:
             self._wait()
         finally:
             self._pool.shutdown()
-            try:
-                self._writer.close()
-            finally:
-                self._sink.close()
+            self._writer.close()
+            self._file.flush()
+
+
+def _sort_into(
+    file: BinaryIO,
+    path: Path,
+    columns: list[str],
+    normalise: Normaliser,
+    keep: NoteFilters | None,
+    sort_keys: list[tuple[str, str]],
+    spill_dir: Path | None,
+    progress: bool,
+) -> int:
+    """Parse the source, sort it and write the notes ``keep`` keeps to ``file`` (Arrow IPC, CACHE_SCHEMA).
+
+    Returns the number of error notes matching the subject/category filters of ``keep``. Nothing of
+    the sort is held once it returns: the caller maps ``file`` for the result.
+    """
+    with TextSpill(spill_dir) as spill:
+        keys, errors = _parse(path, columns, normalise, keep, spill, progress)
+        keys, order = _sort(keys, sort_keys)
+        return_freed_memory()  # the unsorted columns
+        writer = _CacheWriter(file)
+        try:
+            for piece in _with_text(keys, order, spill):
+                writer.write(piece)
+        finally:
+            writer.close()
+    return errors
 
 
 def _read_source(
@@ -328,28 +344,26 @@ def _read_source(
     cache_file: Path | None,
     progress: bool,
 ) -> tuple[pa.Table, int]:
-    """Parse the source file, sorted; with ``cache_file``, every note is also written to the cache."""
-    spill_dir = cache_file.parent if cache_file is not None else None  # notes stay where the cache is
-    with TextSpill(spill_dir) as spill:
-        if cache_file is None:
-            keys, order, errors = _parse_sorted(path, columns, normalise, filters, spill, progress, SORT_KEYS)
-            return _concat(list(_with_text(keys, order, spill))), errors
-        keys, order, _ = _parse_sorted(
-            path, columns, normalise, None, spill, progress, ERRORS_LAST + SORT_KEYS
-        )
-        kept: list[pa.Table] = []
-        errors = 0
-        with atomic_path(cache_file) as tmp:
-            writer = _CacheWriter(tmp)
-            try:
-                for piece in _with_text(keys, order, spill):
-                    writer.write(piece)
-                    piece, n = _apply(piece, filters)
-                    kept.append(piece)
-                    errors += n
-            finally:
-                writer.close()
-        return _concat(kept), errors
+    """Parse the source file, sorted; with ``cache_file``, every note is also written to the cache.
+
+    Either way the sorted notes go to a file that the result then maps: the cache, or an unnamed
+    temporary file when there is none.
+    """
+    if cache_file is None:
+        with tempfile.TemporaryFile() as file:
+            errors = _sort_into(file, path, columns, normalise, filters, SORT_KEYS, None, progress)
+            return_freed_memory()  # everything the sort held, before the result is mapped
+            return _mapped_table(file), errors
+    with atomic_path(cache_file) as tmp, tmp.open("wb") as file:  # notes stay where the cache is
+        _sort_into(file, path, columns, normalise, None, ERRORS_LAST + SORT_KEYS, cache_file.parent, progress)
+    return_freed_memory()
+    return _read_cache(cache_file, filters)
+
+
+def _mapped_table(file: BinaryIO) -> pa.Table:
+    """The Arrow IPC file ``file`` as a table whose buffers are a memory map of it (no copy)."""
+    with pa.ipc.open_file(pa.py_buffer(map_file(file))) as reader:
+        return reader.read_all()
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -361,8 +375,8 @@ def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
 
     Error notes are stored last, so dropping them all is a zero-copy slice.
     """
-    with pa.ipc.open_file(pa.memory_map(str(cache_file))) as reader:
-        table = reader.read_all()
+    with cache_file.open("rb") as file:
+        table = _mapped_table(file)
     table, errors = _apply(table, NoteFilters(filters.categories, filters.subject_ids, drop_errors=False))
     if filters.drop_errors:
         table = table.slice(0, table.num_rows - errors)
