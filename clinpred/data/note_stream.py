@@ -43,24 +43,27 @@ from clinpred.data.text_spill import TextSpill
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 CACHE_SCHEMA = pa.schema(
     [
-        ("note_id", pa.string()),
+        ("note_id", pa.large_string()),  # large: pandas keeps large_string as it is, string it copies
         ("order", pa.int64()),  # tie-break within equal times: ROW_ID / note_seq
         ("subject_id", pa.int64()),
         ("hadm_id", pa.int64()),
         ("time", pa.timestamp("s")),
         ("time_is_date", pa.bool_()),
-        ("category", pa.string()),
-        ("description", pa.string()),
+        ("category", pa.large_string()),
+        ("description", pa.large_string()),
         ("cgid", pa.int64()),
         ("iserror", pa.bool_()),
         ("text", pa.large_string()),  # the spill file's offsets exceed 2 GB (full NOTEEVENTS is ~4 GB)
     ]
 )
-BLOCK_SCHEMA = CACHE_SCHEMA.set(CACHE_SCHEMA.get_field_index("text"), pa.field("text", pa.string()))
+# Parsed blocks hold 32-bit offsets (half the memory while the small columns are sorted).
+BLOCK_SCHEMA = pa.schema(
+    [f.with_type(pa.string()) if f.type == pa.large_string() else f for f in CACHE_SCHEMA]
+)
 # Rows gathered, filtered and written (one record batch of the cache) at a time: ~8 MiB of MIMIC text,
 # so that the memory beyond the result stays small.
 SLICE_ROWS = 2_048
@@ -157,7 +160,9 @@ def _keep_mask(table: pa.Table, filters: NoteFilters) -> tuple[pa.ChunkedArray |
     """Rows to keep, and how many error notes match the subject/category filters (dropped or not)."""
     mask = None
     if filters.categories is not None:
-        mask = pc.is_in(table.column("category"), pa.array(sorted(filters.categories), pa.string()))
+        mask = pc.is_in(
+            table.column("category"), pa.array(sorted(filters.categories), table.column("category").type)
+        )
     if filters.subject_ids is not None:
         m = pc.is_in(table.column("subject_id"), pa.array(sorted(filters.subject_ids), pa.int64()))
         mask = m if mask is None else pc.and_(mask, m)
@@ -274,7 +279,7 @@ def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[
     """The sorted notes as tables of SLICE_ROWS rows, their text gathered back from ``spill``."""
     texts = spill.gather(order, SLICE_ROWS)
     for start, text in zip(range(0, len(order), SLICE_ROWS), texts, strict=True):
-        yield keys.slice(start, len(text)).append_column(CACHE_SCHEMA.field("text"), text)
+        yield keys.slice(start, len(text)).append_column("text", text).cast(CACHE_SCHEMA)
 
 
 class _CacheWriter:
@@ -366,10 +371,6 @@ def _mapped_table(file: BinaryIO) -> pa.Table:
         return reader.read_all()
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    return pa.concat_tables(tables) if tables else CACHE_SCHEMA.empty_table()
-
-
 def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
     """The sorted cache, memory-mapped; filters copy only the notes they keep.
 
@@ -383,6 +384,24 @@ def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
     elif errors:  # error notes are stored last: put them in time order
         table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
     return table, errors
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """The notes in NOTE_DTYPES, each column converted once.
+
+    Strings stay the Arrow arrays they are (no Python objects, no copy of the text); whole numbers
+    and times become numpy or pandas' nullable integers directly, not through float64.
+    """
+    columns = {}
+    for name, dtype in NOTE_DTYPES.items():
+        values = table.column(name)
+        if dtype == "string":
+            columns[name] = pd.StringDtype("pyarrow").__from_arrow__(values)
+        elif dtype == "Int64":
+            columns[name] = pd.Int64Dtype().__from_arrow__(values)
+        else:
+            columns[name] = values.to_numpy().astype(dtype, copy=False)
+    return pd.DataFrame(columns, copy=False)
 
 
 def read_notes(
@@ -407,12 +426,8 @@ def read_notes(
     else:
         table, errors = _read_source(path, columns, normalise, filters, cache_file, progress)
         from_cache = 0
-    table = table.drop_columns(["order", "iserror"])
-    strings_as_arrow = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
-    # No Python str objects for the text; each Arrow column is released once converted.
-    frame = table.to_pandas(types_mapper=strings_as_arrow.get, split_blocks=True, self_destruct=True)
+    frame = _frame(table)
     del table
-    frame["time"] = frame["time"].astype("datetime64[ns]")
     counts = {
         "error_notes_dropped": int(errors) if filters.drop_errors else 0,
         "notes_read_from_cache": from_cache,

@@ -45,9 +45,6 @@ class TextSpill:
     def __exit__(self, *exc: object) -> None:
         self._file.close()
 
-    def __len__(self) -> int:
-        return sum(len(a) for a in self._lengths)
-
     def append(self, text: pa.Array | pa.ChunkedArray) -> None:
         """Append one column of strings (string or large_string), copying only its bytes."""
         for chunk in text.chunks if isinstance(text, pa.ChunkedArray) else [text]:
@@ -60,11 +57,10 @@ class TextSpill:
 
         Each slice is a copy of its own; the file is mapped only while slices are being taken.
         """
-        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, dtype=np.int64)
-        offsets = offsets_of(lengths)
+        offsets = offsets_of(np.concatenate([np.zeros(0, dtype=np.int64), *self._lengths]))
         mapping = map_file(self._file, populate=True) if offsets[-1] else None
         data = pa.py_buffer(mapping if mapping is not None else b"")
-        text = pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets), data)
+        text = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), data)
         del data
         try:
             for start in range(0, len(order), rows_per_slice):
