@@ -179,3 +179,33 @@ def test_filters_that_keep_nothing_and_notes_without_text(small_pieces, tmp_path
         assert list(frame.columns) == list(note_stream.NOTE_DTYPES)
         frame, _ = read(path, tmp_path / "cache", use_cache=use_cache)
         assert list(zip(frame["note_id"], frame["text"], strict=True)) == expected(rows)
+
+
+def test_several_files_are_read_as_one_sorted_table(small_pieces, tmp_path):
+    """MIMIC-IV's discharge and radiology notes: one sort; ties of patient and time broken by file."""
+    rows = note_rows(2000, seed=6, order="shuffled")
+    # ROW_IDs unique across the files, but the first file holds the higher ones (as MIMIC-IV's note_seq,
+    # they say nothing about the other file)
+    parts = [[rows[0], *rows[1001:]], [rows[0], *rows[1:1001]]]
+    for row in parts[1][1:]:
+        row[4] = ""  # date only (at midnight), so times tie within and across the files
+    paths = [tmp_path / "discharge.csv.gz", tmp_path / "radiology.csv.gz"]
+    for path, part in zip(paths, parts, strict=True):
+        write_notes(path, part)
+    kept = [
+        ((int(row[1]), row[4] or f"{row[3]} 00:00:00", part, int(row[0])), row[0], row[10])
+        for part, part_rows in enumerate(parts)
+        for row in part_rows[1:]
+        if row[9] != "1"
+    ]
+    want = [(row_id, text) for _, row_id, text in sorted(kept)]
+    assert len({key[:2] for key, _, _ in kept}) < len(kept)  # there are ties for the file to break
+    cache = tmp_path / "cache"
+    assert note_stream.cache_path(paths, cache).name.startswith("discharge+radiology-")
+    for use_cache in (True, True, False):  # first read, cached read, uncached read
+        frame, counts = read(paths, cache, use_cache=use_cache)
+        assert list(zip(frame["note_id"], frame["text"], strict=True)) == want
+        assert counts["error_notes_dropped"] == 2000 // 97
+    before = note_stream.cache_path(paths, cache)
+    write_notes(paths[1], parts[1][:10])  # either file changing changes the key
+    assert note_stream.cache_path(paths, cache) != before

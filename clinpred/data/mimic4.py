@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 from clinpred.data.cohort import (
     ADMISSION_DTYPES,
     DIAGNOSIS_DTYPES,
-    NOTE_DTYPES,
     PATIENT_DTYPES,
     Cohort,
     conform,
@@ -139,19 +138,16 @@ def read_mimic4(
     filters = NoteFilters(
         categories=None if categories is None else frozenset(categories), subject_ids=keep, drop_errors=False
     )
-    frames = []
-    for path in note_files:
-        notes, _ = read_notes(
-            path,
-            NOTE_COLUMNS,
-            _normalise_note,
-            filters,
-            use_cache=use_cache,
-            cache_dir=cache_dir,
-            progress=progress,
-        )
-        frames.append(notes)
-    notes = conform(pd.concat(frames, ignore_index=True), NOTE_DTYPES)
+    # One read, one sort: discharge and radiology notes come back interleaved in patient/time order.
+    notes, _ = read_notes(
+        note_files,
+        NOTE_COLUMNS,
+        _normalise_note,
+        filters,
+        use_cache=use_cache,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
     cohort = Cohort(
         notes=notes,
         patients=_patients(hosp),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +48,8 @@ CACHE_VERSION = 5
 CACHE_SCHEMA = pa.schema(
     [
         ("note_id", pa.large_string()),  # large: pandas keeps large_string as it is, string it copies
-        ("order", pa.int64()),  # tie-break within equal times: ROW_ID / note_seq
+        ("part", pa.int16()),  # tie-break within equal times: the source file (first given first),
+        ("order", pa.int64()),  # then ROW_ID / note_seq within it
         ("subject_id", pa.int64()),
         ("hadm_id", pa.int64()),
         ("time", pa.timestamp("s")),
@@ -60,11 +61,12 @@ CACHE_SCHEMA = pa.schema(
         ("text", pa.large_string()),  # the spill file's offsets exceed 2 GB (full NOTEEVENTS is ~4 GB)
     ]
 )
-# Parsed blocks hold 32-bit offsets (half the memory while the small columns are sorted).
+# What a normaliser returns for each block: every column but the file's index, strings with 32-bit
+# offsets (half the memory while the small columns are sorted).
 BLOCK_SCHEMA = pa.schema(
-    [f.with_type(pa.string()) if f.type == pa.large_string() else f for f in CACHE_SCHEMA]
+    [f.with_type(pa.string()) if f.type == pa.large_string() else f for f in CACHE_SCHEMA if f.name != "part"]
 )
-# Rows gathered, filtered and written (one record batch of the cache) at a time: ~8 MiB of MIMIC text,
+# Rows gathered, filtered and written (one record batch of the cache) at a time: ~2 MiB of MIMIC text,
 # so that the memory beyond the result stays small.
 SLICE_ROWS = 2_048
 BLOCK_BYTES = 2 << 20  # CSV bytes parsed per block
@@ -101,12 +103,21 @@ def default_cache_dir() -> Path:
     return cache_root() / "notes"
 
 
-def cache_path(source: Path, cache_dir: Path | None) -> Path:
-    """The cache file for a source file: keyed by its absolute path, size and modification time."""
-    stat = source.stat()
-    key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|v{CACHE_VERSION}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return (cache_dir or default_cache_dir()) / f"{source.name.split('.')[0].lower()}-{digest}.arrow"
+def cache_path(sources: Path | Sequence[Path], cache_dir: Path | None) -> Path:
+    """The cache file for one or more source files: keyed by each one's absolute path, size and
+    modification time, in the order given."""
+    sources = _as_list(sources)
+    keys = []
+    for source in sources:
+        stat = source.stat()
+        keys.append(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+    digest = hashlib.sha256("|".join([*keys, f"v{CACHE_VERSION}"]).encode()).hexdigest()[:24]
+    stem = "+".join(source.name.split(".")[0].lower() for source in sources)
+    return (cache_dir or default_cache_dir()) / f"{stem}-{digest}.arrow"
+
+
+def _as_list(sources: Path | Sequence[Path]) -> list[Path]:
+    return [Path(sources)] if isinstance(sources, str | Path) else [Path(s) for s in sources]
 
 
 # ---- helpers for normalisers -------------------------------------------------------------------
@@ -264,7 +275,12 @@ def _progress(path: Path, enabled: bool):
     return tqdm(desc=f"reading {path.name}", unit=" notes", unit_scale=True, leave=False)
 
 
-SORT_KEYS = [("subject_id", "ascending"), ("time", "ascending"), ("order", "ascending")]
+SORT_KEYS = [
+    ("subject_id", "ascending"),
+    ("time", "ascending"),
+    ("part", "ascending"),
+    ("order", "ascending"),
+]
 ERRORS_LAST = [("iserror", "ascending")]
 
 
@@ -279,7 +295,8 @@ def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[
     """The sorted notes as tables of SLICE_ROWS rows, their text gathered back from ``spill``."""
     texts = spill.gather(order, SLICE_ROWS)
     for start, text in zip(range(0, len(order), SLICE_ROWS), texts, strict=True):
-        yield keys.slice(start, len(text)).append_column("text", text).cast(CACHE_SCHEMA)
+        piece = keys.slice(start, len(text)).append_column("text", text)
+        yield piece.select(CACHE_SCHEMA.names).cast(CACHE_SCHEMA)
 
 
 class _CacheWriter:
@@ -315,7 +332,7 @@ class _CacheWriter:
 
 def _sort_into(
     file: BinaryIO,
-    path: Path,
+    sources: list[Path],
     columns: list[str],
     normalise: Normaliser,
     keep: NoteFilters | None,
@@ -323,14 +340,20 @@ def _sort_into(
     spill_dir: Path | None,
     progress: bool,
 ) -> int:
-    """Parse the source, sort it and write the notes ``keep`` keeps to ``file`` (Arrow IPC, CACHE_SCHEMA).
+    """Parse the sources, sort their notes together and write those ``keep`` keeps to ``file`` (Arrow
+    IPC, CACHE_SCHEMA).
 
     Returns the number of error notes matching the subject/category filters of ``keep``. Nothing of
     the sort is held once it returns: the caller maps ``file`` for the result.
     """
     with TextSpill(spill_dir) as spill:
-        keys, errors = _parse(path, columns, normalise, keep, spill, progress)
-        keys, order = _sort(keys, sort_keys)
+        parts, errors = [], 0
+        for part, path in enumerate(sources):
+            keys, n = _parse(path, columns, normalise, keep, spill, progress)
+            parts.append(keys.append_column("part", pa.array(np.full(keys.num_rows, part, np.int16))))
+            errors += n
+        keys, order = _sort(pa.concat_tables(parts), sort_keys)
+        del parts
         return_freed_memory()  # the unsorted columns
         writer = _CacheWriter(file)
         try:
@@ -342,25 +365,27 @@ def _sort_into(
 
 
 def _read_source(
-    path: Path,
+    sources: list[Path],
     columns: list[str],
     normalise: Normaliser,
     filters: NoteFilters,
     cache_file: Path | None,
     progress: bool,
 ) -> tuple[pa.Table, int]:
-    """Parse the source file, sorted; with ``cache_file``, every note is also written to the cache.
+    """Parse the source files, sorted; with ``cache_file``, every note is also written to the cache.
 
     Either way the sorted notes go to a file that the result then maps: the cache, or an unnamed
     temporary file when there is none.
     """
     if cache_file is None:
         with tempfile.TemporaryFile() as file:
-            errors = _sort_into(file, path, columns, normalise, filters, SORT_KEYS, None, progress)
+            errors = _sort_into(file, sources, columns, normalise, filters, SORT_KEYS, None, progress)
             return_freed_memory()  # everything the sort held, before the result is mapped
             return _mapped_table(file), errors
     with atomic_path(cache_file) as tmp, tmp.open("wb") as file:  # notes stay where the cache is
-        _sort_into(file, path, columns, normalise, None, ERRORS_LAST + SORT_KEYS, cache_file.parent, progress)
+        _sort_into(
+            file, sources, columns, normalise, None, ERRORS_LAST + SORT_KEYS, cache_file.parent, progress
+        )
     return_freed_memory()
     return _read_cache(cache_file, filters)
 
@@ -405,7 +430,7 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 
 
 def read_notes(
-    path: Path,
+    sources: Path | Sequence[Path],
     columns: list[str],
     normalise: Normaliser,
     filters: NoteFilters,
@@ -414,17 +439,19 @@ def read_notes(
     cache_dir: Path | None = None,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Notes of one file in canonical form (NOTE_DTYPES), sorted by patient, time and source order.
+    """Notes of one or more files in canonical form (NOTE_DTYPES), sorted together by patient, time,
+    file (in the order given) and source order, so that no caller sorts (and copies) the text again.
 
     Returns the notes and counts: ``error_notes_dropped`` (ISERROR notes matching the other
     filters) and ``notes_read_from_cache`` (1 when the cache served the read).
     """
-    cache_file = cache_path(path, cache_dir) if use_cache else None
+    sources = _as_list(sources)
+    cache_file = cache_path(sources, cache_dir) if use_cache else None
     if cache_file is not None and cache_file.exists():
         table, errors = _read_cache(cache_file, filters)
         from_cache = 1
     else:
-        table, errors = _read_source(path, columns, normalise, filters, cache_file, progress)
+        table, errors = _read_source(sources, columns, normalise, filters, cache_file, progress)
         from_cache = 0
     frame = _frame(table)
     del table
