@@ -109,3 +109,19 @@ def test_synthetic_marker_marks_the_cohort_unprotected(m3, tmp_path):
     assert read_mimic3(m3, cache_dir=tmp_path / "c").protected
     (m3 / SYNTHETIC_MARKER).write_text("{}")
     assert not read_mimic3(m3, cache_dir=tmp_path / "c").protected
+
+
+def test_a_subset_keeping_every_note_shares_the_text(m3, tmp_path):
+    """Readers filter while reading, so the subset they then take keeps every note: no second copy."""
+    cohort = read_mimic3(m3, cache_dir=tmp_path / "cache")
+
+    def text_buffers(notes):
+        return [chunk.buffers()[2].address for chunk in notes["text"].array._pa_array.chunks]
+
+    everyone = cohort.subset(cohort.subject_ids)
+    assert text_buffers(everyone.notes) == text_buffers(cohort.notes)
+    one = int(cohort.notes["subject_id"].iloc[0])
+    fewer = cohort.subset([one])
+    assert set(fewer.notes["subject_id"]) == {one} and list(fewer.notes.index) == list(
+        range(len(fewer.notes))
+    )

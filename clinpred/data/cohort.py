@@ -65,6 +65,12 @@ def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _rows(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+    """The rows where ``mask`` holds; the frame itself when that is all of them (the readers filter
+    while reading, so a subset often keeps every note: no copy of the text then)."""
+    return (frame if bool(mask.all()) else frame[mask]).reset_index(drop=True)  # copy-on-write: no copy
+
+
 def _in_patient_time_order(notes: pd.DataFrame) -> bool:
     """Whether notes are already sorted by (subject_id, time): readers sort once, we do not copy again."""
     s = notes["subject_id"].to_numpy()
@@ -111,7 +117,7 @@ class Cohort:
         keep = set(int(s) for s in subject_ids)
 
         def pick(frame: pd.DataFrame) -> pd.DataFrame:
-            return frame[frame["subject_id"].isin(keep)].reset_index(drop=True)
+            return _rows(frame, frame["subject_id"].isin(keep))
 
         return replace(
             self,
@@ -124,7 +130,7 @@ class Cohort:
     def without_categories(self, categories: Iterable[str]) -> Cohort:
         """The same cohort without notes of the given categories (e.g. discharge summaries)."""
         drop = set(categories)
-        return replace(self, notes=self.notes[~self.notes["category"].isin(drop)].reset_index(drop=True))
+        return replace(self, notes=_rows(self.notes, ~self.notes["category"].isin(drop)))
 
     def last_known_alive(self) -> pd.Series:
         """Per patient, the last time the record shows them alive: latest discharge or note time."""
