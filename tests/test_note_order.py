@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from mimic_files import NOTE_HEADER
 
-from clinpred.data import note_stream
+from clinpred.data import note_stream, text_spill
 from clinpred.data.mimic3 import NOTE_COLUMNS, _normalise_noteevents
 from clinpred.data.note_stream import NoteFilters, read_notes
 from clinpred.data.text_spill import TextSpill
@@ -84,9 +84,12 @@ def expected(rows, *, drop_errors=True, subjects=None) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    """Blocks of a few KiB and slices of 97 notes, so a few thousand notes cross every boundary."""
+    """Blocks and spill buckets of a few KiB, slices of 97 notes and 4 patient ranges, so that a few
+    thousand notes cross every boundary."""
     monkeypatch.setattr(note_stream, "BLOCK_BYTES", 16 << 10)
     monkeypatch.setattr(note_stream, "SLICE_ROWS", 97)
+    monkeypatch.setattr(note_stream, "PARTITIONS", 4)
+    monkeypatch.setattr(text_spill, "SEGMENT_BYTES", 8 << 10)
 
 
 def read(path, cache, filters=NoteFilters(), use_cache=True):
@@ -150,7 +153,9 @@ def test_the_spill_files_have_no_name_on_disk(small_pieces, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["random", "identity", "reversed-blocks"])
-def test_gather_puts_any_order_back(tmp_path, kind):
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_gather_puts_any_order_back(monkeypatch, tmp_path, kind, partitioned):
+    monkeypatch.setattr(text_spill, "SEGMENT_BYTES", 4 << 10)
     rng = np.random.default_rng(4)
     texts = ["".join(rng.choice(list("abcé—\n"), size=int(rng.integers(0, 300)))) for _ in range(1500)]
     order = {
@@ -159,11 +164,20 @@ def test_gather_puts_any_order_back(tmp_path, kind):
         "reversed-blocks": np.concatenate([np.arange(i, i + 50)[::-1] for i in range(0, 1500, 50)]),
     }[kind]
     with TextSpill(tmp_path) as spill:
-        for lo in range(0, 1500, 400):  # appended in blocks, as the parser does
-            spill.append(pa.array(texts[lo : lo + 400], pa.string()))
-        slices = list(spill.gather(order, 64))
+        for lo in range(0, 1500, 50):  # appended in blocks, as the parser does
+            part = rng.integers(0, 5, size=50) if partitioned else None
+            spill.append(pa.array(texts[lo : lo + 50], pa.string()), part)
+        buckets = spill.open_buckets
+        assert buckets > 10  # the partitions rolled over to new buckets
+        slices, still_open = [], []
+        for piece in spill.gather(order, 64):
+            slices.append(piece)
+            still_open.append(spill.open_buckets)
+        assert spill.open_buckets == 0  # every bucket closed once its last slice was taken
     assert [len(s) for s in slices[:-1]] == [64] * (len(slices) - 1)
     assert pa.chunked_array(slices).to_pylist() == [texts[i] for i in order]
+    if kind == "identity" and not partitioned:  # a file in order is freed as it is consumed
+        assert still_open[len(still_open) // 2] < buckets * 0.6
 
 
 def test_filters_that_keep_nothing_and_notes_without_text(small_pieces, tmp_path):

@@ -70,6 +70,9 @@ BLOCK_SCHEMA = pa.schema(
 # so that the memory beyond the result stays small.
 SLICE_ROWS = 2_048
 BLOCK_BYTES = 2 << 20  # CSV bytes parsed per block
+# Patient ranges the spilled text is split into (their bounds from the first block's patients), so that
+# the sorted text is gathered from a few spill buckets at a time; error notes, stored last, go apart.
+PARTITIONS = 32
 
 # A normaliser turns one parsed block (UPPERCASE string columns) into a table of CACHE_SCHEMA.
 Normaliser = Callable[[pa.Table, "BlockContext"], pa.Table]
@@ -215,11 +218,13 @@ def _parse(
     keep: NoteFilters | None,
     spill: TextSpill,
     progress: bool,
-) -> tuple[pa.Table, int]:
+    bounds: np.ndarray | None = None,
+) -> tuple[pa.Table, int, np.ndarray | None]:
     """Parse the CSV block by block: text to ``spill``, every other column returned (in source order).
 
-    With ``keep``, only matching rows are kept. Returns the columns and the number of error notes
-    that match the subject/category filters of ``keep``.
+    With ``keep``, only matching rows are kept. The text is spilled by the patient ranges ``bounds``
+    (or ranges drawn from the first block). Returns the columns, the number of error notes that match
+    the subject/category filters of ``keep``, and the ranges, for the next file of the same read.
     """
     raw = read_raw_header(path)
     require_columns(path, [h.strip().upper() for h in raw], columns)
@@ -236,10 +241,13 @@ def _parse(
     n_rows = n_errors = 0
     bar = _progress(path, progress)
     try:
-        with _open_source(path) as source:
-            reader = pacsv.open_csv(
+        # the reader (and its read-ahead threads) is closed before the stream it reads
+        with (
+            _open_source(path) as source,
+            pacsv.open_csv(
                 source, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
-            )
+            ) as reader,
+        ):
             for batch in reader:
                 block = pa.Table.from_batches([batch]).rename_columns(
                     [c.strip().upper() for c in batch.schema.names]
@@ -250,7 +258,9 @@ def _parse(
                 if keep is not None:
                     table, errors = _apply(table, keep)
                     n_errors += errors
-                spill.append(table.column("text"))
+                if bounds is None and table.num_rows:
+                    bounds = _patient_ranges(table.column("subject_id").to_numpy())
+                spill.append(table.column("text"), _partition(table, bounds))
                 keys.append(table.drop_columns(["text"]))
                 if bar is not None:
                     bar.update(batch.num_rows)
@@ -264,7 +274,21 @@ def _parse(
     if n_rows == 0:
         raise InputError(f"{path}: contains no notes (only a header). Is the download complete?")
     return_freed_memory()
-    return pa.concat_tables(keys), n_errors
+    return pa.concat_tables(keys), n_errors, bounds
+
+
+def _patient_ranges(subjects: np.ndarray) -> np.ndarray:
+    """Bounds of up to PARTITIONS patient ranges holding about as many of these notes each."""
+    return np.unique(np.quantile(subjects, np.linspace(0, 1, PARTITIONS + 1)[1:-1], method="lower"))
+
+
+def _partition(table: pa.Table, bounds: np.ndarray | None) -> np.ndarray | None:
+    """The spill partition of each row: its patient range, or PARTITIONS for an error note."""
+    if bounds is None:
+        return None
+    partition = np.searchsorted(bounds, table.column("subject_id").to_numpy(), side="right")
+    partition[table.column("iserror").to_numpy()] = PARTITIONS
+    return partition
 
 
 def _progress(path: Path, enabled: bool):
@@ -347,9 +371,9 @@ def _sort_into(
     the sort is held once it returns: the caller maps ``file`` for the result.
     """
     with TextSpill(spill_dir) as spill:
-        parts, errors = [], 0
+        parts, errors, bounds = [], 0, None
         for part, path in enumerate(sources):
-            keys, n = _parse(path, columns, normalise, keep, spill, progress)
+            keys, n, bounds = _parse(path, columns, normalise, keep, spill, progress, bounds)
             parts.append(keys.append_column("part", pa.array(np.full(keys.num_rows, part, np.int16))))
             errors += n
         keys, order = _sort(pa.concat_tables(parts), sort_keys)
