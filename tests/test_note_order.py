@@ -92,9 +92,15 @@ def small_pieces(monkeypatch):
     monkeypatch.setattr(text_spill, "SEGMENT_BYTES", 8 << 10)
 
 
-def read(path, cache, filters=NoteFilters(), use_cache=True):
+def read(path, cache, filters=NoteFilters(), use_cache=True, patients=None):
     return read_notes(
-        path, NOTE_COLUMNS, _normalise_noteevents, filters, use_cache=use_cache, cache_dir=cache
+        path,
+        NOTE_COLUMNS,
+        _normalise_noteevents,
+        filters,
+        use_cache=use_cache,
+        cache_dir=cache,
+        patients=patients,
     )
 
 
@@ -223,3 +229,13 @@ def test_several_files_are_read_as_one_sorted_table(small_pieces, tmp_path):
     before = note_stream.cache_path(paths, cache)
     write_notes(paths[1], parts[1][:10])  # either file changing changes the key
     assert note_stream.cache_path(paths, cache) != before
+
+
+@pytest.mark.parametrize("patients", [np.arange(1, 251), np.array([7]), np.array([10**6, 10**6 + 1])])
+def test_patient_ranges_change_speed_never_the_result(small_pieces, tmp_path, patients):
+    rows = note_rows(3000, seed=7, order="runs")
+    path = tmp_path / "NOTEEVENTS.csv.gz"
+    write_notes(path, rows)
+    for use_cache in (True, False):
+        frame, _ = read(path, tmp_path / "cache", use_cache=use_cache, patients=patients)
+        assert list(zip(frame["note_id"], frame["text"], strict=True)) == expected(rows)

@@ -172,6 +172,7 @@ def read_mimic3(
         use_cache=use_cache,
         cache_dir=cache_dir,
         progress=progress,
+        patients=admissions["subject_id"].to_numpy(),  # to split the spill by patient range
     )
     cohort = Cohort(
         notes=notes,

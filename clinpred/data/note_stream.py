@@ -101,6 +101,18 @@ class BlockContext:
         )
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What a first read parses: the files (their order breaks ties of patient and time), the columns
+    every one must have, the normaliser, and the patient ranges to spill the text by."""
+
+    sources: list[Path]
+    columns: list[str]
+    normalise: Normaliser
+    progress: bool
+    bounds: np.ndarray | None  # None: ranges drawn from the first block
+
+
 def default_cache_dir() -> Path:
     """``notes/`` under clinpred's cache root (local disk: notes never leave it)."""
     return cache_root() / "notes"
@@ -213,12 +225,10 @@ def _open_source(path: Path) -> Iterator[object]:
 
 def _parse(
     path: Path,
-    columns: list[str],
-    normalise: Normaliser,
+    job: _Job,
     keep: NoteFilters | None,
     spill: TextSpill,
-    progress: bool,
-    bounds: np.ndarray | None = None,
+    bounds: np.ndarray | None,
 ) -> tuple[pa.Table, int, np.ndarray | None]:
     """Parse the CSV block by block: text to ``spill``, every other column returned (in source order).
 
@@ -227,19 +237,19 @@ def _parse(
     the subject/category filters of ``keep``, and the ranges, for the next file of the same read.
     """
     raw = read_raw_header(path)
-    require_columns(path, [h.strip().upper() for h in raw], columns)
+    require_columns(path, [h.strip().upper() for h in raw], job.columns)
     original = {h.strip().upper(): h for h in raw}
     read_opts = pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
     parse_opts = pacsv.ParseOptions(newlines_in_values=True)
     convert_opts = pacsv.ConvertOptions(
-        column_types={original[c]: pa.string() for c in columns},
-        include_columns=[original[c] for c in columns],
+        column_types={original[c]: pa.string() for c in job.columns},
+        include_columns=[original[c] for c in job.columns],
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
     keys: list[pa.Table] = []
     n_rows = n_errors = 0
-    bar = _progress(path, progress)
+    bar = _progress(path, job.progress)
     try:
         # the reader (and its read-ahead threads) is closed before the stream it reads
         with (
@@ -252,7 +262,7 @@ def _parse(
                 block = pa.Table.from_batches([batch]).rename_columns(
                     [c.strip().upper() for c in batch.schema.names]
                 )
-                table = normalise(block, BlockContext(path, n_rows)).select(BLOCK_SCHEMA.names)
+                table = job.normalise(block, BlockContext(path, n_rows)).select(BLOCK_SCHEMA.names)
                 table = table.cast(BLOCK_SCHEMA)
                 n_rows += table.num_rows
                 if keep is not None:
@@ -356,13 +366,10 @@ class _CacheWriter:
 
 def _sort_into(
     file: BinaryIO,
-    sources: list[Path],
-    columns: list[str],
-    normalise: Normaliser,
+    job: _Job,
     keep: NoteFilters | None,
     sort_keys: list[tuple[str, str]],
     spill_dir: Path | None,
-    progress: bool,
 ) -> int:
     """Parse the sources, sort their notes together and write those ``keep`` keeps to ``file`` (Arrow
     IPC, CACHE_SCHEMA).
@@ -371,9 +378,9 @@ def _sort_into(
     the sort is held once it returns: the caller maps ``file`` for the result.
     """
     with TextSpill(spill_dir) as spill:
-        parts, errors, bounds = [], 0, None
-        for part, path in enumerate(sources):
-            keys, n, bounds = _parse(path, columns, normalise, keep, spill, progress, bounds)
+        parts, errors, bounds = [], 0, job.bounds
+        for part, path in enumerate(job.sources):
+            keys, n, bounds = _parse(path, job, keep, spill, bounds)
             parts.append(keys.append_column("part", pa.array(np.full(keys.num_rows, part, np.int16))))
             errors += n
         keys, order = _sort(pa.concat_tables(parts), sort_keys)
@@ -388,14 +395,7 @@ def _sort_into(
     return errors
 
 
-def _read_source(
-    sources: list[Path],
-    columns: list[str],
-    normalise: Normaliser,
-    filters: NoteFilters,
-    cache_file: Path | None,
-    progress: bool,
-) -> tuple[pa.Table, int]:
+def _read_source(job: _Job, filters: NoteFilters, cache_file: Path | None) -> tuple[pa.Table, int]:
     """Parse the source files, sorted; with ``cache_file``, every note is also written to the cache.
 
     Either way the sorted notes go to a file that the result then maps: the cache, or an unnamed
@@ -403,13 +403,11 @@ def _read_source(
     """
     if cache_file is None:
         with tempfile.TemporaryFile() as file:
-            errors = _sort_into(file, sources, columns, normalise, filters, SORT_KEYS, None, progress)
+            errors = _sort_into(file, job, filters, SORT_KEYS, None)
             return_freed_memory()  # everything the sort held, before the result is mapped
             return _mapped_table(file), errors
     with atomic_path(cache_file) as tmp, tmp.open("wb") as file:  # notes stay where the cache is
-        _sort_into(
-            file, sources, columns, normalise, None, ERRORS_LAST + SORT_KEYS, cache_file.parent, progress
-        )
+        _sort_into(file, job, None, ERRORS_LAST + SORT_KEYS, cache_file.parent)
     return_freed_memory()
     return _read_cache(cache_file, filters)
 
@@ -462,9 +460,14 @@ def read_notes(
     use_cache: bool = True,
     cache_dir: Path | None = None,
     progress: bool = False,
+    patients: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Notes of one or more files in canonical form (NOTE_DTYPES), sorted together by patient, time,
     file (in the order given) and source order, so that no caller sorts (and copies) the text again.
+
+    ``patients``: subject ids the notes are expected to cover, one per admission say (ADMISSIONS'
+    column), for a first read to split its spilled text by patient range whatever the file's order;
+    without them the ranges come from the file's first block. They change speed, never the result.
 
     Returns the notes and counts: ``error_notes_dropped`` (ISERROR notes matching the other
     filters) and ``notes_read_from_cache`` (1 when the cache served the read).
@@ -475,7 +478,9 @@ def read_notes(
         table, errors = _read_cache(cache_file, filters)
         from_cache = 1
     else:
-        table, errors = _read_source(sources, columns, normalise, filters, cache_file, progress)
+        bounds = None if patients is None or len(patients) == 0 else _patient_ranges(np.asarray(patients))
+        job = _Job(sources, columns, normalise, progress, bounds)
+        table, errors = _read_source(job, filters, cache_file)
         from_cache = 0
     frame = _frame(table)
     del table
