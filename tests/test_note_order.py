@@ -239,3 +239,15 @@ def test_patient_ranges_change_speed_never_the_result(small_pieces, tmp_path, pa
     for use_cache in (True, False):
         frame, _ = read(path, tmp_path / "cache", use_cache=use_cache, patients=patients)
         assert list(zip(frame["note_id"], frame["text"], strict=True)) == expected(rows)
+
+
+def test_buckets_grow_so_that_large_spills_keep_few_files_open(monkeypatch, tmp_path):
+    monkeypatch.setattr(text_spill, "SEGMENT_BYTES", 1000)
+    monkeypatch.setattr(text_spill, "BUCKETS_PER_DOUBLING", 8)
+    texts = [f"{i:04d}" * 250 for i in range(200)]  # 1,000 bytes each, one block each
+    with TextSpill(tmp_path) as spill:
+        for text in texts:
+            spill.append(pa.array([text]))
+        assert 30 < spill.open_buckets < 50  # not 200: every 8 buckets, the next ones hold twice as much
+        order = np.random.default_rng(8).permutation(200)
+        assert pa.chunked_array(list(spill.gather(order, 16))).to_pylist() == [texts[i] for i in order]

@@ -31,7 +31,10 @@ import pyarrow as pa
 
 from clinpred.data.memory import map_file
 
-SEGMENT_BYTES = 32 << 20  # a partition starts a new bucket after this much text
+SEGMENT_BYTES = 32 << 20  # a partition starts a new bucket after this much text...
+# ...and twice as much for every BUCKETS_PER_DOUBLING buckets already made: each bucket is an open
+# file, and 100 GB of text then takes about 650, under the usual limit of 1,024 (full NOTEEVENTS: ~160).
+BUCKETS_PER_DOUBLING = 128
 
 
 class _Bucket:
@@ -127,7 +130,9 @@ class TextSpill:
 
     def _bucket_for(self, part: int) -> int:
         k = self._filling.get(part)
-        if k is None or self._buckets[k].size >= SEGMENT_BYTES:
+        if k is None or self._buckets[k].size >= SEGMENT_BYTES << (
+            len(self._buckets) // BUCKETS_PER_DOUBLING
+        ):
             self._buckets.append(_Bucket(self._directory))
             k = self._filling[part] = len(self._buckets) - 1
         return k
