@@ -127,7 +127,7 @@ def test_filters_and_kept_error_notes_on_every_path(small_pieces, tmp_path):
     with_errors = NoteFilters(subject_ids=subjects, drop_errors=False)
     want = expected(rows, drop_errors=False, subjects=subjects)
     first, _ = read(path, tmp_path / "cache", with_errors)  # writes the whole cache
-    cached, counts = read(path, tmp_path / "cache", with_errors)  # skips row groups by subject range
+    cached, counts = read(path, tmp_path / "cache", with_errors)  # the mapped cache, filtered
     uncached, _ = read(path, None, with_errors, use_cache=False)
     assert counts["notes_read_from_cache"] == 1
     for frame in (first, cached, uncached):

@@ -58,7 +58,7 @@ CACHE_SCHEMA = pa.schema(
         ("description", pa.large_string()),
         ("cgid", pa.int64()),
         ("iserror", pa.bool_()),
-        ("text", pa.large_string()),  # the spill file's offsets exceed 2 GB (full NOTEEVENTS is ~4 GB)
+        ("text", pa.large_string()),
     ]
 )
 # What a normaliser returns for each block: every column but the file's index, strings with 32-bit
@@ -70,11 +70,12 @@ BLOCK_SCHEMA = pa.schema(
 # so that the memory beyond the result stays small.
 SLICE_ROWS = 2_048
 BLOCK_BYTES = 2 << 20  # CSV bytes parsed per block
-# Patient ranges the spilled text is split into (their bounds from the first block's patients), so that
-# the sorted text is gathered from a few spill buckets at a time; error notes, stored last, go apart.
+# Patient ranges the spilled text is split into (bounds from the ADMISSIONS patients a reader passes,
+# else from the first block's), so that the sorted text is gathered from a few spill buckets at a
+# time; error notes, stored last, go apart.
 PARTITIONS = 32
 
-# A normaliser turns one parsed block (UPPERCASE string columns) into a table of CACHE_SCHEMA.
+# A normaliser turns one parsed block (UPPERCASE string columns) into a table of BLOCK_SCHEMA.
 Normaliser = Callable[[pa.Table, "BlockContext"], pa.Table]
 
 
