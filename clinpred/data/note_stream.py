@@ -3,12 +3,13 @@
 Full NOTEEVENTS is 2.08M notes, about 4 GB of text, not in patient order. pyarrow's streaming CSV
 reader parses it block by block (quoted fields with embedded newlines), fed by ISA-L's gzip decoder
 on its own thread (about three times zlib's speed); each block is normalised to the cache schema as it
-arrives. The text stays in Arrow buffers, never Python objects: it goes to a spill file as it is
-parsed, and only the small columns are sorted in memory (``text_spill``).
+arrives. The text stays in Arrow buffers, never Python objects: it goes to spill files as it is
+parsed, and only the small columns are sorted in memory (``text_spill``). Several files (MIMIC-IV's
+discharge and radiology notes) are read as one and sorted together.
 
 The sorted notes are then written, a slice at a time on a second thread, to an uncompressed Arrow IPC
-file: the cache (keyed by the source's path, size and modification time; every note, sorted by error
-flag, patient, time and source order), or an unnamed temporary file when the cache is off. The result
+file: the cache (keyed by each source's path, size and modification time; every note, sorted by error
+flag, patient, time, file and source order), or an unnamed temporary file when the cache is off. The result
 is a memory map of that file, on the first read as on every later one. So the text is held once, in
 page-cache pages that the kernel can drop and read back under pressure, and a later read, whatever
 its filters, costs the page faults of what it keeps. (Parquet was tried first: encoding 500 MB of text
@@ -334,7 +335,7 @@ def _with_text(keys: pa.Table, order: np.ndarray, spill: TextSpill) -> Iterator[
         yield piece.select(CACHE_SCHEMA.names).cast(CACHE_SCHEMA)
 
 
-class _CacheWriter:
+class _ArrowFileWriter:
     """An Arrow IPC file written a record batch at a time on a background thread (GIL released).
 
     ``file`` stays open, flushed, for the caller to map.
@@ -387,7 +388,7 @@ def _sort_into(
         keys, order = _sort(pa.concat_tables(parts), sort_keys)
         del parts
         return_freed_memory()  # the unsorted columns
-        writer = _CacheWriter(file)
+        writer = _ArrowFileWriter(file)
         try:
             for piece in _with_text(keys, order, spill):
                 writer.write(piece)
