@@ -36,10 +36,11 @@ def test_icd10_codes_are_kept_and_usable_with_the_raw_code_scheme(tmp_path):
     raw = label_matrix(cohort.diagnoses, scheme="icd_topk", k=10)
     assert raw.loc[1000, "ICD10:I5023"] and not raw.loc[2000, "ICD10:I5023"]
     assert raw.loc[2000, "4280"]
-    # The CCS schemes are ICD-9 only: the ICD-9 heart failure code maps, ICD-10 codes do not.
+    # Both versions reach the CCS phenotypes: heart failure coded in ICD-9 (4280) and ICD-10 (I5023).
     ccs = label_matrix(cohort.diagnoses, scheme="ccs_benchmark")
     assert ccs.loc[2000, "Congestive heart failure; nonhypertensive"]
-    assert not ccs.loc[1000].any()
+    assert ccs.loc[1000, "Congestive heart failure; nonhypertensive"]
+    assert ccs.loc[1000, "Acute and unspecified renal failure"] and ccs.loc[1000].sum() == 2
 
 
 def test_radiology_only_is_enough(tmp_path):

@@ -4,31 +4,88 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from clinpred.data.labels import label_matrix
+from clinpred.data.labels import label_matrix, mapped_rows, row_labels, unmapped_units
 from clinpred.data.load import detect_layout, load_cohort
 
 
+class VersionCoverage(BaseModel):
+    """How far one ICD version's codes reach the CCS phenotypes."""
+
+    diagnosis_rows: int
+    rows_with_ccs_category: int  # the code is known to the grouper
+    rows_in_a_phenotype: int  # ... and falls in one of the 25 benchmark phenotypes
+    patients: int  # patients with at least one code in this version
+    patients_only_this_version: int
+    patients_with_a_phenotype: int  # from this version's codes
+    unmapped_codes: dict[str, int]  # the most frequent codes the grouper does not know, with row counts
+
+
 class CheckReport(BaseModel):
-    """What `data check` found. Counts and prevalences only: never note text."""
+    """What `data check` found. Counts, codes and prevalences only: never note text."""
 
     path: str
     layout: str
     summary: dict[str, object]
-    phenotype_prevalence: dict[str, float]  # share of patients with diagnoses carrying each label
+    phenotype_prevalence: dict[str, float]  # share of labelled patients (see check_data) with each label
+    coverage: dict[str, VersionCoverage] = {}  # "icd9" / "icd10"
+    patients_unmapped: int = 0  # patients with diagnoses, none of which maps: no labels, not negatives
+    warnings: list[str] = []
+
+
+def icd_coverage(diagnoses: pd.DataFrame, *, top: int = 10) -> dict[str, VersionCoverage]:
+    """Phenotype coverage per ICD version present in the diagnoses."""
+    known = mapped_rows(diagnoses).to_numpy()
+    pheno = row_labels(diagnoses, "ccs_benchmark").notna().to_numpy()
+    versions_of = diagnoses.groupby("subject_id")["icd_version"].agg(lambda v: frozenset(v))
+    out = {}
+    for version in sorted(diagnoses["icd_version"].unique()):
+        rows = (diagnoses["icd_version"] == version).to_numpy()
+        dx = diagnoses[rows]
+        unknown = dx.loc[~known[rows], "icd_code"].astype(str).value_counts().head(top)
+        out[f"icd{version}"] = VersionCoverage(
+            diagnosis_rows=int(rows.sum()),
+            rows_with_ccs_category=int((known & rows).sum()),
+            rows_in_a_phenotype=int((pheno & rows).sum()),
+            patients=int(dx["subject_id"].nunique()),
+            patients_only_this_version=int((versions_of == frozenset([version])).sum()),
+            patients_with_a_phenotype=int(diagnoses.loc[pheno & rows, "subject_id"].nunique()),
+            unmapped_codes={str(k): int(v) for k, v in unknown.items()},
+        )
+    return out
 
 
 def check_data(path: str | Path, *, use_cache: bool = True, progress: bool = True) -> CheckReport:
-    """Read the whole directory through the normal reader (so every validation runs) and summarise."""
+    """Read the whole directory through the normal reader (so every validation runs) and summarise.
+
+    Prevalences are over patients with diagnoses of which at least one code maps (the patients the
+    diagnosis task labels); the others are counted and warned about.
+    """
     layout = detect_layout(path)
     cohort = load_cohort(path, use_cache=use_cache, progress=progress)
-    labels = label_matrix(cohort.diagnoses, scheme="ccs_benchmark")
+    dx = cohort.diagnoses
+    unmapped = unmapped_units(dx)
+    labels = label_matrix(dx, scheme="ccs_benchmark")
+    labels = labels[~labels.index.isin(unmapped)]
     prevalence = {k: round(float(v), 4) for k, v in labels.mean().items()} if len(labels) else {}
+    warnings = []
+    if len(unmapped):
+        warnings.append(
+            f"{len(unmapped)} patient(s) have diagnoses none of which maps to a CCS category: they get no "
+            "phenotype labels and the diagnosis task leaves them out (not counted as negatives)"
+        )
     return CheckReport(
-        path=str(path), layout=layout, summary=cohort.summary(), phenotype_prevalence=prevalence
+        path=str(path),
+        layout=layout,
+        summary=cohort.summary(),
+        phenotype_prevalence=prevalence,
+        coverage=icd_coverage(dx),
+        patients_unmapped=len(unmapped),
+        warnings=warnings,
     )
 
 
@@ -58,7 +115,37 @@ def render_check(report: CheckReport, console: Console) -> None:
     for cat, n in s["notes_by_category"].items():  # type: ignore[union-attr]
         cats.add_row(cat, f"{n:,}")
     console.print(cats)
-    prev = Table("phenotype (CCS benchmark)", "prevalence", title="label prevalence, patients with diagnoses")
+    cov = Table(
+        "ICD",
+        "rows",
+        "with CCS",
+        "in phenotype",
+        "patients",
+        "only this ICD",
+        "with phenotype",
+        title="phenotype coverage by ICD version (diagnosis rows, patients)",
+    )
+    for version, c in report.coverage.items():
+        cov.add_row(
+            version,
+            f"{c.diagnosis_rows:,}",
+            f"{c.rows_with_ccs_category:,} ({c.rows_with_ccs_category / max(c.diagnosis_rows, 1):.1%})",
+            f"{c.rows_in_a_phenotype:,} ({c.rows_in_a_phenotype / max(c.diagnosis_rows, 1):.1%})",
+            f"{c.patients:,}",
+            f"{c.patients_only_this_version:,}",
+            f"{c.patients_with_a_phenotype:,}",
+        )
+    console.print(cov)
+    for version, c in report.coverage.items():
+        if c.unmapped_codes:
+            codes = ", ".join(f"{k} ({v})" for k, v in c.unmapped_codes.items())
+            console.print(f"{version} codes without a CCS category (most frequent): {codes}")
+    console.print(f"patients whose codes all map to nothing: {report.patients_unmapped:,}")
+    prev = Table(
+        "phenotype (CCS benchmark)", "prevalence", title="label prevalence, patients with mapped diagnoses"
+    )
     for name, share in sorted(report.phenotype_prevalence.items(), key=lambda kv: -kv[1]):
         prev.add_row(name, f"{share:.1%}")
     console.print(prev)
+    for warning in report.warnings:
+        console.print(f"warning: {warning}")

@@ -1,11 +1,16 @@
-"""ICD-9 grouping and patient-by-label matrices.
+"""ICD-9 / ICD-10-CM grouping and patient-by-label matrices.
 
 Three label schemes, each stated in every result that uses it:
 
 - ``ccs_benchmark``: the 25 CCS phenotypes of the MIMIC-III benchmark (Harutyunyan et al. 2019);
-- ``icd_topk``: the k most frequent raw ICD codes (k=25 is the public reproduction's setting); works
-  for ICD-10 codes (MIMIC-IV) too;
+- ``icd_topk``: the k most frequent raw ICD codes (k=25 is the public reproduction's setting);
 - ``ccs_single_topk``: the k most frequent single-level CCS categories.
+
+ICD-9 codes group through the mimic3-benchmarks code lists and AHRQ's ICD-9 CCS; ICD-10-CM codes
+(MIMIC-IV codes about half its diagnoses so) through AHRQ's ICD-10-CM CCS into the same categories
+(``scripts/vendor_icd10.py`` says why that route and not the GEMs). A code neither table knows maps to
+nothing; a unit all of whose codes map to nothing has no CCS labels at all (``unmapped_units``) and
+must not be scored as negative for every phenotype.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 LabelScheme = Literal["ccs_benchmark", "icd_topk", "ccs_single_topk"]
@@ -58,6 +64,66 @@ def icd9_table() -> pd.DataFrame:
     return table.set_index("icd9_code")
 
 
+@cache
+def icd10_table() -> pd.DataFrame:
+    """ICD-10-CM codes with single-level CCS number and benchmark phenotype (see PROVENANCE.md)."""
+    ref = resources.files("clinpred.data") / "resources" / "icd10_ccs.csv.gz"
+    with resources.as_file(ref) as path:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table["ccs_single"] = table["ccs_single"].astype(int)
+    return table.set_index("icd10_code").sort_index()
+
+
+@cache
+def ccs_single_names() -> dict[int, str]:
+    """Single-level CCS number -> name (the ICD-9 table names every category the ICD-10 table uses)."""
+    table = icd9_table()
+    named = table[table["ccs_single_name"] != ""].drop_duplicates("ccs_single")
+    return dict(zip(named["ccs_single"], named["ccs_single_name"], strict=True))
+
+
+def icd10_ccs(codes: pd.Series) -> pd.Series:
+    """Single-level CCS number of each ICD-10-CM code (no dot); <NA> where the table cannot place it.
+
+    A code newer than the table (v2019.1) takes the category of the codes that extend its longest
+    prefix (3 characters at least), but only when all of them share one category.
+    """
+    table = icd10_table()
+    known = codes.map(table["ccs_single"]).astype("Int64")
+    unknown = pd.unique(codes[known.isna()].astype(str))
+    if len(unknown):
+        fallback = {code: _icd10_prefix_ccs(code) for code in unknown}
+        known = known.fillna(codes.map(fallback).astype("Int64"))
+    return known
+
+
+@cache
+def _icd10_sorted() -> tuple[np.ndarray, np.ndarray]:
+    table = icd10_table()
+    return table.index.to_numpy(dtype=str), table["ccs_single"].to_numpy()
+
+
+def _icd10_prefix_ccs(code: str) -> int | None:
+    index, ccs = _icd10_sorted()
+    for length in range(len(code) - 1, 2, -1):
+        prefix = code[:length]
+        lo, hi = np.searchsorted(index, prefix), np.searchsorted(index, prefix + "\uffff")
+        cats = np.unique(ccs[lo:hi])
+        if len(cats) == 1:
+            return int(cats[0])
+        if len(cats) > 1:
+            return None
+    return None
+
+
+@cache
+def ccs_to_phenotype() -> dict[int, str]:
+    """Single-level CCS number -> benchmark phenotype, for the 25 categories that are one."""
+    table = icd10_table()
+    has = table[table["benchmark_phenotype"] != ""].drop_duplicates("ccs_single")
+    return dict(zip(has["ccs_single"], has["benchmark_phenotype"], strict=True))
+
+
 def code_to_phenotype() -> dict[str, str]:
     """ICD-9 code (no dot) -> benchmark phenotype, for the codes that have one."""
     table = icd9_table()
@@ -78,14 +144,50 @@ def describe_code(code: str) -> str:
     return str(table.at[code, "description"]) if code in table.index else ""
 
 
-def _labelled(diagnoses: pd.DataFrame, scheme: LabelScheme) -> pd.Series:
+def _icd10_labels(diagnoses: pd.DataFrame, scheme: LabelScheme) -> pd.Series:
+    """CCS labels of the ICD-10 rows (NaN elsewhere and where none applies)."""
+    icd10 = diagnoses["icd_version"].to_numpy() == 10
+    out = pd.Series(np.nan, index=diagnoses.index, dtype=object)
+    if not icd10.any():
+        return out
+    ccs = icd10_ccs(diagnoses["icd_code"].astype(str)[icd10])
+    names = ccs.map(ccs_to_phenotype() if scheme == "ccs_benchmark" else ccs_single_names())
+    out[icd10] = names.to_numpy(dtype=object)
+    return out
+
+
+def mapped_rows(diagnoses: pd.DataFrame, scheme: LabelScheme = "ccs_benchmark") -> pd.Series:
+    """Whether each diagnosis row's code is known to the scheme's grouper (it may still carry no label:
+    a known ICD-9/ICD-10 code outside the 25 phenotypes is a true negative, an unknown one is not)."""
+    codes = diagnoses["icd_code"].astype(str)
+    version = diagnoses["icd_version"].to_numpy()
+    if scheme == "icd_topk":
+        return pd.Series(np.isin(version, [9, 10]), index=diagnoses.index)
+    icd9 = (version == 9) & codes.isin(icd9_table().index).to_numpy()
+    icd10 = np.zeros(len(codes), dtype=bool)
+    if (version == 10).any():
+        icd10[version == 10] = icd10_ccs(codes[version == 10]).notna().to_numpy()
+    return pd.Series(icd9 | icd10, index=diagnoses.index)
+
+
+def unmapped_units(
+    diagnoses: pd.DataFrame, scheme: LabelScheme = "ccs_benchmark", unit: LabelUnit = "patient"
+) -> pd.Index:
+    """Units (patients, or (subject_id, hadm_id)) with diagnoses none of whose codes the grouper knows:
+    they have no labels under ``scheme``, neither positive nor negative."""
+    keys = ["subject_id"] if unit == "patient" else ["subject_id", "hadm_id"]
+    any_mapped = diagnoses.assign(_m=mapped_rows(diagnoses, scheme)).groupby(keys)["_m"].any()
+    return any_mapped.index[~any_mapped.to_numpy()]
+
+
+def row_labels(diagnoses: pd.DataFrame, scheme: LabelScheme) -> pd.Series:
     """One label per diagnosis row (NaN where the scheme gives none)."""
     icd9 = diagnoses["icd_version"].to_numpy() == 9
     codes = diagnoses["icd_code"].astype(str)
     if scheme == "ccs_benchmark":
-        return codes.map(code_to_phenotype()).where(icd9)
+        return codes.map(code_to_phenotype()).where(icd9, _icd10_labels(diagnoses, scheme))
     if scheme == "ccs_single_topk":
-        return codes.map(code_to_ccs_single()).where(icd9)
+        return codes.map(code_to_ccs_single()).where(icd9, _icd10_labels(diagnoses, scheme))
     if scheme == "icd_topk":
         version = diagnoses["icd_version"].astype(str)
         # ICD-9 and ICD-10 codes can share a string ("V10"); prefix ICD-10 codes to keep them apart.
@@ -108,7 +210,7 @@ def label_matrix(
     fixes the rows (patients with no diagnoses get all-False rows); by default every patient with a
     diagnosis. For ``ccs_benchmark`` all 25 phenotypes are columns, even those with no positive.
     """
-    dx = diagnoses.assign(label=_labelled(diagnoses, scheme)).dropna(subset=["label"])
+    dx = diagnoses.assign(label=row_labels(diagnoses, scheme)).dropna(subset=["label"])
     keys = ["subject_id"] if unit == "patient" else ["subject_id", "hadm_id"]
     pairs = dx[[*keys, "label"]].drop_duplicates()
     if scheme == "ccs_benchmark":
@@ -145,7 +247,7 @@ def primary_phenotype(diagnoses: pd.DataFrame, subject_ids: list[int] | None = N
     one. Readers give diagnoses in admission-time order, which is what "earliest" relies on.
     Patients without any benchmark phenotype get "none".
     """
-    dx = diagnoses.assign(label=_labelled(diagnoses, "ccs_benchmark")).dropna(subset=["label"])
+    dx = diagnoses.assign(label=row_labels(diagnoses, "ccs_benchmark")).dropna(subset=["label"])
     dx = dx.reset_index(drop=True)
     dx["order"] = range(len(dx))
     first_adm = dx.groupby("subject_id", sort=False)["hadm_id"].first()

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
-from clinpred.data.labels import LabelScheme, label_matrix
+from clinpred.data.labels import LabelScheme, label_matrix, unmapped_units
 from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
@@ -27,6 +27,16 @@ from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision_co
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
 
 HEADLINE = ("macro_auroc", "micro_auroc", "macro_auprc")
+_CCS = (
+    "ICD-9-CM: AHRQ single-level CCS 2015 (phenotypes: mimic3-benchmarks' code lists); ICD-10-CM: AHRQ "
+    "single-level CCS for ICD-10-CM v2019.1 into the same categories (newer codes: the category of their "
+    "longest unambiguous prefix)"
+)
+LABEL_MAPPING = {
+    "ccs_benchmark": _CCS,
+    "ccs_single_topk": _CCS,
+    "icd_topk": "raw ICD codes; ICD-9 and ICD-10 codes kept apart",
+}
 
 
 class DiagnosisConfig(BaseModel):
@@ -84,17 +94,32 @@ def _nanmean(values: np.ndarray) -> float:
 
 def _units_and_labels(
     cohort: Cohort, config: DiagnosisConfig
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """The candidate units (patients or admissions with any diagnosis) and their label matrix."""
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int], list[str]]:
+    """The candidate units (patients or admissions with any diagnosis) and their label matrix.
+
+    Units whose codes all map to nothing under the label scheme (e.g. ICD-10 codes newer than the CCS
+    table) have no labels, not negative ones: they are left out, counted and warned about.
+    """
     dx = cohort.diagnoses[cohort.diagnoses["subject_id"].isin(set(cohort.subject_ids.tolist()))]
     with_dx = np.sort(dx["subject_id"].unique())
     counts = {"patients_in_cohort": len(cohort.subject_ids)}
     counts["patients_without_diagnoses"] = int(len(cohort.subject_ids) - len(with_dx))
     labels = label_matrix(dx, list(with_dx), scheme=config.label_scheme, k=config.top_k, unit=config.unit)
+    unmapped = unmapped_units(dx, config.label_scheme, config.unit)
+    counts[f"{config.unit}s_with_unmapped_codes_only"] = len(unmapped)
+    for version in (9, 10):
+        counts[f"diagnosis_rows_icd{version}"] = int((dx["icd_version"] == version).sum())
+    warnings = []
+    if len(unmapped):
+        labels = labels[~labels.index.isin(unmapped)]
+        warnings.append(
+            f"{len(unmapped)} {config.unit}(s) excluded: none of their diagnosis codes maps to a "
+            f"{config.label_scheme} category, so they have no labels (not negative ones)"
+        )
     keys = labels.index.to_frame(index=False)
     if config.unit == "patient":
         keys.columns = ["subject_id"]
-    return keys, labels.reset_index(drop=True), counts
+    return keys, labels.reset_index(drop=True), counts, warnings
 
 
 def _strata(y: np.ndarray, n_folds: int) -> np.ndarray:
@@ -167,8 +192,7 @@ def evaluate_diagnosis(
     config = config or DiagnosisConfig()
     if len(embeddings) != len(cohort.notes):
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
-    warnings: list[str] = []
-    keys, labels, counts = _units_and_labels(cohort, config)
+    keys, labels, counts, warnings = _units_and_labels(cohort, config)
 
     notes, emb = cohort.notes, embeddings
     is_ds = (notes["category"] == DISCHARGE_SUMMARY).to_numpy()
@@ -262,6 +286,8 @@ def evaluate_diagnosis(
         "relaxations": ["include_discharge_summaries"] if config.include_discharge_summaries else [],
         "labels": kept,
         "labels_dropped": sorted(dropped),
+        "label_mapping": LABEL_MAPPING[config.label_scheme],
+        "unmapped_units": f"{config.unit}s whose codes all map to nothing are excluded and counted",
         "model_detail": (
             "StandardScaler (training fold) + L2 logistic regression per label, C by inner grouped CV (AUROC)"
             if config.model == "logistic"
