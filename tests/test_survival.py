@@ -23,7 +23,7 @@ from clinpred.tasks.survival_metrics import harrell_c
 
 FAST = BootstrapScheme(n_resamples=200, seed=1)
 DIM = 16
-N_DIE_IN_WINDOW, N_CENSORED_IN_WINDOW = 3, 2
+N_DIE_IN_WINDOW, N_LAST_SEEN_IN_WINDOW = 3, 2
 
 
 def make_cohort(n: int = 240, seed: int = 0) -> tuple[Cohort, np.ndarray]:
@@ -32,7 +32,8 @@ def make_cohort(n: int = 240, seed: int = 0) -> tuple[Cohort, np.ndarray]:
     Each patient: first admission at 10:00; timed notes at +1 h, +10 h, +30 h; date-only notes dated
     the admission day and the next day (inside the 48 h window), and the day after that (not wholly
     inside); a discharge summary at day 5; later notes at day 10 and at the censoring time.
-    The first patients die inside the window, the next ones are lost to follow-up inside it.
+    The first patients die inside the window; the next ones are last seen inside it (no death record,
+    so on MIMIC-III-format data they are followed to the horizon like everyone else).
     """
     rng = np.random.default_rng(seed)
     notes, patients, admissions = [], [], []
@@ -43,7 +44,7 @@ def make_cohort(n: int = 240, seed: int = 0) -> tuple[Cohort, np.ndarray]:
         censor = rng.uniform(20, 700)
         if s <= N_DIE_IN_WINDOW:
             death = 0.8
-        elif s <= N_DIE_IN_WINDOW + N_CENSORED_IN_WINDOW:
+        elif s <= N_DIE_IN_WINDOW + N_LAST_SEEN_IN_WINDOW:
             death, censor = np.inf, 1.0
         dod = (origin + pd.Timedelta(days=death)).normalize() if death < censor else pd.NaT
         end = min(death, censor)
@@ -112,6 +113,8 @@ def test_signal_in_the_window_notes_gives_a_high_c_index(signal_result):
     assert 0.0 < r.metrics["ibs"].value < 0.25
     assert "auc_365d" in r.metrics  # evaluated just below the horizon
     assert r.definition["uno_tau_days"] == 365.0 and r.definition["relaxations"] == []
+    assert "one rule for every patient" in r.definition["censoring"]
+    assert "Social Security" in r.definition["follow_up"]
 
 
 def test_units_follow_the_stated_outcome_definition(cohort_z, signal_result):
@@ -125,8 +128,8 @@ def test_units_follow_the_stated_outcome_definition(cohort_z, signal_result):
         death = (dod[row.subject_id] - origin[row.subject_id]) / pd.Timedelta(days=1)
         if row.event:
             assert row.time == pytest.approx(death)
-        elif pd.notna(death):
-            assert death > 365 and row.time == 365.0
+        else:  # one rule: no death by the horizon, censored at the horizon, whenever last seen
+            assert (pd.isna(death) or death > 365) and row.time == 365.0
     assert (units.groupby("subject_id").size() == 1).all()
     assert sorted(units["fold"].unique()) == [0, 1, 2, 3, 4]
     assert metrics_from_units(units)["harrell_c"] == pytest.approx(signal_result.metrics["harrell_c"].value)
@@ -136,13 +139,14 @@ def test_exclusions_and_notes_are_counted(cohort_z, signal_result):
     cohort, _ = cohort_z
     counts = signal_result.counts
     assert counts["excluded_died_in_window"] == N_DIE_IN_WINDOW
-    assert counts["excluded_censored_in_window"] == N_CENSORED_IN_WINDOW
+    # last seen inside the window, but the death records follow them to the horizon: not excluded
+    assert counts["excluded_censored_in_window"] == 0
     assert counts["excluded_no_admission"] == 0 and counts["excluded_no_feature_notes"] == 0
-    n = len(cohort.subject_ids) - N_DIE_IN_WINDOW - N_CENSORED_IN_WINDOW
+    n = len(cohort.subject_ids) - N_DIE_IN_WINDOW
     assert counts["patients"] == n and counts["events"] + counts["censored"] == n
     # three timed notes and two date-only notes whose whole day is inside the window, per patient
     assert counts["notes_used"] == 5 * n
-    assert signal_result.units["subject_id"].min() == N_DIE_IN_WINDOW + N_CENSORED_IN_WINDOW + 1
+    assert signal_result.units["subject_id"].min() == N_DIE_IN_WINDOW + 1
     strict = evaluate_survival(
         cohort,
         embed(cohort, np.zeros(len(cohort.subject_ids)), signal=False),

@@ -2,9 +2,17 @@
 
 Landmark definition (DESIGN.md rule 3), stated in every result: time origin = the first admission's
 ADMITTIME; features = the notes charted before origin + window (48 h); event = death (patients.dod)
-within the horizon (365 days); censoring at the last time the record shows the patient alive, or at the
-horizon. Patients whose outcome is known inside the window (died, or censored) are excluded and counted,
-and no note charted after the window enters the features.
+within the horizon (365 days). Patients whose outcome is known inside the window (died, or censored) are
+excluded and counted, and no note charted after the window enters the features.
+
+Censoring is one rule for every patient, whatever their outcome: follow-up ends at the horizon or at
+the end of the source's death records, whichever is first, and a patient without a recorded death by
+then is censored there. Death records are a registry linkage, not the hospital's contact with the
+patient, so a survivor who never came back is followed as long as one who died: censoring survivors at
+their last contact while following the dead to their death would make censoring depend on the outcome.
+MIMIC-III's DOD includes the Social Security death index (DOD_SSN), years after discharge: follow-up
+is the whole horizon. MIMIC-IV records out-of-hospital deaths only up to one year after the patient's
+last discharge: follow-up ends there (after the horizon unless the horizon exceeds a year).
 """
 
 from __future__ import annotations
@@ -27,6 +35,15 @@ from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstr
 from clinpred.tasks.survival_metrics import fold_metrics, harrell_c
 
 DAY = pd.Timedelta(days=1)
+
+# Days after the last discharge through which each source records out-of-hospital deaths (None: no limit).
+DEATH_RECORDS_DAYS: dict[str, float | None] = {"mimic3": None, "mimic4": 365.0}
+FOLLOW_UP = {
+    "mimic3": "DOD includes the Social Security death index (out-of-hospital deaths, years after discharge): "
+    "every patient is followed to the horizon",
+    "mimic4": "DOD records out-of-hospital deaths up to one year after the last discharge: follow-up ends at "
+    "the horizon or last discharge + 365 days, whichever is first",
+}
 
 
 class SurvivalConfig(BaseModel):
@@ -67,22 +84,33 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def follow_up_days(cohort: Cohort, origin: pd.Series, horizon: float) -> pd.Series:
+    """Per patient, days from origin to the end of follow-up: the horizon, or the end of the source's
+    death records if earlier. The same rule for every patient, whether or not they died."""
+    limit = DEATH_RECORDS_DAYS.get(cohort.source)
+    end = pd.Series(float(horizon), index=origin.index)
+    if limit is None:
+        return end
+    last_discharge = cohort.admissions.groupby("subject_id")["dischtime"].max().reindex(origin.index)
+    records_end = (last_discharge + pd.Timedelta(days=limit) - origin) / DAY
+    return end.where(~(records_end < end), records_end)
+
+
 def outcomes(cohort: Cohort, config: SurvivalConfig) -> tuple[pd.DataFrame, dict[str, int]]:
     """Per patient: origin, time (days from origin), event, and why a patient is excluded.
 
     Death dates are date-only: a death counts at 00:00 of its DOD, so a patient whose DOD falls on the
-    day the window ends is excluded (their death may lie inside it). A DOD after the horizon means the
-    patient is known alive at the horizon.
+    day the window ends is excluded (their death may lie inside it). Every patient is followed to the
+    same end (``follow_up_days``); a death after it is not an event and the patient is censored there.
     """
     ids = cohort.subject_ids
     origin = cohort.admissions.groupby("subject_id")["admittime"].min().reindex(ids)
     dod = cohort.patients.set_index("subject_id")["dod"].reindex(ids)
-    alive = cohort.last_known_alive().reindex(ids)
     horizon = config.horizon_days
     death_days = (dod - origin) / DAY
-    follow_days = ((alive - origin) / DAY).clip(upper=horizon)
-    event = (death_days <= horizon).fillna(False).to_numpy(bool)
-    time = np.where(event, death_days, np.where(dod.notna(), horizon, follow_days))
+    end_days = follow_up_days(cohort, origin, horizon)
+    event = (death_days <= end_days).fillna(False).to_numpy(bool)
+    time = np.where(event, death_days, end_days)
     frame = pd.DataFrame({"subject_id": ids, "origin": origin.to_numpy(), "time": time, "event": event})
     window = config.window_hours / 24.0
     no_adm = origin.isna().to_numpy()
@@ -96,6 +124,7 @@ def outcomes(cohort: Cohort, config: SurvivalConfig) -> tuple[pd.DataFrame, dict
         "excluded_no_admission": int(no_adm.sum()),
         "excluded_died_in_window": int(died_in.sum()),
         "excluded_censored_in_window": int(censored_in.sum()),
+        "follow_up_shorter_than_horizon": int((~no_adm & (end_days.to_numpy() < horizon)).sum()),
     }
     return frame, counts
 
@@ -292,7 +321,11 @@ def evaluate_survival(
             + ("" if config.include_discharge_summaries else "; discharge summaries excluded")
         ),
         "event": f"death (patients.dod, counted at 00:00 of that date) within {config.horizon_days:g} days",
-        "censoring": "last time known alive (latest discharge or note), or the horizon, whichever is first",
+        "censoring": (
+            "one rule for every patient: censored at the end of follow-up (the horizon, or the end of the "
+            "source's death records if earlier) unless a death is recorded before it"
+        ),
+        "follow_up": FOLLOW_UP.get(cohort.source, "every patient is followed to the horizon"),
         "exclusions": "no admission; died or censored inside the feature window; no feature note",
         "relaxations": ["include_discharge_summaries"] if config.include_discharge_summaries else [],
         "uno_tau_days": tau,
