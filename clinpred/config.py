@@ -7,11 +7,12 @@ show`` and saved into every run directory, so a results table can always be trac
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
@@ -32,7 +33,7 @@ class DataConfig(BaseModel):
 
     path: Path | None = None  # a MIMIC-III directory or a MIMIC-IV root
     synthetic: SyntheticSize | None = None
-    synthetic_seed: int = 0
+    synthetic_seed: int = Field(0, ge=0)
     categories: list[str] | None = None  # note categories to read (None: all)
     use_cache: bool = True  # the note cache of the readers (an Arrow file per source file)
 
@@ -62,6 +63,32 @@ class BackendConfig(BaseModel):
     @property
     def display(self) -> str:
         return self.label or self.name
+
+    @model_validator(mode="after")
+    def _label_is_a_folder_name(self) -> BackendConfig:
+        """The label names the backend's folder under units/: a plain name, never a path."""
+        if not _LABEL.fullmatch(self.display):
+            raise ValueError(
+                f"backend label {self.display!r} must be a plain name (letters, digits, '.', '_', '-'; "
+                "not starting with '.'): it names a folder of the run"
+            )
+        return self
+
+    @field_serializer("settings", when_used="json")
+    def _redact(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Secrets (an API key given as a setting) never reach config.json, results.json or the screen."""
+        return {k: REDACTED if is_secret_setting(k) and v else v for k, v in settings.items()}
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,79}")
+REDACTED = "<redacted: use the environment variable>"
+_SECRET_WORDS = ("key", "token", "secret", "password", "credential")
+
+
+def is_secret_setting(key: str) -> bool:
+    """api_key, hf_token, client_secret, ...: a setting whose value is a credential."""
+    last = key.lower().replace("-", "_").rsplit("_", 1)[-1]
+    return last in _SECRET_WORDS or key.lower() in ("apikey", "auth")
 
 
 class TasksConfig(BaseModel):
@@ -131,6 +158,12 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise InputError(f"{path}: no such config file.") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory; --config takes a TOML file.") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: is not UTF-8 text; a TOML config file must be UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc}).") from None
 

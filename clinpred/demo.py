@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clinpred.atomic import check_output_directory
 from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksConfig
 from clinpred.errors import InputError
 from clinpred.pipeline import Log, RunResults, build_cohort, run_experiment
@@ -62,6 +63,7 @@ def run_demo(
     from clinpred.finetune import FinetuneConfig, finetune
 
     out = Path(out)
+    check_output_directory(out)  # before the fine-tune writes into it
     model_dir = out / "model"
     config = demo_config(model_dir, size=size, seed=seed)
     ft = FinetuneConfig.demo(base_model=str(bundled_minilm())).model_copy(
@@ -78,4 +80,4 @@ def run_demo(
         log(f"fine-tuning the bundled MiniLM on the '{size}' cohort's fine-tuning patients -> {model_dir}")
         cohort = build_cohort(config.data, progress=progress)
         finetune(cohort, ft, model_dir, progress=progress, resume=model_dir.is_dir())  # resume if cut off
-    return run_experiment(config, out, progress=progress, log=log)
+    return run_experiment(config, out, progress=progress, log=log, keep=("model",))

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The console script that `pip install` wrote beside this interpreter (what a user types).
+CLINPRED = Path(sys.executable).parent / "clinpred"
 
 # Tests never reach a model hub; a test that tries must fail the way a user's offline machine would.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,11 +22,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run `clinpred ARGS` exactly as a user would, from this checkout, and capture its output."""
+    """Run `clinpred ARGS` exactly as a user would: the installed console script, in a subprocess."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return subprocess.run(
-        [sys.executable, "-m", "clinpred.cli", *args],
+        [str(CLINPRED), *args],
         capture_output=True,
         text=True,
         cwd=cwd,

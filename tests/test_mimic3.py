@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pandas as pd
 import pytest
 from mimic_files import NOTE_HEADER, NOTES, write_mimic3
 
 from clinpred.data.mimic3 import SYNTHETIC_MARKER, read_mimic3
 from clinpred.data.note_stream import cache_path
+from clinpred.data.synthetic import generate_cohort
+from clinpred.data.synthetic_seal import is_sealed_synthetic
 
 
 @pytest.fixture
@@ -105,10 +110,32 @@ def test_diagnoses_without_code_are_dropped_and_in_admission_order(m3, tmp_path)
     assert list(cohort.diagnoses.query("subject_id == 10")["icd_code"]) == ["99591", "5849", "4280"]
 
 
-def test_synthetic_marker_marks_the_cohort_unprotected(m3, tmp_path):
+def test_a_marker_dropped_into_a_mimic_folder_does_not_unprotect_it(m3, tmp_path):
     assert read_mimic3(m3, cache_dir=tmp_path / "c").protected
     (m3 / SYNTHETIC_MARKER).write_text("{}")
-    assert not read_mimic3(m3, cache_dir=tmp_path / "c").protected
+    assert read_mimic3(m3, cache_dir=tmp_path / "c").protected
+    # a marker copied from a real synthetic cohort: its files are not these files
+    synthetic = generate_cohort(tmp_path / "syn", size="tiny", seed=0)
+    shutil.copy(synthetic / SYNTHETIC_MARKER, m3 / SYNTHETIC_MARKER)
+    assert read_mimic3(m3, cache_dir=tmp_path / "c").protected
+
+
+def test_only_an_intact_sealed_synthetic_cohort_is_unprotected(tmp_path):
+    synthetic = generate_cohort(tmp_path / "syn", size="tiny", seed=0)
+    assert not read_mimic3(synthetic, cache_dir=tmp_path / "c").protected
+    record = json.loads((synthetic / SYNTHETIC_MARKER).read_text())
+    assert set(record["files"]) == {p.name for p in synthetic.glob("*.csv.gz")}
+    # a file added beside the generator's, or one of its files replaced, breaks the seal
+    shutil.copy(synthetic / "PATIENTS.csv.gz", synthetic / "EXTRA.csv.gz")
+    assert read_mimic3(synthetic, cache_dir=tmp_path / "c").protected
+    (synthetic / "EXTRA.csv.gz").unlink()
+    assert not read_mimic3(synthetic, cache_dir=tmp_path / "c").protected
+    # same size, one byte changed: the hash catches it
+    notes = synthetic / "NOTEEVENTS.csv.gz"
+    data = bytearray(notes.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    notes.write_bytes(bytes(data))
+    assert not is_sealed_synthetic(synthetic)
 
 
 def test_a_subset_keeping_every_note_shares_the_text(m3, tmp_path):

@@ -62,7 +62,10 @@ def test_run_writes_every_file_with_definitions_and_intervals(tiny_run):
     assert (out / "umap.png").stat().st_size > 0
     md = (out / "RESULTS.md").read_text()
     assert "| recall | top5 |" in md and "Not run" in md and "## Task definitions" in md
-    assert "| recall | top5 |" in proc.stdout  # the table is printed at the end
+    printed = proc.stdout.splitlines()  # the main metric per task is printed at the end, in 100 columns
+    assert any(line.startswith("| recall ") and "| top5 " in line for line in printed)
+    assert max(map(len, printed)) <= 100 and "| top1 " not in proc.stdout
+    assert "<figure>" in (out / "report.html").read_text()
 
 
 def test_evaluation_patients_are_the_only_ones_scored(tiny_run):
@@ -84,6 +87,7 @@ def test_report_gives_paired_differences(tiny_run, cli, tmp_path):
     assert len(diffs) == 1 and diffs[0]["difference"]["low"] <= diffs[0]["difference"]["high"]
     assert (tmp_path / "comparison.md").read_text().count("tfidf-16") >= 2
     assert "difference" in (tmp_path / "comparison.csv").read_text()
+    assert 'id="differences"' in (tmp_path / "report.html").read_text()
 
 
 def test_a_rerun_is_served_by_the_cache(tiny_run, cli, tmp_path):
@@ -146,9 +150,8 @@ def test_protected_text_does_not_reach_an_external_api(cli, tmp_path):
         "--quiet",
         env=env,
     )
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert proc.returncode == 0, proc.stderr
-    backend = results["backends"][0]
-    assert backend["status"] == "not run"
-    assert "--allow-external-api" in backend["reason"] and "PhysioNet" in backend["reason"]
-    assert results["allow_external_api"] is False
+    # the only backend was refused: nothing ran, so the run is a user error and writes nothing
+    assert proc.returncode == 2, proc.stderr
+    assert "--allow-external-api" in proc.stderr and "PhysioNet" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -150,7 +150,9 @@ def test_exclusions_and_notes_are_counted(cohort_z, signal_result):
     strict = evaluate_survival(
         cohort,
         embed(cohort, np.zeros(len(cohort.subject_ids)), signal=False),
-        config=SurvivalConfig(date_only_notes="exclude", bootstrap=BootstrapScheme(n_resamples=0)),
+        config=SurvivalConfig(
+            date_only_notes="exclude", bootstrap=BootstrapScheme(n_resamples=0, intervals=False)
+        ),
     )
     assert strict.counts["notes_used"] == 3 * n
 
@@ -188,7 +190,9 @@ def test_pure_noise_gives_chance_with_an_interval_covering_it(cohort_z):
 @pytest.mark.parametrize("model", ["random_survival_forest", "gradient_boosting"])
 def test_tree_models_are_options(cohort_z, model):
     cohort, z = cohort_z
-    config = SurvivalConfig(model=model, n_estimators=30, bootstrap=BootstrapScheme(n_resamples=0))
+    config = SurvivalConfig(
+        model=model, n_estimators=30, bootstrap=BootstrapScheme(n_resamples=0, intervals=False)
+    )
     r = evaluate_survival(cohort, embed(cohort, z, signal=True), config=config)
     assert r.metrics["harrell_c"].value > 0.62 and r.definition["model"] == model
     assert "ibs" in r.metrics

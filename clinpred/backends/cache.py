@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from clinpred.backends.base import Role
 from clinpred.paths import cache_root
+from clinpred.temporaries import remove_stale_temporaries
 
 _MAGIC = b"CLINPRED-EMB1\n"
 _HEADER = len(_MAGIC) + 16  # magic, then uint64 count and uint64 dimension
@@ -70,7 +71,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp-{uuid.uuid4().hex}")
     with tmp.open("wb") as handle:
         handle.write(data)
         handle.flush()
@@ -122,6 +123,13 @@ class EmbeddingCache:
 
     def _lock(self, directory: Path) -> FileLock:
         return FileLock(str(directory / "index.lock"), timeout=600)
+
+    def embedding_lock(self, fingerprint: str) -> FileLock:
+        """Held while a process embeds texts of this fingerprint (released by the OS if it dies)."""
+        directory = self.directory(fingerprint)
+        (directory / "shards").mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(directory / "shards")
+        return FileLock(str(directory / "embedding.lock"))
 
     # ---- reading
 
@@ -295,9 +303,14 @@ class CachedBackend:
         for index, key in enumerate(keys):
             first.setdefault(key, index)
         found = self.cache.lookup(fingerprint, list(first))
-        missing = sorted((k for k in first if k not in found), key=lambda k: -len(texts[first[k]]))
-        if missing:
-            self._embed_missing(fingerprint, [texts[first[k]] for k in missing], missing, role, found)
+        if len(found) < len(first):
+            # One process embeds a fingerprint at a time: a second run on the same texts waits, then
+            # finds them cached, instead of embedding them all again beside the first.
+            with self.cache.embedding_lock(fingerprint):
+                found = self.cache.lookup(fingerprint, list(first))
+                missing = sorted((k for k in first if k not in found), key=lambda k: -len(texts[first[k]]))
+                if missing:
+                    self._embed_missing(fingerprint, [texts[first[k]] for k in missing], missing, role, found)
         out = np.empty((len(texts), next(iter(found.values())).shape[0]), dtype=np.float32)
         for row, key in enumerate(keys):
             out[row] = found[key]
@@ -314,7 +327,7 @@ class CachedBackend:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        console = Console(stderr=True)
+        console = Console(stderr=True, markup=False, highlight=False)
         plan = getattr(self.backend, "plan", None)
         if self.progress and callable(plan):
             console.print(str(plan(texts)), highlight=False)

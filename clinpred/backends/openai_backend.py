@@ -283,6 +283,12 @@ class OpenAIBackend:
             f"{requests:,} requests (at most {s.max_in_flight} in flight), {cost}"
         )
 
+    def check_ready(self) -> None:
+        """Raise InputError now (no key, no openai package) rather than after the cohort is read."""
+        ok, why = _status(self.settings)
+        if not ok:
+            raise InputError(f"the openai backend cannot run: {why}")
+
     # -- embedding -----------------------------------------------------------------------------
     def _get_client(self) -> Any:
         if self._client is None:

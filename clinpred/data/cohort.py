@@ -127,6 +127,24 @@ class Cohort:
             diagnoses=pick(self.diagnoses),
         )
 
+    def without_unknown_patients(self) -> Cohort:
+        """Notes, admissions and diagnoses of SUBJECT_IDs missing from PATIENTS dropped, and counted.
+
+        Without a PATIENTS row a patient has no sex, birth or death date, and counting their notes
+        would make shares of patients exceed 100%.
+        """
+        known = set(self.patients["subject_id"].tolist())
+        counts = dict(self.counts)
+        frames = {}
+        for name in ("notes", "admissions", "diagnoses"):
+            frame = getattr(self, name)
+            mask = frame["subject_id"].isin(known)
+            dropped = int((~mask).sum())
+            if dropped:
+                counts[f"{name}_of_patients_missing_from_patients_dropped"] = dropped
+            frames[name] = _rows(frame, mask)
+        return replace(self, **frames, counts=counts)
+
     def without_categories(self, categories: Iterable[str]) -> Cohort:
         """The same cohort without notes of the given categories (e.g. discharge summaries)."""
         drop = set(categories)

@@ -5,7 +5,8 @@ Discharge summary, ECG and Echo notes without CHARTTIME (the note falls back to 
 by ROW_ID); CATEGORY values with a trailing space; ISERROR='1' notes, dropped and counted; DOBs of
 patients over 89 shifted about 300 years back (kept as they are: ages computed from them come out
 near 300, which callers cap). The synthetic cohort is written in this same format and read here, with
-no special code path: a marker file only flags it as non-credentialed data.
+no special code path: only an intact seal of the generator (synthetic_seal.py) flags it as
+non-credentialed data.
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ import pyarrow.compute as pc
 
 from clinpred.data.cohort import ADMISSION_DTYPES, DIAGNOSIS_DTYPES, PATIENT_DTYPES, Cohort, conform
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
-from clinpred.data.tables import locate, parse_datetimes, parse_ints, read_header, read_table, require_columns
+from clinpred.data.synthetic_seal import MARKER, is_sealed_synthetic
+from clinpred.data.tables import (
+    locate,
+    parse_datetimes,
+    parse_ints,
+    read_header,
+    read_table,
+    require_columns,
+    unique_ints,
+)
 from clinpred.errors import InputError
 
-SYNTHETIC_MARKER = "CLINPRED_SYNTHETIC.json"
+SYNTHETIC_MARKER = MARKER
 
 PATIENT_COLUMNS = ["SUBJECT_ID", "GENDER", "DOB", "DOD"]
 ADMISSION_COLUMNS = ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME", "HOSPITAL_EXPIRE_FLAG"]
@@ -72,7 +82,7 @@ def read_patients(directory: Path) -> pd.DataFrame:
     raw = read_table(path, PATIENT_COLUMNS)
     return conform(
         raw.assign(
-            subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
+            subject_id=unique_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
             gender=raw["GENDER"].str.strip(),
             dob=parse_datetimes(raw["DOB"], path, "DOB"),
             dod=parse_datetimes(raw["DOD"], path, "DOD"),
@@ -87,7 +97,7 @@ def read_admissions(directory: Path) -> pd.DataFrame:
     flag = raw["HOSPITAL_EXPIRE_FLAG"].where(raw["HOSPITAL_EXPIRE_FLAG"].str.strip() != "", "0")
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
-        hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),
+        hadm_id=unique_ints(raw["HADM_ID"], path, "HADM_ID"),
         admittime=parse_datetimes(raw["ADMITTIME"], path, "ADMITTIME"),
         dischtime=parse_datetimes(raw["DISCHTIME"], path, "DISCHTIME"),
         deathtime=parse_datetimes(raw["DEATHTIME"], path, "DEATHTIME"),
@@ -181,7 +191,7 @@ def read_mimic3(
         diagnoses=diagnoses,
         source="mimic3",
         path=directory,
-        synthetic=(directory / SYNTHETIC_MARKER).is_file(),
+        synthetic=is_sealed_synthetic(directory),
         counts={**counts, "diagnosis_rows_without_code": no_code},
-    )
+    ).without_unknown_patients()
     return cohort if keep is None else cohort.subset(keep)

@@ -25,7 +25,7 @@ from clinpred.data.cohort import (
 )
 from clinpred.data.mimic3 import order_diagnoses
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
-from clinpred.data.tables import locate, parse_datetimes, parse_ints, read_table
+from clinpred.data.tables import locate, parse_datetimes, parse_ints, read_table, unique_ints
 from clinpred.errors import InputError
 
 NOTE_TYPES = {"DS": "Discharge summary", "DA": "Discharge summary", "RR": "Radiology", "AR": "Radiology"}
@@ -70,7 +70,7 @@ def _patients(hosp: Path) -> pd.DataFrame:
     dob = pd.to_datetime((year - age).astype(str) + "-01-01", format="%Y-%m-%d")
     return conform(
         raw.assign(
-            subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
+            subject_id=unique_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
             gender=raw["GENDER"].str.strip(),
             dob=dob,
             dod=parse_datetimes(raw["DOD"], path, "DOD"),
@@ -85,7 +85,7 @@ def _admissions(hosp: Path) -> pd.DataFrame:
     raw = read_table(path, cols)
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
-        hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),
+        hadm_id=unique_ints(raw["HADM_ID"], path, "HADM_ID"),
         admittime=parse_datetimes(raw["ADMITTIME"], path, "ADMITTIME"),
         dischtime=parse_datetimes(raw["DISCHTIME"], path, "DISCHTIME"),
         deathtime=parse_datetimes(raw["DEATHTIME"], path, "DEATHTIME"),
@@ -156,5 +156,5 @@ def read_mimic4(
         diagnoses=_diagnoses(hosp, admissions),
         source="mimic4",
         path=root,
-    )
+    ).without_unknown_patients()
     return cohort if keep is None else cohort.subset(keep)

@@ -22,6 +22,7 @@ ever held.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -38,11 +39,13 @@ import pyarrow.csv as pacsv
 
 from clinpred.atomic import atomic_path
 from clinpred.data.cohort import NOTE_DTYPES, conform
+from clinpred.data.csv_integrity import InvalidRows, QuoteCountingStream
 from clinpred.data.memory import map_file, return_freed_memory
 from clinpred.data.tables import GZIP_ERRORS, read_raw_header, require_columns, unreadable
 from clinpred.data.text_spill import TextSpill
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
+from clinpred.temporaries import remove_stale_temporaries
 
 CACHE_VERSION = 5
 
@@ -97,9 +100,10 @@ class BlockContext:
     first_row: int  # 0-based index of the block's first data row
 
     def error(self, column: str, offset: int, value: str, expected: str) -> InputError:
+        # the cell is never shown: in a note file a broken quote can shift note text into any column
         return InputError(
-            f"{self.path}: column {column}, data row {self.first_row + offset + 1}: "
-            f"cannot parse {value!r} as {expected}."
+            f"{self.path}: column {column}, data row {self.first_row + offset + 1}: cannot parse its value "
+            f"({len(value)} characters, not shown: note files hold protected text) as {expected}."
         )
 
 
@@ -211,18 +215,23 @@ def _apply(table: pa.Table, filters: NoteFilters) -> tuple[pa.Table, int]:
 
 
 @contextlib.contextmanager
-def _open_source(path: Path) -> Iterator[object]:
-    """What pyarrow's CSV reader reads: a gzip file through ISA-L's threaded decoder where installed."""
-    if not path.name.lower().endswith(".gz"):
-        yield str(path)
-        return
+def _open_source(path: Path) -> Iterator[QuoteCountingStream]:
+    """What pyarrow's CSV reader reads: the bytes of the file (gzip through ISA-L's threaded decoder
+    where installed), counted for quotes so that a file cut inside a note is caught."""
+    if path.name.lower().endswith(".gz"):
+        try:
+            from isal import igzip_threaded
+
+            raw = igzip_threaded.open(path, "rb", threads=1)
+        except ImportError:  # the standard library's zlib: about a third of the speed
+            raw = gzip.open(path, "rb")  # noqa: SIM115 (closed below)
+    else:
+        raw = open(path, "rb")  # noqa: SIM115 (closed below)
+    stream = QuoteCountingStream(raw)
     try:
-        from isal import igzip_threaded
-    except ImportError:  # pyarrow decompresses .gz itself, with zlib, about a third of the speed
-        yield str(path)
-        return
-    with igzip_threaded.open(path, "rb", threads=1) as stream:
         yield stream
+    finally:
+        stream.close()
 
 
 def _parse(
@@ -242,7 +251,8 @@ def _parse(
     require_columns(path, [h.strip().upper() for h in raw], job.columns)
     original = {h.strip().upper(): h for h in raw}
     read_opts = pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
-    parse_opts = pacsv.ParseOptions(newlines_in_values=True)
+    invalid = InvalidRows()
+    parse_opts = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid)
     convert_opts = pacsv.ConvertOptions(
         column_types={original[c]: pa.string() for c in job.columns},
         include_columns=[original[c] for c in job.columns],
@@ -261,6 +271,7 @@ def _parse(
             ) as reader,
         ):
             for batch in reader:
+                invalid.check(path)
                 block = pa.Table.from_batches([batch]).rename_columns(
                     [c.strip().upper() for c in batch.schema.names]
                 )
@@ -276,9 +287,20 @@ def _parse(
                 keys.append(table.drop_columns(["text"]))
                 if bar is not None:
                     bar.update(batch.num_rows)
+            invalid.check(path)
+            source.check_complete(path)
     except (pa.ArrowInvalid, *GZIP_ERRORS, UnicodeDecodeError) as exc:
+        # pyarrow's messages can quote the row: only its kind is kept (never note text)
+        if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
+            raise InputError(
+                f"{path}: holds bytes that are not UTF-8 text (in the block after data row {n_rows:,}). "
+                "MIMIC files are UTF-8: was the file converted to another encoding?"
+            ) from None
         if isinstance(exc, pa.ArrowInvalid) and "CSV" in str(exc):
-            raise InputError(f"{path}: malformed CSV ({str(exc).splitlines()[0][:200]}).") from None
+            raise InputError(
+                f"{path}: malformed CSV in the block after data row {n_rows:,} "
+                f"({_error_kind(str(exc))}). Download or decompress the file again."
+            ) from None
         raise unreadable(path, exc) from None
     finally:
         if bar is not None:
@@ -287,6 +309,12 @@ def _parse(
         raise InputError(f"{path}: contains no notes (only a header). Is the download complete?")
     return_freed_memory()
     return pa.concat_tables(keys), n_errors, bounds
+
+
+def _error_kind(message: str) -> str:
+    """The part of a pyarrow CSV error before any quoted data: 'CSV parse error: Expected 11 columns'."""
+    first = message.splitlines()[0] if message else "unknown error"
+    return first.split(":", 2)[0] if first.count(":") < 2 else ":".join(first.split(":", 2)[:2]).strip()
 
 
 def _patient_ranges(subjects: np.ndarray) -> np.ndarray:
@@ -408,6 +436,7 @@ def _read_source(job: _Job, filters: NoteFilters, cache_file: Path | None) -> tu
             errors = _sort_into(file, job, filters, SORT_KEYS, None)
             return_freed_memory()  # everything the sort held, before the result is mapped
             return _mapped_table(file), errors
+    remove_stale_temporaries(cache_file.parent)  # note text left by a reader that was killed
     with atomic_path(cache_file) as tmp, tmp.open("wb") as file:  # notes stay where the cache is
         _sort_into(file, job, None, ERRORS_LAST + SORT_KEYS, cache_file.parent)
     return_freed_memory()

@@ -22,7 +22,7 @@ class SplitConfig(BaseModel):
 
     evaluation_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # of the fine-tuning patients
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class PatientSplit(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,10 +28,15 @@ def locate(directory: Path, name: str, *, required: bool = True) -> Path | None:
     candidates = {}
     if directory.is_dir():
         candidates = {p.name.lower(): p for p in directory.iterdir() if p.is_file()}
-    for suffix in (".csv.gz", ".csv"):
-        hit = candidates.get(name.lower() + suffix)
-        if hit is not None:
-            return hit
+    gz, plain = candidates.get(name.lower() + ".csv.gz"), candidates.get(name.lower() + ".csv")
+    if gz is not None and plain is not None and not _same_size(gz, plain):
+        raise InputError(
+            f"{directory}: both {gz.name} and {plain.name} are here and they differ (the decompressed "
+            "size of one is not the size of the other). Remove the one that is not the download."
+        )
+    hit = gz if gz is not None else plain
+    if hit is not None:
+        return hit
     if required:
         raise InputError(
             f"{directory}: no {name}.csv.gz or {name}.csv here. "
@@ -39,11 +45,34 @@ def locate(directory: Path, name: str, *, required: bool = True) -> Path | None:
     return None
 
 
+def _same_size(gz: Path, plain: Path) -> bool:
+    """Whether ``gz`` decompresses to as many bytes as ``plain`` holds (``gunzip -k`` leaves both).
+
+    The gzip trailer gives the size modulo 2**32 of its last member; only when that disagrees (several
+    members, or a different file) is the file decompressed to count.
+    """
+    size = plain.stat().st_size
+    with gz.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() >= 18:
+            f.seek(-4, os.SEEK_END)
+            if int.from_bytes(f.read(4), "little") == size % 2**32:
+                return True
+    total = 0
+    try:
+        with gzip.open(gz, "rb") as f:
+            while block := f.read(1 << 24):
+                total += len(block)
+    except GZIP_ERRORS:
+        return False
+    return total == size
+
+
 def open_text(path: Path) -> io.TextIOBase:
     """Open a .csv or .csv.gz file as text."""
     if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # a byte-order mark (Excel's) is not a column
 
 
 GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error, OSError)
@@ -51,6 +80,11 @@ GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error, OSError)
 
 def unreadable(path: Path, exc: BaseException) -> InputError:
     """The one message for a file that cannot be decompressed or decoded."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InputError(
+            f"{path}: holds bytes that are not UTF-8 text. MIMIC files are UTF-8: was the file converted "
+            "to another encoding? Download or decompress it again."
+        )
     kind = "gzip" if path.name.lower().endswith(".gz") else "CSV"
     return InputError(
         f"{path}: cannot be read as {kind} ({type(exc).__name__}). "
@@ -109,6 +143,18 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
     return frame[required]
 
 
+def require_unique(ids: pd.Series, path: Path, column: str) -> None:
+    """Refuse a table whose key repeats (PATIENTS.SUBJECT_ID, ADMISSIONS.HADM_ID): rows would count twice."""
+    repeated = ids.duplicated(keep="first")
+    if repeated.any():
+        row = int(np.flatnonzero(repeated.to_numpy())[0])
+        raise InputError(
+            f"{path}: column {column}, data row {row + 1}: {ids.iloc[row]} appears again "
+            f"({int(repeated.sum())} repeated value(s) in all). Each {column} must appear once: "
+            "is the file concatenated twice, or are two releases mixed?"
+        )
+
+
 def parse_datetimes(values: pd.Series, path: Path, column: str) -> pd.Series:
     """Parse MIMIC datetimes (`YYYY-MM-DD HH:MM:SS` or a bare date); empty means missing.
 
@@ -129,6 +175,13 @@ def parse_datetimes(values: pd.Series, path: Path, column: str) -> pd.Series:
             "(expected YYYY-MM-DD HH:MM:SS or YYYY-MM-DD)."
         )
     return parsed.astype("datetime64[ns]")
+
+
+def unique_ints(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """A key column: whole numbers, each appearing once."""
+    parsed = parse_ints(values, path, column)
+    require_unique(parsed, path, column)
+    return parsed
 
 
 def parse_ints(values: pd.Series, path: Path, column: str, *, nullable: bool = False) -> pd.Series:

@@ -6,7 +6,6 @@ split, and the training settings. A TOML file's keys are these fields; CLI flags
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +24,7 @@ class PairConfig(BaseModel):
     max_gap_hours: float | None = Field(None, gt=0)  # largest time between note t and t+1; None: no limit
     max_pairs_per_patient: int | None = Field(None, ge=1)  # seeded sample of k pairs per patient
     symmetric: bool = False  # also add (t+1, t)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 LossName = Literal["mnrl", "cached_mnrl"]
@@ -55,7 +54,7 @@ class FinetuneConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(32, ge=2)  # pairs per batch (per process); in-batch negatives = batch_size - 1
     max_seq_length: int = Field(256, ge=8)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     bf16: bool | None = None  # None: bf16 where a CUDA GPU supports it, else float32
     fp16: bool = False  # refused for Gemma3 models (their activations overflow float16)
     gradient_checkpointing: bool = False
@@ -105,13 +104,9 @@ class FinetuneConfig(BaseModel):
     @classmethod
     def from_toml(cls, path: Path, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
         """Read a TOML file whose keys are the fields above, then apply the CLI's overrides."""
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such config file.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{path}: not valid TOML ({exc}).") from None
-        return cls.from_values(data, overrides, source=str(path))
+        from clinpred.config import read_toml  # one reader, one set of messages, for every config file
+
+        return cls.from_values(read_toml(Path(path)), overrides, source=str(path))
 
     @classmethod
     def from_values(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 MetricFn = Callable[[pd.DataFrame], dict[str, float]]
 
@@ -39,7 +39,19 @@ class BootstrapScheme(BaseModel):
 
     n_resamples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+    intervals: bool = True  # False: the explicit, recorded opt-out that n_resamples = 0 requires
+
+    @model_validator(mode="after")
+    def _intervals_are_opted_out_explicitly(self) -> BootstrapScheme:
+        if self.intervals and self.n_resamples == 0:
+            raise ValueError(
+                "n_resamples = 0 would drop every interval; set intervals = false as well to run without "
+                "them (the results record it)"
+            )
+        if not self.intervals and self.n_resamples:
+            raise ValueError("intervals = false draws no resamples: set n_resamples = 0 too")
+        return self
 
 
 class TaskResult(BaseModel):

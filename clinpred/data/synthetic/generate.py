@@ -9,11 +9,9 @@ sibling directory that is renamed into place at the end: a cohort appears whole 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clinpred.data.mimic3 import SYNTHETIC_MARKER
 from clinpred.data.synthetic import content as c
 from clinpred.data.synthetic.caregivers import ROLES, Style, make_caregivers, role_of
 from clinpred.data.synthetic.conditions import BY_KEY, CONDITIONS, FILLERS
@@ -40,7 +37,9 @@ from clinpred.data.synthetic.writer import (
     header_line,
     write_table,
 )
+from clinpred.data.synthetic_seal import write_seal
 from clinpred.errors import InputError
+from clinpred.temporaries import remove_stale_temporaries, temporary_directory
 
 GENERATOR_VERSION = "1.0"
 Size = Literal["tiny", "demo", "mimic3"]
@@ -154,7 +153,8 @@ def _prepare(out: Path) -> Path:
     parent = out.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        remove_stale_temporaries(parent)  # a cohort (note text) half-written by a killed generator
+        tmp = temporary_directory(parent / out.name)
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cohort gets the usual permissions
@@ -171,14 +171,14 @@ def write_cohort(out: Path, config: SynthConfig, *, progress: bool = False) -> P
     try:
         counts = _write_small_tables(tmp, config)
         _write_notes(tmp, config, counts, progress=progress)
-        marker = {
+        description = {
             "generator": "clinpred.data.synthetic",
             "version": GENERATOR_VERSION,
             "size": config.size,
             "patients": config.patients,
             "seed": config.seed,
         }
-        (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        write_seal(tmp, description)  # last: lists and seals exactly the files written
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)

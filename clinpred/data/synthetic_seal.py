@@ -1,0 +1,73 @@
+"""The synthetic cohort's seal: the generator's record of the exact files it wrote.
+
+Whether text may go to an external API depends on whether it is synthetic (DESIGN.md rule 6), so that
+must not be decided by a file name that anyone can drop into a MIMIC folder. The generator writes
+``CLINPRED_SYNTHETIC.json`` listing every file it wrote with its size and sha256, and a seal: a keyed
+hash of that list. A folder counts as synthetic only when the seal is intact and every CSV in the
+folder is listed with the same size and content. Anything else is treated as protected. This guards
+against accidents (a copied marker, a file added or replaced), not against someone forging a seal on
+purpose: that takes intent, and the flag --allow-external-api exists for people who have it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+MARKER = "CLINPRED_SYNTHETIC.json"
+_KEY = b"clinpred synthetic cohort seal v1"
+
+
+def _is_data_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and (name.endswith(".csv") or name.endswith(".csv.gz"))
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def file_records(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every CSV file of ``directory``: name -> {bytes, sha256}."""
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(directory.iterdir())
+        if _is_data_file(p)
+    }
+
+
+def _seal(record: dict[str, Any]) -> str:
+    body = json.dumps({k: v for k, v in record.items() if k != "seal"}, sort_keys=True)
+    return hmac.new(_KEY, body.encode(), hashlib.sha256).hexdigest()
+
+
+def write_seal(directory: Path, description: dict[str, Any]) -> None:
+    """Write the marker for the files now in ``directory`` (the generator's last step)."""
+    record = {**description, "files": file_records(directory)}
+    record["seal"] = _seal(record)
+    (directory / MARKER).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def is_sealed_synthetic(directory: Path) -> bool:
+    """True only when the marker is intact and lists exactly the CSV files here, unchanged."""
+    marker = directory / MARKER
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return False
+    if not hmac.compare_digest(str(record.get("seal", "")), _seal(record)):
+        return False
+    files = record["files"]
+    present = {p.name: p for p in directory.iterdir() if _is_data_file(p)}
+    if set(present) != set(files):
+        return False
+    for name, path in present.items():  # sizes first: cheap, and catches most changes
+        if path.stat().st_size != files[name].get("bytes"):
+            return False
+    return all(_sha256(path) == files[name].get("sha256") for name, path in present.items())
