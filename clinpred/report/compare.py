@@ -3,7 +3,11 @@
 "Better" is a measured claim: for each task, every backend is compared with a reference backend on the
 patients both were scored on, resampling the same patients for both sides (a paired bootstrap), so the
 interval is the interval of the difference. The metric functions are the tasks' own
-(``metrics_from_units``); this module only loads, pairs and lays out.
+(``metrics_from_units``); this module only loads, checks, pairs and lays out.
+
+Runs are compared only when they are comparable (DESIGN.md rule 8): the same evaluation patients (the
+hash every run records) and the same task definitions. Anything else is refused with what differs;
+``allow_different_definitions`` relaxes the second check only, and the comparison records what differed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ class Difference(BaseModel):
     difference: Estimate
 
 
+class Comparability(BaseModel):
+    """What was checked before pairing, and what was let through."""
+
+    evaluation_patients_sha256: str
+    allow_different_definitions: bool = False
+    definitions_differ: list[str] = []  # "task: backend vs reference: setting, ..." (only when allowed)
+
+
 class Comparison(BaseModel):
     """What `clinpred report` writes as comparison.json."""
 
@@ -42,6 +54,51 @@ class Comparison(BaseModel):
     metrics: dict[str, dict[str, dict[str, Estimate]]]  # backend -> task -> metric -> estimate
     reference: str | None
     differences: list[Difference]
+    comparability: Comparability | None = None
+
+
+def _definition(result: TaskResult) -> dict:
+    """The task definition without what a fit chose (``*_chosen``: e.g. the penalty per fold)."""
+    return {k: v for k, v in result.definition.items() if not k.endswith("_chosen")}
+
+
+def _same_patients(runs: dict[Path, object]) -> str:
+    """The shared evaluation-patient hash; a user error naming the runs when they differ."""
+    hashes = {
+        str(d): (r.split.get("evaluation_patients_sha256"), r.split.get("evaluation_patients"))
+        for d, r in runs.items()
+    }
+    distinct = {h for h, _ in hashes.values()}
+    if None in distinct:
+        missing = [d for d, (h, _) in hashes.items() if h is None]
+        raise InputError(
+            f"{missing[0]}: results.json records no evaluation-patient hash, so its patients cannot be "
+            "checked against the other runs; rerun it with this version of clinpred."
+        )
+    if len(distinct) > 1:
+        listing = "; ".join(f"{d}: {n} patients, sha256 {h[:12]}" for d, (h, n) in hashes.items())
+        raise InputError(
+            f"the runs have different evaluation patients ({listing}). Paired differences need the same "
+            "patients: run every backend on the same data, split and seed."
+        )
+    return distinct.pop()
+
+
+def _definition_differences(results: dict[str, dict[str, TaskResult]], reference: str) -> list[str]:
+    """For each backend and task it shares with the reference, the settings whose values differ."""
+    out = []
+    for label, tasks in results.items():
+        if label == reference:
+            continue
+        for task, result in tasks.items():
+            ref = results[reference].get(task)
+            if ref is None:
+                continue
+            a, b = _definition(result), _definition(ref)
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            if keys:
+                out.append(f"{task}: {label} vs {reference}: {', '.join(keys)}")
+    return out
 
 
 def load_run(run_dir: Path):
@@ -62,12 +119,19 @@ def _units(run_dir: Path, label: str, task: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.is_file() else None
 
 
-def compare_runs(run_dirs: list[Path], *, reference: str | None = None) -> Comparison:
-    """Combine runs; paired differences against ``reference`` (default: the first backend)."""
+def compare_runs(
+    run_dirs: list[Path], *, reference: str | None = None, allow_different_definitions: bool = False
+) -> Comparison:
+    """Combine comparable runs; paired differences against ``reference`` (default: the first backend).
+
+    A user error when the runs' evaluation patients differ, or (unless ``allow_different_definitions``)
+    when a backend's task definition differs from the reference's.
+    """
     results: dict[str, dict[str, TaskResult]] = {}
     origin: dict[str, tuple[Path, str]] = {}  # table label -> (run directory, label inside that run)
-    for run_dir in run_dirs:
-        run = load_run(run_dir)
+    runs = {Path(d): load_run(d) for d in run_dirs}
+    patients_hash = _same_patients(runs)
+    for run_dir, run in runs.items():
         for backend in run.backends:
             if backend.status != "ok":
                 continue
@@ -81,6 +145,14 @@ def compare_runs(run_dirs: list[Path], *, reference: str | None = None) -> Compa
     reference = reference or next(iter(results))
     if reference not in results:
         raise InputError(f"--reference {reference!r}: no such backend; the runs have {', '.join(results)}.")
+    differ = _definition_differences(results, reference)
+    if differ and not allow_different_definitions:
+        raise InputError(
+            "the runs' task definitions differ, so their numbers are not comparable: "
+            + "; ".join(differ)
+            + ". Run them with the same config, or pass --allow-different-definitions to compare anyway "
+            "(the comparison then records what differed)."
+        )
     differences = []
     for label in results:
         if label == reference:
@@ -112,6 +184,11 @@ def compare_runs(run_dirs: list[Path], *, reference: str | None = None) -> Compa
         metrics=metrics,
         reference=reference,
         differences=differences,
+        comparability=Comparability(
+            evaluation_patients_sha256=patients_hash,
+            allow_different_definitions=allow_different_definitions,
+            definitions_differ=differ,
+        ),
     )
 
 
@@ -125,7 +202,21 @@ def comparison_markdown(comparison: Comparison) -> str:
             metrics += [m for m in comparison.metrics[b].get(task, {}) if m not in metrics]
         for m in metrics:
             rows.append((task, m, [comparison.metrics[b].get(task, {}).get(m) for b in labels]))
-    lines = ["# clinpred comparison", "", f"Runs: {', '.join(comparison.runs)}", "", *table(labels, rows)]
+    lines = ["# clinpred comparison", "", f"Runs: {', '.join(comparison.runs)}", ""]
+    check = comparison.comparability
+    if check is not None:
+        lines += [
+            f"Evaluation patients: the same in every run (sha256 {check.evaluation_patients_sha256[:12]}).",
+            "",
+        ]
+        if check.definitions_differ:
+            lines += [
+                "**Task definitions differ** (compared anyway: --allow-different-definitions):",
+                "",
+                *[f"- {d}" for d in check.definitions_differ],
+                "",
+            ]
+    lines += table(labels, rows)
     if comparison.differences:
         lines += [
             "",
