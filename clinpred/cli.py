@@ -12,7 +12,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from clinpred import usage
 from clinpred.errors import InputError
+from clinpred.interrupts import Terminated, exit_on_terminate
 
 app = typer.Typer(
     help="How much clinical signal does a text-embedding model capture?",
@@ -22,8 +24,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Read and check MIMIC-III / MIMIC-IV-Note data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+# Markup off: paths and values such as "[v1.4]" or "[/x]" are printed as written, never parsed as style.
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 
 @data_app.command("check")
@@ -59,7 +62,7 @@ def run(
         "--allow-external-api",
         help="Let API backends receive MIMIC text (read the PhysioNet DUA first).",
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the patient split."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of the patient split."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Benchmark backends on a cohort: embed the evaluation notes, run the tasks, write the results."""
@@ -99,7 +102,9 @@ def report(
     run_dirs: list[Path] = typer.Argument(
         ..., help="Run directories written by `clinpred run` or `clinpred demo`."
     ),
-    out_dir: Path = typer.Option(Path("."), "--out", help="Where to write comparison.md, .csv and .json."),
+    out_dir: Path = typer.Option(
+        Path("."), "--out", help="Where to write report.html and comparison.md, .csv and .json."
+    ),
     reference: str | None = typer.Option(
         None, "--reference", help="The backend every other is compared with."
     ),
@@ -110,13 +115,15 @@ def report(
         "the comparison records what differed.",
     ),
 ) -> None:
-    """Combine runs into one comparison, with paired bootstrap differences between backends."""
+    """Combine runs into one comparison and one report.html, with paired bootstrap differences."""
     from clinpred.report.compare import compare_runs, comparison_markdown, write_comparison
+    from clinpred.report.html import write_report_html
 
     comparison = compare_runs(
         run_dirs, reference=reference, allow_different_definitions=allow_different_definitions
     )
     files = write_comparison(comparison, out_dir)
+    files.append(write_report_html(out_dir / "report.html", run_dirs, comparison))
     out.print(comparison_markdown(comparison), markup=False, highlight=False)
     out.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
 
@@ -183,10 +190,12 @@ def backends_check(
 
 @cache_app.command("info")
 def cache_info(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP)) -> None:
-    """Fingerprints in the cache, with vector counts and bytes on disk."""
+    """What clinpred keeps on disk: embeddings per fingerprint, and sorted copies of note files."""
     from rich.table import Table
 
     from clinpred.backends import EmbeddingCache
+    from clinpred.data.note_cache import note_cache_files
+    from clinpred.data.note_stream import default_cache_dir
 
     cache = EmbeddingCache(cache_dir)
     entries = cache.info()
@@ -194,26 +203,44 @@ def cache_info(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=C
     for e in entries:
         table.add_row(e.key[:12], str(e.vectors), str(e.dimension), f"{e.bytes:,}", e.fingerprint)
     out.print(table, soft_wrap=True)
-    out.print(f"{len(entries)} fingerprint(s), {sum(e.bytes for e in entries):,} bytes", highlight=False)
+    out.print(f"{len(entries)} fingerprint(s), {sum(e.bytes for e in entries):,} bytes")
+    files = note_cache_files()
+    notes = Table("file", "bytes", "state", title=f"note cache {default_cache_dir()} (note text)")
+    for f in files:
+        notes.add_row(f.name, f"{f.bytes:,}", "left by a killed reader" if f.stale_temporary else "cache")
+    out.print(notes, soft_wrap=True)
+    out.print(f"{len(files)} note cache file(s), {sum(f.bytes for f in files):,} bytes")
 
 
 @cache_app.command("clear")
 def cache_clear(
     fingerprint: str | None = typer.Option(
-        None, "--fingerprint", help="Only this fingerprint (as printed, or its key prefix)."
+        None, "--fingerprint", help="Only this embedding fingerprint (as printed, or its key prefix)."
     ),
+    embeddings_only: bool = typer.Option(False, "--embeddings", help="Only the embedding cache."),
+    notes_only: bool = typer.Option(False, "--notes", help="Only the note cache (sorted note text)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
 ) -> None:
-    """Delete cached vectors: all of them, or one fingerprint's."""
+    """Delete cached vectors and cached note text: all of it, one part, or one fingerprint's vectors."""
     from clinpred.backends import EmbeddingCache
+    from clinpred.data.note_cache import clear_note_cache
+    from clinpred.data.note_stream import default_cache_dir
 
-    cache = EmbeddingCache(cache_dir)
-    removed = cache.clear(fingerprint)
-    if fingerprint is not None and not removed:
-        raise InputError(
-            f"no fingerprint matching '{fingerprint}' in {cache.root} (see `clinpred cache info`)"
-        )
-    out.print(f"removed {len(removed)} fingerprint(s) from {cache.root}", highlight=False)
+    if fingerprint is not None and notes_only:
+        raise InputError("--fingerprint names embeddings; it cannot be combined with --notes.")
+    if embeddings_only and notes_only:
+        raise InputError("--embeddings and --notes exclude each other; give neither to clear both.")
+    if not notes_only:
+        cache = EmbeddingCache(cache_dir)
+        removed = cache.clear(fingerprint)
+        if fingerprint is not None and not removed:
+            raise InputError(
+                f"no fingerprint matching '{fingerprint}' in {cache.root} (see `clinpred cache info`)"
+            )
+        out.print(f"removed {len(removed)} fingerprint(s) from {cache.root}")
+    if not embeddings_only and fingerprint is None:
+        files = clear_note_cache()
+        out.print(f"removed {len(files)} note cache file(s) from {default_cache_dir()}")
 
 
 @app.command("finetune")
@@ -236,7 +263,7 @@ def finetune_command(
     learning_rate: float | None = typer.Option(None, "--learning-rate"),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
     loss: str | None = typer.Option(None, "--loss", help="mnrl or cached_mnrl."),
-    seed: int | None = typer.Option(None, "--seed"),
+    seed: int | None = typer.Option(None, "--seed", min=0),
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run from its last checkpoint."
     ),
@@ -275,7 +302,9 @@ def synth(
     out_dir: Path = typer.Option(..., "--out", help="Directory to create (must not exist or be empty)."),
     size: str = typer.Option("tiny", "--size", help="tiny (tests), demo (clinpred demo) or mimic3 (46,520)."),
     patients: int | None = typer.Option(None, "--patients", help="Number of patients (overrides --size)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives byte-identical files."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, help="Random seed: the same seed gives byte-identical files."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Write the synthetic ICU cohort in MIMIC-III v1.4 format (read it like MIMIC-III)."""
@@ -310,24 +339,34 @@ def _print_results(out_dir: Path, quiet: bool) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into exit code 2."""
+    """Entry point: user errors and usage errors exit 2 with one message; interrupts exit 130 (143 on SIGTERM)."""
+    exit_on_terminate()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except InputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
+    except Terminated:
+        _error("terminated (SIGTERM); nothing half-written was left behind")
+        sys.exit(143)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:
+        handled = usage.exit_code(exc)
+        if handled is None:
+            raise
+        sys.exit(handled)
+    if code == 130:  # typer turns Ctrl-C into this exit code
+        _error("interrupted; nothing half-written was left behind")
         sys.exit(130)
-    except Exception as exc:  # click's usage errors carry their own exit code
-        import click
+    sys.exit(code if isinstance(code, int) else 0)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
+
+def _error(message: str) -> None:
+    """One line on stderr; the message is printed as written (no markup)."""
+    from rich.text import Text
+
+    err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
 
 
 if __name__ == "__main__":
