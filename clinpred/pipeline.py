@@ -52,6 +52,9 @@ class BackendRun(BaseModel):
     results: dict[str, TaskResult] = Field(default_factory=dict)
     tasks_not_run: dict[str, str] = Field(default_factory=dict)  # task -> why (e.g. too few patients)
     warnings: list[str] = Field(default_factory=list)
+    # fine-tuned models: clinpred-finetune.json's training/validation patient hashes and whether they are
+    # this run's fine-tuning patients; {"record": None} for a gemma-finetuned model without that record
+    provenance: dict[str, Any] = Field(default_factory=dict)
 
 
 class RunResults(BaseModel):
@@ -139,25 +142,39 @@ def run_task(task: TaskName, cohort: Cohort, embeddings: np.ndarray, config: Exp
     return evaluate_geometry(cohort, embeddings, config=tasks.geometry)
 
 
-def _finetune_provenance(backend: Any, split: PatientSplit) -> list[str]:
-    """For a model written by `clinpred finetune`: were its training patients this run's? (rule 2).
+def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], dict[str, Any]]:
+    """For a fine-tuned model: were its training patients this run's fine-tuning patients? (rule 2).
 
-    The fine-tune records hashes of its training and validation patients; when both equal this run's
-    fine-tuning side, the evaluation patients were held out of training. Otherwise say so in the results.
+    `clinpred finetune` records hashes of its training and validation patients; when both equal this
+    run's fine-tuning side, the evaluation patients were held out of training. A mismatch, or a
+    ``gemma-finetuned`` model without the record (trained elsewhere, on patients nobody can check), is a
+    warning in the run and in RESULTS.md. Returns the warnings and what results.json records.
     """
     resolved = getattr(backend, "resolved", None)
     record = Path(resolved.path) / "clinpred-finetune.json" if resolved is not None else None
     if record is None or not record.is_file():
-        return []
+        if getattr(backend, "name", None) != "gemma-finetuned":
+            return [], {}  # a base model: nothing to check
+        return [
+            f"no clinpred-finetune.json in {resolved.path if resolved is not None else 'the model folder'}: "
+            "which patients this model was trained on is unknown, so evaluation patients may have been seen "
+            "in training (DESIGN.md rule 2); fine-tune it with `clinpred finetune` on this data and split"
+        ], {"record": None, "train_patients_sha256": None, "matches_this_run": None}
     data = json.loads(record.read_text()).get("data", {})
-    if data.get("train_subject_ids_sha256") == ids_sha256(split.finetune) and data.get(
-        "validation_subject_ids_sha256"
-    ) == ids_sha256(split.validation):
-        return []
+    train, validation = data.get("train_subject_ids_sha256"), data.get("validation_subject_ids_sha256")
+    matches = train == ids_sha256(split.finetune) and validation == ids_sha256(split.validation)
+    provenance = {
+        "record": str(record),
+        "train_patients_sha256": train,
+        "validation_patients_sha256": validation,
+        "matches_this_run": matches,
+    }
+    if matches:
+        return [], provenance
     return [
         "fine-tuned on patients other than this run's fine-tuning patients: evaluation patients may have "
         "been seen in training (DESIGN.md rule 2); fine-tune and evaluate with the same data and split"
-    ]
+    ], provenance
 
 
 def evaluate_backend(
@@ -181,7 +198,10 @@ def evaluate_backend(
         cached = CachedBackend(backend, cache, progress=progress)
         run.fingerprint = backend.fingerprint()
         run.description = backend.describe() if hasattr(backend, "describe") else {}
-        run.warnings += _finetune_provenance(backend, prepared.split)
+        provenance_warnings, run.provenance = _finetune_provenance(backend, prepared.split)
+        run.warnings += provenance_warnings
+        for warning in provenance_warnings:
+            log(f"{run.label}: warning: {warning}")
         texts = prepared.evaluation_texts
         log(f"{run.label}: embedding {len(texts):,} evaluation notes")
         t0 = time.perf_counter()

@@ -73,6 +73,15 @@ def _interval_text(result: TaskResult) -> str:
     return f"{b.confidence:.0%} bootstrap over patients, {b.n_resamples} resamples, seed {b.seed}"
 
 
+def _provenance(provenance: dict) -> str:
+    """Who a fine-tuned model was trained on, as results.json records it."""
+    sha = provenance.get("train_patients_sha256")
+    if not sha:
+        return "fine-tuned on unknown patients: the model folder has no clinpred-finetune.json"
+    which = "this run's" if provenance.get("matches_this_run") else "not this run's"
+    return f"fine-tuned on patients with sha256 `{sha[:12]}`: {which} fine-tuning patients"
+
+
 def results_markdown(results: RunResults) -> str:
     """The whole RESULTS.md of one run."""
     ok = {r.label: r.results for r in results.backends if r.status == "ok"}
@@ -101,6 +110,8 @@ def results_markdown(results: RunResults) -> str:
         if r.status == "ok":
             secs = ", ".join(f"{k} {v:.0f}s" for k, v in r.seconds.items())
             lines.append(f"- **{r.label}** (`{r.name}`), fingerprint `{r.fingerprint}`; {secs}")
+            if r.provenance:
+                lines.append(f"  - {_provenance(r.provenance)}")
     lines += ["", "## Task definitions", ""]
     for task, title in TASK_TITLES.items():
         first = next((res[task] for res in ok.values() if task in res), None)
