@@ -75,12 +75,31 @@ class SurvivalConfig(BaseModel):
     seed: int = 0
 
 
+def within_fold_ranks(risk: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each risk as its percentile rank among its fold's patients.
+
+    Each fold's risks come from a separately fitted model, on its own scale; a pair of patients from
+    two folds is only comparable once both scores are put on the same scale, the rank within the fold.
+    """
+    return pd.Series(risk).groupby(fold).rank(pct=True).to_numpy()
+
+
 def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
-    """Harrell's C of the pooled out-of-fold risk scores (the headline)."""
+    """Harrell's C pooled over folds on within-fold risk ranks (the headline), and the mean of the
+    per-fold C (each fold's own model, its own patients) beside it."""
+    time = units["time"].to_numpy(float)
+    event = units["event"].to_numpy(bool)
+    risk = units["risk"].to_numpy(float)
+    if "fold" not in units:  # units written before folds were recorded
+        return {"harrell_c": harrell_c(time, event, risk)}
+    fold = units["fold"].to_numpy()
+    per_fold = np.array(
+        [harrell_c(time[fold == f], event[fold == f], risk[fold == f]) for f in np.unique(fold)]
+    )
+    finite = per_fold[np.isfinite(per_fold)]
     return {
-        "harrell_c": harrell_c(
-            units["time"].to_numpy(float), units["event"].to_numpy(bool), units["risk"].to_numpy(float)
-        )
+        "harrell_c": harrell_c(time, event, within_fold_ranks(risk, fold)),
+        "harrell_c_fold_mean": float(finite.mean()) if len(finite) else float("nan"),
     }
 
 
@@ -178,10 +197,26 @@ def _coxnet_alpha(x: np.ndarray, y: np.ndarray, alphas: np.ndarray, config: Surv
     return float(alphas[int(np.argmax(mean))])
 
 
+def _non_null_alpha(model: object, alpha: float) -> tuple[float, bool]:
+    """The chosen penalty, or the next smaller one on the path whose model has a coefficient.
+
+    A penalty that zeroes every coefficient gives every patient the same risk: a null model whose C is
+    0.5 by construction, not a measurement of the embeddings. Returns the penalty and whether it moved.
+    """
+    alphas = np.asarray(model.alphas_)
+    coef = np.asarray(model.coef_)
+    k = int(np.argmin(np.abs(alphas - alpha)))
+    for j in range(k, len(alphas)):  # alphas_ decrease along the path
+        if np.any(coef[:, j] != 0):
+            return float(alphas[j]), j != k
+    return alpha, False
+
+
 def _fit_predict(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, config: SurvivalConfig
-) -> tuple[np.ndarray, object, float | None]:
-    """Risk scores of the test fold, a function giving survival probabilities at times, the chosen alpha."""
+) -> tuple[np.ndarray, object, float | None, str | None]:
+    """Risk scores of the test fold, a function giving survival probabilities at times, the chosen alpha,
+    and a note when the chosen penalty gave a null model."""
     from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
     from sksurv.linear_model import CoxnetSurvivalAnalysis
 
@@ -192,13 +227,22 @@ def _fit_predict(
             alpha_min_ratio=config.alpha_min_ratio,
             fit_baseline_model=True,
         ).fit(x_train, y_train)
-        alpha = _coxnet_alpha(x_train, y_train, model.alphas_, config)
+        chosen = _coxnet_alpha(x_train, y_train, model.alphas_, config)
+        alpha, moved = _non_null_alpha(model, chosen)
+        note = None
+        if moved:
+            note = (
+                f"penalty {chosen:.4g} (best inner-CV C) gave a null model (no coefficient): "
+                f"used the next penalty with one, {alpha:.4g}"
+            )
+        elif not np.any(np.asarray(model.coef_)[:, int(np.argmin(np.abs(model.alphas_ - alpha)))]):
+            note = "every penalty on the path gave a null model: constant risk, C = 0.5 by construction"
         risk = model.predict(x_test, alpha=alpha)
 
         def survival_at(times: np.ndarray) -> np.ndarray:
             return np.vstack([fn(times) for fn in model.predict_survival_function(x_test, alpha=alpha)])
 
-        return np.asarray(risk, dtype=float), survival_at, alpha
+        return np.asarray(risk, dtype=float), survival_at, alpha, note
     if config.model == "random_survival_forest":
         model = RandomSurvivalForest(
             n_estimators=config.n_estimators,
@@ -218,7 +262,7 @@ def _fit_predict(
     def survival_at(times: np.ndarray) -> np.ndarray:
         return np.vstack([fn(times) for fn in model.predict_survival_function(x_test)])
 
-    return np.asarray(risk, dtype=float), survival_at, None
+    return np.asarray(risk, dtype=float), survival_at, None, None
 
 
 def evaluate_survival(
@@ -272,13 +316,16 @@ def evaluate_survival(
     per_fold: list[dict[str, float]] = []
     used_times: list[dict[str, float]] = []
     alphas: list[float | None] = []
+    null_models: list[str] = []
     # many small fits: multi-threaded BLAS only adds contention on a busy machine
     with threadpool_limits(limits=1, user_api="blas"):
         for i in range(config.n_folds):
             train, test = fold_of != i, fold_of == i
             x_train, x_test = _reduce(features[train], features[test], config)
-            risk[test], survival_at, alpha = _fit_predict(x_train, y[train], x_test, config)
+            risk[test], survival_at, alpha, note = _fit_predict(x_train, y[train], x_test, config)
             alphas.append(alpha)
+            if note is not None:
+                null_models.append(f"fold {i}: {note}")
             values, used = fold_metrics(
                 y["time"][train],
                 y["event"][train],
@@ -290,15 +337,19 @@ def evaluate_survival(
                 auc_times=config.auc_times_days,
                 ibs_points=config.ibs_points,
             )
+            values["harrell_c"] = harrell_c(y["time"][test], y["event"][test], risk[test])
             per_fold.append(values)
             used_times.append(used)
 
     units["risk"] = risk
     units["fold"] = fold_of
     metrics = bootstrap_metrics(units, metrics_from_units, config.bootstrap)
-    warnings: list[str] = []
+    warnings: list[str] = list(null_models)
     fold_keys = ["uno_c", *[f"auc_{t:g}d" for t in config.auc_times_days], "ibs"]
-    ranges: dict[str, list[float]] = {}
+    c_folds = [v["harrell_c"] for v in per_fold if np.isfinite(v["harrell_c"])]
+    ranges: dict[str, list[float]] = (
+        {"harrell_c": [float(min(c_folds)), float(max(c_folds))]} if c_folds else {}
+    )
     for key in fold_keys:
         values = [v[key] for v in per_fold if key in v]
         if len(values) < config.n_folds:
@@ -330,10 +381,12 @@ def evaluate_survival(
         "relaxations": ["include_discharge_summaries"] if config.include_discharge_summaries else [],
         "uno_tau_days": tau,
         "intervals": (
-            "harrell_c: pooled out-of-fold risks, patient bootstrap; uno_c, auc_*, ibs: mean over folds "
-            "(each fold scored with its training fold's censoring distribution), no interval; the range "
-            "over folds is in folds.metric_range"
+            "harrell_c: pooled over folds on within-fold risk ranks (each fold's model has its own scale), "
+            "patient bootstrap; harrell_c_fold_mean: mean of the per-fold C, patient bootstrap, range over "
+            "folds in folds.metric_range; uno_c, auc_*, ibs: mean over folds (each fold scored with its "
+            "training fold's censoring distribution), no interval; range in folds.metric_range"
         ),
+        "null_models": "a Coxnet penalty that zeroes every coefficient is refused: the next smaller one is used",
         "coxnet_alpha_chosen": alphas if config.model == "coxnet" else [],
     }
     return TaskResult(
@@ -350,6 +403,7 @@ def evaluate_survival(
             "events_per_fold": [int(units["event"][fold_of == i].sum()) for i in range(config.n_folds)],
             "per_fold_metrics": per_fold,
             "metric_range": ranges,
+            "null_model_fallbacks": null_models,
             "evaluation_times": used_times,
         },
         metrics=metrics,

@@ -1,0 +1,88 @@
+"""Harrell's C across folds (issue 13, defect 5): the pooled value compares within-fold ranks (each fold's
+Cox model has its own scale), the per-fold mean and range stand beside it, and a null Cox model (every
+coefficient zero, C = 0.5 by construction) is refused for the next penalty, with a warning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.linear_model import CoxnetSurvivalAnalysis
+from sksurv.metrics import concordance_index_censored
+from sksurv.util import Surv
+from test_survival import FAST, embed, make_cohort
+
+from clinpred.tasks.survival import (
+    SurvivalConfig,
+    _non_null_alpha,
+    evaluate_survival,
+    metrics_from_units,
+)
+
+
+def units_of(seed: int = 0, n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    time = rng.exponential(100 / np.exp(z))
+    event = rng.random(n) < 0.7
+    return pd.DataFrame(
+        {
+            "subject_id": np.arange(n),
+            "time": time,
+            "event": event,
+            "risk": z + rng.normal(0, 1, n),
+            "fold": np.arange(n) % 5,
+        }
+    )
+
+
+def test_pooled_c_does_not_depend_on_each_folds_scale():
+    units = units_of()
+    rescaled = units.copy()
+    in_fold0 = rescaled["fold"] == 0
+    rescaled.loc[in_fold0, "risk"] = rescaled.loc[in_fold0, "risk"] * 100 + 50  # another model's scale
+    before, after = metrics_from_units(units), metrics_from_units(rescaled)
+    assert after["harrell_c"] == pytest.approx(before["harrell_c"])  # raw pooling moved this
+    assert after["harrell_c_fold_mean"] == pytest.approx(before["harrell_c_fold_mean"])
+
+
+def test_fold_mean_is_the_mean_of_each_folds_c():
+    units = units_of(1)
+    expected = np.mean(
+        [
+            concordance_index_censored(g["event"].to_numpy(), g["time"].to_numpy(), g["risk"].to_numpy())[0]
+            for _, g in units.groupby("fold")
+        ]
+    )
+    assert metrics_from_units(units)["harrell_c_fold_mean"] == pytest.approx(expected)
+
+
+def test_a_null_model_is_refused_for_the_next_penalty():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6))
+    y = Surv.from_arrays(event=rng.random(120) < 0.6, time=rng.exponential(100 / np.exp(x[:, 0])))
+    model = CoxnetSurvivalAnalysis(l1_ratio=0.5, n_alphas=20).fit(x, y)
+    first = float(model.alphas_[0])  # the largest penalty zeroes every coefficient by definition
+    assert not np.any(model.coef_[:, 0])
+    alpha, moved = _non_null_alpha(model, first)
+    assert moved and alpha < first
+    k = int(np.argmin(np.abs(model.alphas_ - alpha)))
+    assert np.any(model.coef_[:, k]) and not np.any(model.coef_[:, :k])
+    assert _non_null_alpha(model, float(model.alphas_[-1])) == (float(model.alphas_[-1]), False)
+
+
+def test_survival_result_reports_fold_mean_and_range_beside_pooled():
+    cohort, z = make_cohort()
+    r = evaluate_survival(cohort, embed(cohort, z, signal=True), config=SurvivalConfig(bootstrap=FAST))
+    pooled, mean = r.metrics["harrell_c"], r.metrics["harrell_c_fold_mean"]
+    low, high = r.folds["metric_range"]["harrell_c"]
+    assert low <= mean.value <= high and mean.low is not None and mean.low <= mean.value <= mean.high
+    assert [f["harrell_c"] for f in r.folds["per_fold_metrics"]] == pytest.approx(
+        [
+            concordance_index_censored(g["event"].to_numpy(), g["time"].to_numpy(), g["risk"].to_numpy())[0]
+            for _, g in r.units.groupby("fold")
+        ]
+    )
+    assert abs(pooled.value - mean.value) < 0.05
+    assert "within-fold risk ranks" in r.definition["intervals"]
+    assert r.folds["null_model_fallbacks"] == [w for w in r.warnings if "null model" in w]
