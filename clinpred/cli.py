@@ -45,6 +45,7 @@ TASK_HELP = "A task to run (repeatable): recall, diagnosis, survival, geometry. 
 BACKEND_HELP = (
     "A backend to evaluate (repeatable): NAME or NAME:key=value,... e.g. gemma-base:truncate_dim=256."
 )
+ALL_METRICS_HELP = "Print every metric at the end, not only each task's main metric."
 
 
 @app.command("run")
@@ -64,6 +65,7 @@ def run(
     ),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of the patient split."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    all_metrics: bool = typer.Option(False, "--all-metrics", help=ALL_METRICS_HELP),
 ) -> None:
     """Benchmark backends on a cohort: embed the evaluation notes, run the tasks, write the results."""
     from clinpred.config import effective_config
@@ -79,7 +81,7 @@ def run(
         seed=seed,
     )
     run_experiment(cfg, out_dir, progress=not quiet, log=_log(quiet))
-    _print_results(out_dir, quiet)
+    _print_results(out_dir, quiet, all_metrics)
 
 
 @app.command("demo")
@@ -87,6 +89,7 @@ def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="The run directory to write."),
     size: str = typer.Option("demo", "--size", help="Synthetic cohort size: tiny (a quick look) or demo."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    all_metrics: bool = typer.Option(False, "--all-metrics", help=ALL_METRICS_HELP),
 ) -> None:
     """The main job, offline: synthetic cohort, fine-tune MiniLM, compare it with its base and TF-IDF."""
     from clinpred.demo import run_demo
@@ -94,7 +97,7 @@ def demo(
     if size not in ("tiny", "demo"):
         raise InputError(f"--size {size!r}: the demo runs on the 'tiny' or 'demo' synthetic cohort.")
     run_demo(out_dir, size=size, progress=not quiet, log=_log(quiet))
-    _print_results(out_dir, quiet)
+    _print_results(out_dir, quiet, all_metrics)
 
 
 @app.command("report")
@@ -326,14 +329,20 @@ def _log(quiet: bool):
     return (lambda _msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
 
 
-def _print_results(out_dir: Path, quiet: bool) -> None:
-    """The comparison table at the end of a run (counts and numbers only, never text)."""
-    md = (out_dir / "RESULTS.md").read_text()
-    table = md.split("\n## ")[0]
-    out.print(table, markup=False, highlight=False, soft_wrap=True)
+def _print_results(out_dir: Path, quiet: bool, all_metrics: bool = False) -> None:
+    """The comparison table at the end of a run, within 100 columns (numbers only, never text)."""
+    from clinpred.report.compare import load_run
+    from clinpred.report.terminal import results_text
+
+    out.print(
+        results_text(load_run(out_dir), all_metrics=all_metrics),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     if not quiet:
         err.print(
-            f"wrote {out_dir}/RESULTS.md, results.json"
+            f"wrote {out_dir}/report.html, RESULTS.md, results.json"
             + (", umap.png" if (out_dir / "umap.png").exists() else "")
         )
 

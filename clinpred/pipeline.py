@@ -6,6 +6,7 @@ Only this module and the CLI touch a run's file layout:
     RUN_DIR/results.json             RunResults: per backend and task, the TaskResult, versions, timings
     RUN_DIR/RESULTS.md               backends side by side, intervals in brackets, task definitions below
     RUN_DIR/umap.png                 one UMAP panel per backend (when geometry ran)
+    RUN_DIR/report.html              one self-contained page: the table, figures per task, definitions
     RUN_DIR/units/LABEL/TASK.parquet per-unit out-of-fold outputs, for paired comparisons in `clinpred report`
 
 A backend that cannot run (no API key, model not on disk, refused for protected data) is recorded as
@@ -300,7 +301,8 @@ def run_experiment(
 
 
 def write_run(results: RunResults, out_dir: Path) -> None:
-    """results.json, per-unit outputs, RESULTS.md and the UMAP figure."""
+    """results.json, per-unit outputs, RESULTS.md, the UMAP figure and report.html."""
+    from clinpred.report.html import write_report_html
     from clinpred.report.markdown import results_markdown
 
     for run in results.backends:
@@ -315,3 +317,4 @@ def write_run(results: RunResults, out_dir: Path) -> None:
 
         write_umap_figure(panels, out_dir / "umap.png")
     write_text(out_dir / "RESULTS.md", results_markdown(results))
+    write_report_html(out_dir / "report.html", [out_dir])  # read back from the files just written

@@ -6,8 +6,7 @@ its counts and its fold scheme follow the table.
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clinpred.tasks.result import Estimate, TaskResult
 
@@ -56,21 +55,14 @@ def table(labels: list[str], rows: list[tuple[str, str, list[Estimate | None]]])
 
 
 def _definition(result: TaskResult) -> list[str]:
-    def compact(value: Any) -> str:
-        return json.dumps(value, default=str, sort_keys=True)
+    """Short bullets in words; the full definition stays in results.json (and report.html)."""
+    from clinpred.report.sentences import counts_sentence, definition_sentences
 
-    lines = [f"- main metric: `{result.main_metric}`; intervals: {_interval_text(result)}"]
-    lines.append(f"- definition: `{compact(result.definition)}`")
-    lines.append(f"- counts: `{compact(result.counts)}`")
-    if result.folds:
-        lines.append(f"- folds: `{compact(result.folds)}`")
+    lines = [f"- main metric: `{result.main_metric}`"]
+    lines += [f"- {sentence}" for sentence in definition_sentences(result)]
+    lines.append(f"- counts: {counts_sentence(result.counts)}")
     lines += [f"- warning: {w}" for w in result.warnings]
     return lines
-
-
-def _interval_text(result: TaskResult) -> str:
-    b = result.bootstrap
-    return f"{b.confidence:.0%} bootstrap over patients, {b.n_resamples} resamples, seed {b.seed}"
 
 
 def _provenance(provenance: dict) -> str:
@@ -113,6 +105,10 @@ def results_markdown(results: RunResults) -> str:
             if r.provenance:
                 lines.append(f"  - {_provenance(r.provenance)}")
     lines += ["", "## Task definitions", ""]
+    lines += [
+        "In words; every setting in full is in results.json, figures and count tables in report.html.",
+        "",
+    ]
     for task, title in TASK_TITLES.items():
         first = next((res[task] for res in ok.values() if task in res), None)
         if first is not None:
