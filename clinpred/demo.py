@@ -46,8 +46,12 @@ def demo_config(model_dir: Path, *, size: str = "demo", seed: int = 0) -> Experi
             BackendConfig(
                 name="sentence-transformers", label="minilm-base", settings={"model": minilm, **length}
             ),
+            # a MiniLM fine-tune, not Gemma: the generic backend, named by its label; the provenance check
+            # reads the clinpred-finetune.json the fine-tune writes, whatever the backend's name
             BackendConfig(
-                name="gemma-finetuned", label="minilm-finetuned", settings={"model": str(model_dir), **length}
+                name="sentence-transformers",
+                label="minilm-finetuned",
+                settings={"model": str(model_dir), **length},
             ),
             BackendConfig(name="tfidf"),
             BackendConfig(name="openai"),

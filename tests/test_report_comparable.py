@@ -3,6 +3,7 @@ evaluation patients and the same task definitions, or an explicit, recorded rela
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -13,29 +14,42 @@ import pytest
 from clinpred.errors import InputError
 from clinpred.pipeline import BackendRun, RunResults
 from clinpred.report.compare import compare_runs
-from clinpred.tasks.diagnosis import metrics_from_units
 from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics
 
 SCHEME = BootstrapScheme(n_resamples=20, seed=0)
 
 
-def write_run(directory: Path, *, patients: range, seed: int, definition: dict, label: str) -> Path:
-    """A run directory holding one backend's diagnosis result and its per-patient units."""
+def write_run(
+    directory: Path,
+    *,
+    patients: range,
+    seed: int,
+    definition: dict,
+    label: str,
+    task: str = "diagnosis",
+    units: pd.DataFrame | None = None,
+) -> Path:
+    """A run directory holding one backend's result of one task (diagnosis by default) and its units."""
     rng = np.random.default_rng(seed)
     y = rng.random(len(patients)) < 0.4
-    units = pd.DataFrame(
-        {
-            "subject_id": list(patients),
-            "p::A": 1 / (1 + np.exp(-(y + rng.normal(0, 0.8, len(patients))))),
-            "y::A": y,
-        }
+    units = (
+        units
+        if units is not None
+        else pd.DataFrame(
+            {
+                "subject_id": list(patients),
+                "p::A": 1 / (1 + np.exp(-(y + rng.normal(0, 0.8, len(patients))))),
+                "y::A": y,
+            }
+        )
     )
+    metric_fn = importlib.import_module(f"clinpred.tasks.{task}").metrics_from_units
     result = TaskResult(
-        task="diagnosis",
+        task=task,
         main_metric="macro_auroc",
         definition=definition,
         counts={"patients": len(units)},
-        metrics=bootstrap_metrics(units, metrics_from_units, SCHEME),
+        metrics=bootstrap_metrics(units, metric_fn, SCHEME),
         bootstrap=SCHEME,
     )
     run = RunResults(
@@ -51,10 +65,10 @@ def write_run(directory: Path, *, patients: range, seed: int, definition: dict, 
         allow_external_api=False,
         versions={},
         config={},
-        backends=[BackendRun(label=label, name="tfidf", status="ok", results={"diagnosis": result})],
+        backends=[BackendRun(label=label, name="tfidf", status="ok", results={task: result})],
     )
     (directory / "units" / label).mkdir(parents=True)
-    units.to_parquet(directory / "units" / label / "diagnosis.parquet", index=False)
+    units.to_parquet(directory / "units" / label / f"{task}.parquet", index=False)
     (directory / "results.json").write_text(run.model_dump_json())
     return directory
 

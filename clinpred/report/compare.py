@@ -162,11 +162,14 @@ def compare_runs(
             a, b = _units(*origin[label], task), _units(*origin[reference], task)
             if ref_result is None or a is None or b is None:
                 continue
-            metric_fn = importlib.import_module(f"clinpred.tasks.{task}").metrics_from_units
+            module = importlib.import_module(f"clinpred.tasks.{task}")
+            metric_fn, descriptive = module.metrics_from_units, getattr(module, "DESCRIPTIVE_METRICS", ())
             shared = len(set(a["subject_id"]) & set(b["subject_id"]))
             if shared == 0:
                 continue
             for metric, estimate in paired_difference(a, b, metric_fn, result.bootstrap).items():
+                if metric in descriptive:  # counts and chance levels: nothing to pair
+                    continue
                 differences.append(
                     Difference(
                         task=task,

@@ -32,8 +32,11 @@ from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
 from clinpred.data.labels import primary_phenotype
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
-from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics
+from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics, without_intervals
 from clinpred.tasks.topk import PoolSpec, chunked_topk
+
+# chance levels of kNN agreement: shown without interval, never paired
+DESCRIPTIVE_METRICS = ("knn_chance", "knn_shuffled")
 
 NO_PHENOTYPE = "none"
 
@@ -207,7 +210,9 @@ def evaluate_geometry(
         main_metric="silhouette",
         definition=definition,
         counts=counts,
-        metrics=bootstrap_metrics(units, metrics_from_units, config.bootstrap),
+        metrics=without_intervals(
+            bootstrap_metrics(units, metrics_from_units, config.bootstrap), DESCRIPTIVE_METRICS
+        ),
         bootstrap=config.bootstrap,
         warnings=warnings,
     ).with_units(units)

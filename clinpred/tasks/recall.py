@@ -33,10 +33,12 @@ from scipy.special import digamma
 from clinpred.backends.base import l2_normalise
 from clinpred.data.cohort import Cohort
 from clinpred.errors import InputError
-from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics
+from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics, without_intervals
 from clinpred.tasks.topk import PoolSpec, chunked_topk
 
 KS: tuple[int, ...] = (1, 5, 10)
+# what describes the test rather than measures the model: shown without interval, never paired
+DESCRIPTIVE_METRICS = ("pool_size", "queries", *(f"chance_top{k}" for k in KS), "chance_mrr")
 
 
 class RecallConfig(BaseModel):
@@ -252,7 +254,9 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
         main_metric="top5",
         definition=_definition(config, categories),
         counts=counts,
-        metrics=bootstrap_metrics(units, metrics_from_units, config.bootstrap),
+        metrics=without_intervals(
+            bootstrap_metrics(units, metrics_from_units, config.bootstrap), DESCRIPTIVE_METRICS
+        ),
         bootstrap=config.bootstrap,
         warnings=warnings,
     ).with_units(units)

@@ -120,6 +120,16 @@ def bootstrap_metrics(
     return _estimates(point, draws, scheme.confidence)
 
 
+def without_intervals(estimates: dict[str, Estimate], keys: tuple[str, ...]) -> dict[str, Estimate]:
+    """The same estimates, those named in ``keys`` as bare values.
+
+    Counts (queries, pool sizes) and chance levels describe the test, they do not measure the model: an
+    interval on them reads as uncertainty that is not there. The metric functions still compute them
+    on every resample, because the other metrics need them.
+    """
+    return {k: Estimate(value=e.value) if k in keys else e for k, e in estimates.items()}
+
+
 def _estimates(
     point: dict[str, float], draws: list[dict[str, float]], confidence: float
 ) -> dict[str, Estimate]:
