@@ -70,10 +70,19 @@ def _table(shown: list[Shown]) -> list[dict[str, Any]]:
             "metric": r.metric,
             "main": r.main,
             "chance": r.chance,
-            "cells": ["-" if e is None else str(e) for e in r.values],
+            "cells": [_cell(e) for e in r.values],
         }
         for r in rows
     ]
+
+
+def _cell(e: Estimate | None) -> tuple[str, str]:
+    """(estimate, interval) as the table shows them; the interval may wrap under the estimate."""
+    if e is None:
+        return "-", ""
+    text = str(e)
+    value, _, interval = text.partition(" [")
+    return value, f"[{interval}" if interval else ""
 
 
 def _counts(results: dict[str, TaskResult]) -> dict[str, Any]:
@@ -206,10 +215,15 @@ def report_html(run_dirs: list[Path], comparison: Any = None, *, compare: bool =
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     runs, shown = _collect([Path(r) for r in run_dirs])
+    no_comparison = ""
     if comparison is None and compare and len(shown) > 1:
+        from clinpred.errors import InputError
         from clinpred.report.compare import compare_runs
 
-        comparison = compare_runs([Path(r) for r in run_dirs])
+        try:
+            comparison = compare_runs([Path(r) for r in run_dirs])
+        except InputError as exc:  # the page is still worth having; it says why differences are missing
+            no_comparison = str(exc)
     figs = _figures(shown)
     tasks = []
     for task, title in TASK_TITLES.items():
@@ -237,6 +251,7 @@ def report_html(run_dirs: list[Path], comparison: Any = None, *, compare: bool =
         ],
         backend_warnings=[(b.label, w) for _, r in runs for b in r.backends for w in b.warnings],
         comparison=comparison,
+        no_comparison=no_comparison,
         forest=figs.forest(comparison) if figs is not None else None,
         figures_available=figs is not None,
         patient_rank_column=curves.PATIENT_RANK,
