@@ -261,3 +261,21 @@ def test_run_through_the_cli_writes_both_tasks_with_their_units(cli, tmp_path):
     assert backend["results"]["survival"]["counts"]["patients"] > 0
     units = pd.read_parquet(out / "units" / backend["label"] / "survival.parquet")
     assert {"subject_id", "time", "event", "risk", "fold"} <= set(units.columns)
+
+
+def test_baselines_stand_beside_the_headline_metrics():
+    cohort, codes = make_cohort()
+    result = evaluate_diagnosis(
+        cohort, embed(cohort, codes, signal_in=None), config=DiagnosisConfig(bootstrap=FAST)
+    )
+    m, units = result.metrics, result.units
+    labels = [c[3:] for c in units.columns if c.startswith("y::")]
+    y = units[[f"y::{c}" for c in labels]].to_numpy(dtype=bool)
+    assert m["chance_macro_auprc"].value == pytest.approx(y.mean(axis=0).mean())
+    # the prevalence-only scorer, by hand: each label's prevalence among the other folds' patients
+    fold = units["fold"].to_numpy()
+    prior = np.vstack([y[fold != f].mean(axis=0) for f in fold])
+    assert m["prevalence_only_micro_auroc"].value == pytest.approx(roc_auc_score(y.ravel(), prior.ravel()))
+    assert m["prevalence_only_micro_auroc"].value > 0.5  # labels differ in prevalence: above chance
+    assert m["chance_macro_auprc"].low is None and m["prevalence_only_micro_auroc"].low is None
+    assert m["micro_auroc"].low is not None

@@ -18,6 +18,7 @@ from clinpred.tasks.survival import (
     evaluate_survival,
     metrics_from_units,
 )
+from clinpred.tasks.survival_metrics import kaplan_meier_at
 
 
 def units_of(seed: int = 0, n: int = 300) -> pd.DataFrame:
@@ -86,3 +87,19 @@ def test_survival_result_reports_fold_mean_and_range_beside_pooled():
     assert abs(pooled.value - mean.value) < 0.05
     assert "within-fold risk ranks" in r.definition["intervals"]
     assert r.folds["null_model_fallbacks"] == [w for w in r.warnings if "null model" in w]
+
+
+def test_kaplan_meier_reference_beside_ibs():
+    time = np.array([2.0, 3.0, 3.0, 5.0, 8.0, 9.0])
+    event = np.array([True, True, False, True, False, True])
+    # by hand: S(2) = 5/6, S(3) = 5/6 * 4/5, S(5) = that * 2/3, S(9) = 0
+    s2, s3 = 5 / 6, 5 / 6 * 4 / 5
+    s5 = s3 * 2 / 3
+    expected = [1.0, s2, s3, s3, s5, s5, 0.0]
+    assert kaplan_meier_at(time, event, np.array([1.0, 2.0, 3.0, 4.0, 5.0, 8.5, 9.0])) == pytest.approx(
+        expected
+    )
+    cohort, z = make_cohort()
+    r = evaluate_survival(cohort, embed(cohort, z, signal=True), config=SurvivalConfig(bootstrap=FAST))
+    assert r.metrics["ibs"].value < r.metrics["ibs_km"].value  # the model beats knowing nobody's risk
+    assert "ibs_km" in r.folds["metric_range"] and "Kaplan-Meier" in r.definition["baselines"]

@@ -24,9 +24,12 @@ from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
 from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision_columns
-from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
+from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics, without_intervals
 
 HEADLINE = ("macro_auroc", "micro_auroc", "macro_auprc")
+# what a model must beat, beside each headline: reference levels, shown without interval and never paired
+BASELINES = ("prevalence_only_micro_auroc", "chance_macro_auprc")
+DESCRIPTIVE_METRICS = BASELINES
 _CCS = (
     "ICD-9-CM: AHRQ single-level CCS 2015 (phenotypes: mimic3-benchmarks' code lists); ICD-10-CM: AHRQ "
     "single-level CCS for ICD-10-CM v2019.1 into the same categories (newer codes: the category of their "
@@ -80,11 +83,35 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
         "macro_auroc": _nanmean(auroc),
         "micro_auroc": float(micro),
         "macro_auprc": _nanmean(auprc),
+        **_baselines(units, y),
     }
     for j, label in enumerate(labels):
         out[f"auroc::{label}"] = float(auroc[j])
         out[f"auprc::{label}"] = float(auprc[j])
     return out
+
+
+def _baselines(units: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
+    """A prevalence-only scorer's micro-AUROC and the chance macro-AUPRC (mean prevalence).
+
+    The prevalence-only scorer gives every unit, for each label, the label's prevalence in the unit's
+    training folds: it knows which labels are common and nothing about the patient. Its micro-AUROC is
+    well above 0.5 whenever prevalences differ between labels, which is what micro-AUROC rewards.
+    """
+    if not y.size:
+        return dict.fromkeys(BASELINES, float("nan"))
+    if "fold" in units:
+        fold = units["fold"].to_numpy()
+        folds = np.unique(fold)
+        totals, n = y.sum(axis=0), len(y)
+        prior = np.empty(y.shape)
+        for f in folds:
+            inside = fold == f
+            prior[inside] = (totals - y[inside].sum(axis=0)) / max(n - int(inside.sum()), 1)
+    else:
+        prior = np.broadcast_to(y.mean(axis=0), y.shape)
+    micro = auroc_columns(y.reshape(-1, 1), np.asarray(prior).reshape(-1, 1))[0]
+    return {"prevalence_only_micro_auroc": float(micro), "chance_macro_auprc": float(y.mean(axis=0).mean())}
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -295,6 +322,10 @@ def evaluate_diagnosis(
         ),
         "c_chosen": chosen_c if config.model == "logistic" else {},
         "evaluation": "pooled out-of-fold predictions; intervals from resampling patients",
+        "baselines": (
+            "prevalence_only_micro_auroc: every unit scored with each label's training-fold prevalence; "
+            "chance_macro_auprc: the mean prevalence of the kept labels (a random scorer's AUPRC)"
+        ),
     }
     return TaskResult(
         task="diagnosis",
@@ -308,7 +339,7 @@ def evaluate_diagnosis(
             "seed": config.seed,
             "patients_per_fold": [len(test) for _, test in folds],
         },
-        metrics={k: estimates[k] for k in HEADLINE},
+        metrics=without_intervals({k: estimates[k] for k in (*HEADLINE, *BASELINES)}, BASELINES),
         per_label=per_label,
         bootstrap=config.bootstrap,
         warnings=warnings,

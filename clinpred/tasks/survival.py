@@ -345,7 +345,7 @@ def evaluate_survival(
     units["fold"] = fold_of
     metrics = bootstrap_metrics(units, metrics_from_units, config.bootstrap)
     warnings: list[str] = list(null_models)
-    fold_keys = ["uno_c", *[f"auc_{t:g}d" for t in config.auc_times_days], "ibs"]
+    fold_keys = ["uno_c", *[f"auc_{t:g}d" for t in config.auc_times_days], "ibs", "ibs_km"]
     c_folds = [v["harrell_c"] for v in per_fold if np.isfinite(v["harrell_c"])]
     ranges: dict[str, list[float]] = (
         {"harrell_c": [float(min(c_folds)), float(max(c_folds))]} if c_folds else {}
@@ -386,6 +386,8 @@ def evaluate_survival(
             "folds in folds.metric_range; uno_c, auc_*, ibs: mean over folds (each fold scored with its "
             "training fold's censoring distribution), no interval; range in folds.metric_range"
         ),
+        "baselines": "ibs_km: the integrated Brier score of the training fold's Kaplan-Meier curve, the same "
+        "for every patient (a model with a higher ibs is worse than knowing nobody's risk)",
         "null_models": "a Coxnet penalty that zeroes every coefficient is refused: the next smaller one is used",
         "coxnet_alpha_chosen": alphas if config.model == "coxnet" else [],
     }

@@ -12,6 +12,7 @@ from itertools import pairwise
 
 import numpy as np
 from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc, integrated_brier_score
+from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
 
@@ -60,6 +61,14 @@ def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
     return float(numerator / denominator) if denominator else float("nan")
 
 
+def kaplan_meier_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The Kaplan-Meier survival curve of (time, event) at the times ``at`` (a step function, 1 before
+    the first event): the reference a model's Brier score must beat, the same for every patient."""
+    times, survival = kaplan_meier_estimator(np.asarray(event, dtype=bool), np.asarray(time, dtype=float))
+    index = np.searchsorted(times, at, side="right") - 1
+    return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
+
+
 def fold_metrics(
     train_time: np.ndarray,
     train_event: np.ndarray,
@@ -106,5 +115,7 @@ def fold_metrics(
     if below_end > lo:
         grid = np.linspace(lo, below_end, ibs_points)
         out["ibs"] = float(integrated_brier_score(train, test, survival_at(grid), grid))
+        km = np.tile(kaplan_meier_at(train_time, train_event, grid), (len(test_time), 1))
+        out["ibs_km"] = float(integrated_brier_score(train, test, km, grid))
         used["ibs_from"], used["ibs_to"] = lo, float(grid[-1])
     return out, used
