@@ -9,6 +9,7 @@ error and uncaught exception, the rendered size of every figure and a full-page 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -58,17 +59,19 @@ class _Pipe:
     """One Chromium process and its DevTools pipe."""
 
     def __init__(self, exe: str, profile: Path, timeout: float):
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
+        to_chrome_r, self._to_chrome = _high(*os.pipe())
+        self._from_chrome, from_chrome_w = _high(*os.pipe())
 
-        def fds() -> None:  # in the child: the protocol reads fd 3 and writes fd 4
+        def fds() -> (
+            None
+        ):  # in the child: the protocol reads fd 3 and writes fd 4 (dup2 makes them inheritable)
             os.dup2(to_chrome_r, 3)
             os.dup2(from_chrome_w, 4)
 
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # close_fds=False: fds 3 and 4 made in the child must survive to exec
             [exe, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             preexec_fn=fds,
-            pass_fds=(3, 4),
+            close_fds=False,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -120,6 +123,14 @@ class _Pipe:
             self.proc.wait()
         os.close(self._to_chrome)
         os.close(self._from_chrome)
+
+
+def _high(*fds: int) -> tuple[int, ...]:
+    """The same pipe ends moved above fd 9 (close-on-exec), so the child's dup2 to 3 and 4 clobbers none."""
+    moved = tuple(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds)
+    for fd in fds:
+        os.close(fd)
+    return moved
 
 
 def visit(

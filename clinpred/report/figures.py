@@ -78,26 +78,38 @@ def per_label_figure(
     per_label: dict[str, dict[str, Estimate]],
     prevalence: dict[str, tuple[int, float]],
     colour: dict[str, str],
+    summary: dict[str, Estimate | None] | None = None,
     metric: str = "auroc",
 ) -> str:
-    """One row per label (most prevalent on top), a dot with its interval per backend, side by side."""
+    """One row per label (most prevalent on top), a dot with its interval per backend, side by side.
+
+    ``summary`` (e.g. each backend's macro-AUROC) is drawn as a first row above a line.
+    """
     labels = sorted(prevalence, key=lambda name: (-prevalence[name][1], name))
+    rows = [{b: per_label[b].get(n) for b in per_label} for n in labels]
+    names = [f"{_short(n)}  ({prevalence[n][0]}, {prevalence[n][1]:.0%})" for n in labels]
+    if summary:
+        rows.insert(0, summary)
+        names.insert(0, f"macro-{metric.upper()} over {len(labels)} labels")
     backends = list(per_label)
-    fig = _figure(9.0, 0.32 * len(labels) + 1.2)
+    fig = _figure(9.0, 0.32 * len(rows) + 1.2)
     ax = fig.subplots()
     step = 0.6 / max(len(backends), 1)
     for b, label in enumerate(backends):
-        for row, name in enumerate(labels):
-            e = per_label[label].get(name)
+        for row, estimates in enumerate(rows):
+            e = estimates.get(label)
             if e is None or not np.isfinite(e.value):
                 continue
             y = row + (b - (len(backends) - 1) / 2) * step
             if e.low is not None and e.high is not None:
                 ax.plot([e.low, e.high], [y, y], color=colour[label], linewidth=1.2)
             ax.plot([e.value], [y], "o", color=colour[label], markersize=4, label=label if row == 0 else None)
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels([f"{_short(n)}  ({prevalence[n][0]}, {prevalence[n][1]:.0%})" for n in labels])
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(names)
     ax.tick_params(axis="y", labelsize=7)
+    if summary:
+        ax.get_yticklabels()[0].set_fontweight("bold")
+        ax.axhline(0.5, color="black", linewidth=0.6)
     ax.invert_yaxis()
     ax.axvline(0.5, color=CHANCE, linestyle=":", linewidth=1)
     ax.set_xlabel(f"{metric.upper()} with 95% interval (dotted: chance)")

@@ -150,7 +150,8 @@ class _Figures:
             b: {n: m["auroc"] for n, m in r.per_label.items() if "auroc" in m} for b, r in results.items()
         }
         if any(per_label.values()):
-            out["per_label"] = self.f.per_label_figure(per_label, prevalence, self.colour)
+            macro = {b: r.metrics.get("macro_auroc") for b, r in results.items()}
+            out["per_label"] = self.f.per_label_figure(per_label, prevalence, self.colour, macro)
         top = curves.diagnosis_labels(first)[:TOP_LABELS]
         if top:
             roc = {b: {n: curves.roc_points(u, n) for n in top if f"p::{n}" in u} for b, u in units.items()}
@@ -280,7 +281,7 @@ def _task_figures(figs: _Figures, task: str) -> dict[str, Any]:
         d = figs.diagnosis()
         return {
             "figures": [
-                ("AUROC per label (rows: label, positives, prevalence)", d["per_label"]),
+                ("Macro-AUROC, then AUROC per label (label, positives, prevalence)", d["per_label"]),
                 (f"ROC curves of the {TOP_LABELS} most prevalent labels", d["roc"]),
                 (f"Calibration of the {TOP_LABELS} most prevalent labels (quantile bins)", d["calibration"]),
             ]

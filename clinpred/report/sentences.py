@@ -96,7 +96,11 @@ def definition_sentences(result: TaskResult) -> list[str]:
     folds = folds_sentence(result.folds)
     if folds:
         out.append(folds)
-    out.append(f"Intervals: {interval_text(result)}.")
+    b = result.bootstrap
+    out.append(
+        f"Bootstrap: {b.confidence:.0%} intervals from {b.n_resamples} resamples of patients "
+        f"with replacement, seed {b.seed}."
+    )
     return out
 
 
@@ -113,12 +117,6 @@ def folds_sentence(folds: dict[str, Any]) -> str | None:
     if sizes:
         text += f" ({', '.join(map(str, sizes))} patients)"
     return text + "."
-
-
-def interval_text(result: TaskResult) -> str:
-    """How the intervals were drawn, in words."""
-    b = result.bootstrap
-    return f"{b.confidence:.0%} bootstrap over patients, {b.n_resamples} resamples, seed {b.seed}"
 
 
 def scalar_counts(counts: dict[str, Any]) -> list[tuple[str, str]]:
