@@ -28,6 +28,7 @@ def write_run(
     label: str,
     task: str = "diagnosis",
     units: pd.DataFrame | None = None,
+    n_resamples: int = SCHEME.n_resamples,
 ) -> Path:
     """A run directory holding one backend's result of one task (diagnosis by default) and its units."""
     rng = np.random.default_rng(seed)
@@ -44,13 +45,14 @@ def write_run(
         )
     )
     metric_fn = importlib.import_module(f"clinpred.tasks.{task}").metrics_from_units
+    scheme = SCHEME.model_copy(update={"n_resamples": n_resamples})
     result = TaskResult(
         task=task,
         main_metric="macro_auroc",
         definition=definition,
         counts={"patients": len(units)},
-        metrics=bootstrap_metrics(units, metric_fn, SCHEME),
-        bootstrap=SCHEME,
+        metrics=bootstrap_metrics(units, metric_fn, scheme),
+        bootstrap=scheme,
     )
     run = RunResults(
         clinpred_version="test",

@@ -24,7 +24,9 @@ from pydantic import BaseModel, ValidationError
 from clinpred.atomic import write_text
 from clinpred.errors import InputError
 from clinpred.report.markdown import TASK_TITLES, cell, table
-from clinpred.tasks.result import Estimate, TaskResult, paired_difference
+from clinpred.tasks.result import Estimate, TaskResult, paired_difference_test
+
+HOLM_ALPHA = 0.05
 
 
 class Difference(BaseModel):
@@ -36,6 +38,8 @@ class Difference(BaseModel):
     reference: str
     patients: int
     difference: Estimate
+    p_value: float | None = None  # paired bootstrap, two-sided, of "no difference"
+    holm: bool | None = None  # survives Holm's correction over the task's comparisons (family-wise 5%)
 
 
 class Comparability(BaseModel):
@@ -167,7 +171,8 @@ def compare_runs(
             shared = len(set(a["subject_id"]) & set(b["subject_id"]))
             if shared == 0:
                 continue
-            for metric, estimate in paired_difference(a, b, metric_fn, result.bootstrap).items():
+            estimates, p_values = paired_difference_test(a, b, metric_fn, result.bootstrap)
+            for metric, estimate in estimates.items():
                 if metric in descriptive:  # counts and chance levels: nothing to pair
                     continue
                 differences.append(
@@ -178,8 +183,10 @@ def compare_runs(
                         reference=reference,
                         patients=shared,
                         difference=estimate,
+                        p_value=p_values.get(metric),
                     )
                 )
+    holm_by_task(differences)
     metrics = {b: {t: r.metrics for t, r in res.items()} for b, res in results.items()}
     return Comparison(
         runs=[str(r) for r in run_dirs],
@@ -193,6 +200,20 @@ def compare_runs(
             definitions_differ=differ,
         ),
     )
+
+
+def holm_by_task(differences: list[Difference], alpha: float = HOLM_ALPHA) -> None:
+    """Mark which differences survive Holm's step-down correction, the family being every paired
+    difference of one task (all backends, all metrics): sorted p-values p(1) <= ... <= p(m) are
+    rejected while p(i) <= alpha / (m - i + 1)."""
+    for task in {d.task for d in differences}:
+        family = sorted(
+            (d for d in differences if d.task == task and d.p_value is not None), key=lambda d: d.p_value
+        )
+        rejecting = True
+        for i, d in enumerate(family):
+            rejecting = rejecting and d.p_value <= alpha / (len(family) - i)
+            d.holm = rejecting
 
 
 def comparison_markdown(comparison: Comparison) -> str:
@@ -225,13 +246,24 @@ def comparison_markdown(comparison: Comparison) -> str:
             "",
             f"## Paired differences against `{comparison.reference}`",
             "",
-            "Same patients on both sides; 95% paired bootstrap over patients.",
+            "Same patients on both sides; 95% paired bootstrap over patients. p: two-sided paired bootstrap "
+            f"p-value; Holm: survives Holm's correction at {HOLM_ALPHA:g} over each task's comparisons "
+            "("
+            + ", ".join(
+                f"{t}: {sum(d.task == t for d in comparison.differences)}"
+                for t in dict.fromkeys(d.task for d in comparison.differences)
+            )
+            + ").",
             "",
-            "| task | metric | backend | difference | patients |",
-            "|---|---|---|---|---|",
+            "| task | metric | backend | difference | p | Holm | patients |",
+            "|---|---|---|---|---|---|---|",
         ]
         for d in comparison.differences:
-            lines.append(f"| {d.task} | {d.metric} | {d.backend} | {cell(d.difference)} | {d.patients:,} |")
+            p = "" if d.p_value is None else f"{d.p_value:.3g}"
+            holm = "" if d.holm is None else ("yes" if d.holm else "no")
+            lines.append(
+                f"| {d.task} | {d.metric} | {d.backend} | {cell(d.difference)} | {p} | {holm} | {d.patients:,} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -239,14 +271,27 @@ def comparison_csv(comparison: Comparison) -> str:
     """One row per backend, task and metric (and per paired difference)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["kind", "backend", "reference", "task", "metric", "value", "low", "high"])
+    w.writerow(["kind", "backend", "reference", "task", "metric", "value", "low", "high", "p_value", "holm"])
     for backend, tasks in comparison.metrics.items():
         for task, metrics in tasks.items():
             for metric, e in metrics.items():
                 w.writerow(["metric", backend, "", task, metric, e.value, e.low, e.high])
     for d in comparison.differences:
         e = d.difference
-        w.writerow(["difference", d.backend, d.reference, d.task, d.metric, e.value, e.low, e.high])
+        w.writerow(
+            [
+                "difference",
+                d.backend,
+                d.reference,
+                d.task,
+                d.metric,
+                e.value,
+                e.low,
+                e.high,
+                d.p_value,
+                d.holm,
+            ]
+        )
     return buf.getvalue()
 
 

@@ -151,6 +151,26 @@ def paired_difference(
     The same resampled patients are used for both sides in each draw, so the interval reflects the
     difference between the backends, not the spread between patient samples.
     """
+    return paired_difference_test(units_a, units_b, metric_fn, scheme)[0]
+
+
+def bootstrap_p_value(draws: np.ndarray) -> float | None:
+    """Two-sided p-value of "no difference" from bootstrap draws of a difference: twice the smaller share
+    of draws on either side of zero, counting the observed sample as one draw ((k + 1) / (n + 1))."""
+    draws = draws[np.isfinite(draws)]
+    if len(draws) < 2:
+        return None
+    tail = min(int((draws <= 0).sum()), int((draws >= 0).sum()))
+    return float(min(1.0, 2.0 * (tail + 1) / (len(draws) + 1)))
+
+
+def paired_difference_test(
+    units_a: pd.DataFrame,
+    units_b: pd.DataFrame,
+    metric_fn: MetricFn,
+    scheme: BootstrapScheme,
+) -> tuple[dict[str, Estimate], dict[str, float | None]]:
+    """``paired_difference`` and, per metric, the bootstrap p-value of no difference."""
     shared = np.intersect1d(units_a["subject_id"].unique(), units_b["subject_id"].unique())
     a = units_a[units_a["subject_id"].isin(shared)].reset_index(drop=True)
     b = units_b[units_b["subject_id"].isin(shared)].reset_index(drop=True)
@@ -168,4 +188,5 @@ def paired_difference(
     for _ in range(scheme.n_resamples):
         pick = rng.integers(0, len(rows_a), size=len(rows_a))
         draws.append(diff(_rows_of(rows_a, pick), _rows_of(rows_b, pick)))
-    return _estimates(point, draws, scheme.confidence)
+    p_values = {k: bootstrap_p_value(np.array([d.get(k, np.nan) for d in draws], dtype=float)) for k in point}
+    return _estimates(point, draws, scheme.confidence), p_values
