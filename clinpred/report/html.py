@@ -135,10 +135,10 @@ class _Figures:
         has_patient = all("patient" in c.columns for c in data.values())
         return self.f.recall_figure(data, self.colour), has_patient
 
-    def diagnosis(self) -> dict[str, str | None]:
+    def diagnosis(self) -> dict[str, Any]:
         units = {s.label: u for s in self.shown if (u := s.units("diagnosis")) is not None}
         results = {s.label: s.results["diagnosis"] for s in self.shown if "diagnosis" in s.results}
-        out: dict[str, str | None] = {"per_label": None, "roc": None, "calibration": None}
+        out: dict[str, Any] = {"per_label": None, "roc": None, "calibration": None, "top": 0}
         if not units:
             return out
         first = next(iter(units.values()))
@@ -159,6 +159,7 @@ class _Figures:
                 b: {n: curves.calibration_points(u, n) for n in top if f"p::{n}" in u}
                 for b, u in units.items()
             }
+            out["top"] = len(top)
             out["roc"] = self.f.roc_figure(roc, top, self.colour)
             out["calibration"] = self.f.calibration_figure(cal, top, self.colour)
         return out
@@ -282,8 +283,8 @@ def _task_figures(figs: _Figures, task: str) -> dict[str, Any]:
         return {
             "figures": [
                 ("Macro-AUROC, then AUROC per label (label, positives, prevalence)", d["per_label"]),
-                (f"ROC curves of the {TOP_LABELS} most prevalent labels", d["roc"]),
-                (f"Calibration of the {TOP_LABELS} most prevalent labels (quantile bins)", d["calibration"]),
+                (f"ROC curves of the {d['top']} most prevalent labels", d["roc"]),
+                (f"Calibration of the {d['top']} most prevalent labels (quantile bins)", d["calibration"]),
             ]
         }
     if task == "survival":
