@@ -39,12 +39,17 @@ RUN_ENTRIES = frozenset(
 )
 
 
-def check_output_directory(path: Path, *, option: str = "--out") -> None:
-    """Refuse an --out that is a file, lies under a file, or is a folder of something other than a run."""
+def check_directory_path(path: Path, *, option: str = "--out") -> None:
+    """Refuse a directory path that is a file or lies under a file (mkdir would fail half-way)."""
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
             where = "is a file" if parent == path else f"lies under {parent}, which is a file"
             raise InputError(f"{option} {path}: {where}. Give a directory path.")
+
+
+def check_output_directory(path: Path, *, option: str = "--out") -> None:
+    """Refuse an --out that is a file, lies under a file, or is a folder of something other than a run."""
+    check_directory_path(path, option=option)
     if path.is_dir():
         foreign = sorted(p.name for p in path.iterdir() if p.name not in RUN_ENTRIES)
         if foreign:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from clinpred import usage
+from clinpred.atomic import check_directory_path
 from clinpred.errors import InputError
 from clinpred.interrupts import Terminated, exit_on_terminate
 
@@ -122,6 +123,7 @@ def report(
     from clinpred.report.compare import compare_runs, comparison_markdown, write_comparison
     from clinpred.report.html import write_report_html
 
+    check_directory_path(out_dir)
     comparison = compare_runs(
         run_dirs, reference=reference, allow_different_definitions=allow_different_definitions
     )
@@ -354,10 +356,10 @@ def main() -> None:
         code = app(standalone_mode=False)
     except InputError as exc:
         _error(str(exc))
-        sys.exit(2)
+        _exit_now(2)
     except Terminated:
         _error("terminated (SIGTERM); nothing half-written was left behind")
-        sys.exit(143)
+        _exit_now(143)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
@@ -367,8 +369,21 @@ def main() -> None:
         sys.exit(handled)
     if code == 130:  # typer turns Ctrl-C into this exit code
         _error("interrupted; nothing half-written was left behind")
-        sys.exit(130)
+        _exit_now(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_now(code: int) -> None:
+    """Exit after an error or interrupt without the interpreter's finalisation.
+
+    Every writer has already cleaned up (``finally`` blocks ran while the exception unwound). What is
+    left can be a read-ahead task of pyarrow's I/O pool still calling into a Python stream that a failed
+    read abandoned; if the interpreter is finalising when it does, the process aborts ("terminate
+    called without an active exception", exit 134) instead of exiting 2. So: flush, then leave.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _error(message: str) -> None:

@@ -141,7 +141,13 @@ def parse_backend(spec: str) -> BackendConfig:
     label = settings.pop("label", None)
     if not name.strip():
         raise InputError(f"--backend {spec!r}: give a backend name (see `clinpred backends list`).")
-    return BackendConfig(name=name.strip(), label=None if label is None else str(label), settings=settings)
+    try:
+        return BackendConfig(
+            name=name.strip(), label=None if label is None else str(label), settings=settings
+        )
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise InputError(f"--backend {spec!r}: {problems}") from None
 
 
 def _scalar(value: str) -> Any:

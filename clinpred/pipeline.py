@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 import clinpred
-from clinpred.atomic import atomic_path, write_text
+from clinpred.atomic import atomic_directory, atomic_path, check_output_directory, write_text
 from clinpred.config import DataConfig, ExperimentConfig, TaskName
 from clinpred.data.cohort import Cohort
 from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
@@ -49,6 +49,7 @@ class BackendRun(BaseModel):
     fingerprint: str | None = None
     description: dict[str, Any] = Field(default_factory=dict)  # model id, revision, versions, settings
     notes_embedded: int = 0
+    notes_newly_embedded: int = 0  # of those, embedded by this run (the rest came from the cache)
     seconds: dict[str, float] = Field(default_factory=dict)  # "embed", then one entry per task
     results: dict[str, TaskResult] = Field(default_factory=dict)
     tasks_not_run: dict[str, str] = Field(default_factory=dict)  # task -> why (e.g. too few patients)
@@ -103,11 +104,15 @@ def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
     from clinpred.data.load import load_cohort
 
     if data.synthetic is not None:
+        from filelock import FileLock
+
         from clinpred.data.synthetic import generate_cohort
 
         path = synthetic_cohort_dir(data.synthetic, data.synthetic_seed)
-        if not path.is_dir():
-            generate_cohort(path, size=data.synthetic, seed=data.synthetic_seed, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path.with_name(path.name + ".lock"))):  # two runs at once: one generates
+            if not path.is_dir():
+                generate_cohort(path, size=data.synthetic, seed=data.synthetic_seed, progress=progress)
     else:
         path = data.path
     return load_cohort(path, categories=data.categories, use_cache=data.use_cache, progress=progress)
@@ -178,8 +183,35 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
     ], provenance
 
 
+def create_backends(config: ExperimentConfig) -> list[Any | BackendRun]:
+    """Every backend of the run built from its settings, before any data is read.
+
+    A bad setting, a model that is not on disk or a missing API key shows in seconds, not after the
+    whole cohort has been read. A backend that cannot be built becomes a 'not run' record with the reason.
+    """
+    from clinpred.backends import create_backend
+
+    built: list[Any | BackendRun] = []
+    for spec in config.backends:
+        try:
+            backend = create_backend(spec.name, spec.settings)
+            ready = getattr(backend, "check_ready", None)
+            if callable(ready):
+                ready()
+            built.append(backend)
+        except InputError as exc:
+            built.append(BackendRun(label=spec.display, name=spec.name, status="not run", reason=str(exc)))
+    return built
+
+
 def evaluate_backend(
-    prepared: Prepared, spec_index: int, config: ExperimentConfig, *, progress: bool, log: Log
+    prepared: Prepared,
+    spec_index: int,
+    config: ExperimentConfig,
+    *,
+    progress: bool,
+    log: Log,
+    backend: Any | None = None,
 ):
     """Embed the evaluation notes with one backend and run every task; 'not run' with a reason on user errors."""
     from clinpred.backends import CachedBackend, EmbeddingCache, create_backend, default_cache_root
@@ -188,7 +220,8 @@ def evaluate_backend(
     spec = config.backends[spec_index]
     run = BackendRun(label=spec.display, name=spec.name, status="ok")
     try:
-        backend = create_backend(spec.name, spec.settings)
+        if backend is None:
+            backend = create_backend(spec.name, spec.settings)
         require_external_permission(
             backend, protected=prepared.cohort.protected, allow_external_api=config.allow_external_api
         )
@@ -209,6 +242,7 @@ def evaluate_backend(
         embeddings = cached.embed(texts, role="document")
         run.seconds["embed"] = round(time.perf_counter() - t0, 2)
         run.notes_embedded = len(texts)
+        run.notes_newly_embedded = cached.last_embedded
     except InputError as exc:
         return run.model_copy(update={"status": "not run", "reason": str(exc)}), None
     for task in config.tasks.run:
@@ -258,46 +292,73 @@ def check_backend_names(config: ExperimentConfig) -> None:
 
 
 def run_experiment(
-    config: ExperimentConfig, out_dir: Path, *, progress: bool = True, log: Log = lambda _: None
+    config: ExperimentConfig,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    log: Log = lambda _: None,
+    keep: tuple[str, ...] = (),
 ) -> RunResults:
-    """The whole `clinpred run`: every file of the run directory is written whole or not at all."""
+    """The whole `clinpred run`, written into a temporary folder that replaces ``out_dir`` at the end.
+
+    A failed or interrupted run leaves ``out_dir`` as it was; a finished one leaves no file of an
+    earlier run there (except the entries named in ``keep``). Exits with a user error when no backend
+    could run at all.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_directory(out_dir)
     check_backend_names(config)
-    write_text(out_dir / "config.json", config.model_dump_json(indent=2))
-    log(f"cohort: {config.data.describe()}")
-    prepared = prepare(config, progress=progress)
-    ev = prepared.evaluation
-    log(
-        f"{len(prepared.split.evaluation):,} evaluation patients with {len(ev.notes):,} notes; "
-        f"{len(prepared.split.finetune_all):,} fine-tuning patients kept out of every score"
-    )
-    runs: list[BackendRun] = []
-    for i in range(len(config.backends)):
-        run, _ = evaluate_backend(prepared, i, config, progress=progress, log=log)
-        if run.status != "ok":
-            log(f"{run.label}: not run ({run.reason})")
-        runs.append(run)
-    results = RunResults(
-        clinpred_version=clinpred.__version__,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        data=config.data.describe(),
-        cohort=prepared.cohort.summary(),
-        split={
-            "finetune_patients": len(prepared.split.finetune),
-            "validation_patients": len(prepared.split.validation),
-            "evaluation_patients": len(prepared.split.evaluation),
-            "evaluation_patients_sha256": ids_sha256(prepared.split.evaluation),
-            **prepared.split.config.model_dump(),
-        },
-        evaluation=ev.summary(),
-        allow_external_api=config.allow_external_api,
-        versions=versions(),
-        config=config.model_dump(mode="json"),
-        backends=runs,
-    )
-    write_run(results, out_dir)
+    built = create_backends(config)
+    if all(isinstance(b, BackendRun) for b in built):
+        raise InputError(_nothing_ran(built))
+    for b in built:
+        if isinstance(b, BackendRun):
+            log(f"{b.label}: not run ({b.reason})")
+    with atomic_directory(out_dir, keep=keep) as tmp:
+        write_text(tmp / "config.json", config.model_dump_json(indent=2))
+        log(f"cohort: {config.data.describe()}")
+        prepared = prepare(config, progress=progress)
+        ev = prepared.evaluation
+        log(
+            f"{len(prepared.split.evaluation):,} evaluation patients with {len(ev.notes):,} notes; "
+            f"{len(prepared.split.finetune_all):,} fine-tuning patients kept out of every score"
+        )
+        runs: list[BackendRun] = []
+        for i, backend in enumerate(built):
+            if isinstance(backend, BackendRun):
+                runs.append(backend)
+                continue
+            run, _ = evaluate_backend(prepared, i, config, progress=progress, log=log, backend=backend)
+            if run.status != "ok":
+                log(f"{run.label}: not run ({run.reason})")
+            runs.append(run)
+        if not any(r.status == "ok" for r in runs):
+            raise InputError(_nothing_ran(runs))
+        results = RunResults(
+            clinpred_version=clinpred.__version__,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            data=config.data.describe(),
+            cohort=prepared.cohort.summary(),
+            split={
+                "finetune_patients": len(prepared.split.finetune),
+                "validation_patients": len(prepared.split.validation),
+                "evaluation_patients": len(prepared.split.evaluation),
+                "evaluation_patients_sha256": ids_sha256(prepared.split.evaluation),
+                **prepared.split.config.model_dump(),
+            },
+            evaluation=ev.summary(),
+            allow_external_api=config.allow_external_api,
+            versions=versions(),
+            config=config.model_dump(mode="json"),
+            backends=runs,
+        )
+        write_run(results, tmp)
     return results
+
+
+def _nothing_ran(runs: list[Any]) -> str:
+    reasons = "; ".join(f"{r.label}: {r.reason}" for r in runs if isinstance(r, BackendRun))
+    return f"no backend could run, so nothing was written. {reasons}"
 
 
 def write_run(results: RunResults, out_dir: Path) -> None:

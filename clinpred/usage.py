@@ -27,6 +27,7 @@ def exit_code(exc: BaseException) -> int | None:
         if isinstance(exc, module.ClickException):
             exc.show()
             return 2 if exc.exit_code == 1 else exc.exit_code  # a usage error is the user's: exit 2
-        if isinstance(exc, module.Exit):
+        exit_class = getattr(module, "Exit", None)
+        if exit_class is not None and isinstance(exc, exit_class):
             return exc.exit_code
     return None

@@ -8,6 +8,7 @@ import pandas as pd
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from clinpred.data.labels import label_matrix, mapped_rows, row_labels, unmapped_units
 from clinpred.data.load import detect_layout, load_cohort
@@ -93,7 +94,9 @@ def render_check(report: CheckReport, console: Console) -> None:
     """Print the report as a few small tables."""
     s = report.summary
     console.print(
-        f"[bold]{report.path}[/]: {report.layout} layout" + (" (synthetic)" if s["synthetic"] else "")
+        Text.assemble(
+            (report.path, "bold"), f": {report.layout} layout" + (" (synthetic)" if s["synthetic"] else "")
+        )
     )
     overview = Table(show_header=False, box=None)
     for key in (
@@ -103,6 +106,9 @@ def render_check(report: CheckReport, console: Console) -> None:
         "notes",
         "error_notes_dropped",
         "diagnosis_rows_without_code",
+        "notes_of_patients_missing_from_patients_dropped",
+        "admissions_of_patients_missing_from_patients_dropped",
+        "diagnoses_of_patients_missing_from_patients_dropped",
         "share_with_notes",
         "share_with_diagnoses",
         "first_note",

@@ -24,12 +24,36 @@ class QuoteCountingStream:
         self.raw = raw
         self.quotes = 0
         self.bytes = 0
+        self.error: Exception | None = None
+        self.stopped = False
 
     def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
+        # A decompression error is kept and the reader sees the end of the file: an exception raised
+        # inside pyarrow's read-ahead thread can outlive the reader and abort the process at exit.
+        if self.error is not None or self.stopped:
+            return b""
+        try:
+            data = self.raw.read(size)
+        except Exception as exc:
+            self.error = exc
+            return b""
         self.quotes += data.count(b'"')
         self.bytes += len(data)
         return data
+
+    def stop(self) -> None:
+        """Report the end of the file from now on, so that a reader stopped early drains quickly.
+
+        Leaving pyarrow's reader while its read-ahead still calls into this stream can abort the
+        process at exit ("terminate called without an active exception"); a reader that reaches the
+        end of its input finishes cleanly.
+        """
+        self.stopped = True
+
+    def raise_read_error(self) -> None:
+        """Re-raise what reading the file raised (a corrupt or truncated gzip), if anything."""
+        if self.error is not None:
+            raise self.error
 
     def readable(self) -> bool:
         return True

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -262,6 +262,7 @@ def _parse(
     keys: list[pa.Table] = []
     n_rows = n_errors = 0
     bar = _progress(path, job.progress)
+    source: QuoteCountingStream | None = None
     try:
         # the reader (and its read-ahead threads) is closed before the stream it reads
         with (
@@ -270,26 +271,39 @@ def _parse(
                 source, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
             ) as reader,
         ):
-            for batch in reader:
-                invalid.check(path)
-                block = pa.Table.from_batches([batch]).rename_columns(
-                    [c.strip().upper() for c in batch.schema.names]
-                )
-                table = job.normalise(block, BlockContext(path, n_rows)).select(BLOCK_SCHEMA.names)
-                table = table.cast(BLOCK_SCHEMA)
-                n_rows += table.num_rows
-                if keep is not None:
-                    table, errors = _apply(table, keep)
-                    n_errors += errors
-                if bounds is None and table.num_rows:
-                    bounds = _patient_ranges(table.column("subject_id").to_numpy())
-                spill.append(table.column("text"), _partition(table, bounds))
-                keys.append(table.drop_columns(["text"]))
-                if bar is not None:
-                    bar.update(batch.num_rows)
+            failure: BaseException | None = None
+            for batch in _drained(reader, source):
+                try:
+                    source.raise_read_error()
+                    invalid.check(path)
+                    block = pa.Table.from_batches([batch]).rename_columns(
+                        [c.strip().upper() for c in batch.schema.names]
+                    )
+                    table = job.normalise(block, BlockContext(path, n_rows)).select(BLOCK_SCHEMA.names)
+                    table = table.cast(BLOCK_SCHEMA)
+                    n_rows += table.num_rows
+                    if keep is not None:
+                        table, errors = _apply(table, keep)
+                        n_errors += errors
+                    if bounds is None and table.num_rows:
+                        bounds = _patient_ranges(table.column("subject_id").to_numpy())
+                    spill.append(table.column("text"), _partition(table, bounds))
+                    keys.append(table.drop_columns(["text"]))
+                    if bar is not None:
+                        bar.update(batch.num_rows)
+                except BaseException as exc:  # an error or an interrupt: stop reading, drain, then raise
+                    failure = exc
+                    source.stop()
+            if failure is not None:
+                raise failure
+            source.raise_read_error()
             invalid.check(path)
             source.check_complete(path)
     except (pa.ArrowInvalid, *GZIP_ERRORS, UnicodeDecodeError) as exc:
+        if (
+            source is not None and source.error is not None and exc is not source.error
+        ):  # the real cause of a parse error
+            raise unreadable(path, source.error) from None
         # pyarrow's messages can quote the row: only its kind is kept (never note text)
         if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
             raise InputError(
@@ -309,6 +323,18 @@ def _parse(
         raise InputError(f"{path}: contains no notes (only a header). Is the download complete?")
     return_freed_memory()
     return pa.concat_tables(keys), n_errors, bounds
+
+
+def _drained(reader: Any, source: QuoteCountingStream) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; once ``source`` is stopped, the rest are read to the end but not yielded,
+    and a parse error of the cut-off end is ignored (the first failure is what is reported)."""
+    try:
+        for batch in reader:
+            if not source.stopped:
+                yield batch
+    except pa.ArrowInvalid:
+        if not source.stopped:
+            raise
 
 
 def _error_kind(message: str) -> str:

@@ -1,0 +1,186 @@
+"""Runs through the installed `clinpred` script: secrets, protected text, interrupts, reuse, concurrency.
+
+Every test here drives real processes: the console script, real signals, two runs at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLINPRED, run_cli
+
+from clinpred.data.synthetic_seal import MARKER
+
+KEY = "sk-clinpredtest-SECRET-0123456789"
+NO_SERVER = "http://127.0.0.1:9/v1"  # nothing listens: the OpenAI backend fails fast, locally
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """The tiny synthetic cohort in MIMIC-III files (a MIMIC folder as far as a run can tell)."""
+    out = tmp_path_factory.mktemp("cohort") / "tiny"
+    proc = run_cli("synth", "--out", str(out), "--size", "tiny", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _files_text(folder: Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file())
+
+
+def test_an_api_key_given_as_a_setting_is_never_written_or_printed(tmp_path, cohort):
+    out = tmp_path / "run"
+    proc = run_cli(
+        "run",
+        "--data",
+        str(cohort),
+        "-b",
+        "tfidf",
+        "-b",
+        f"openai:api_key={KEY},base_url={NO_SERVER},max_retries=0",
+        "--allow-external-api",
+        "--task",
+        "recall",
+        "--out",
+        str(out),
+        "--quiet",
+        env={"CLINPRED_CACHE": str(tmp_path / "cache")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert KEY not in proc.stdout + proc.stderr
+    assert KEY not in _files_text(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["backends"][1]["settings"]["api_key"].startswith("<redacted")
+    shown = run_cli("config", "show", "-b", f"openai:api_key={KEY}")
+    assert shown.returncode == 0 and KEY not in shown.stdout
+
+
+def test_a_synthetic_marker_dropped_into_mimic_files_does_not_let_text_out(tmp_path, cohort):
+    data = tmp_path / "m3"
+    shutil.copytree(cohort, data)
+    (data / MARKER).write_text("{}")  # forged: no seal, no file list
+    out = tmp_path / "run"
+    proc = run_cli(
+        "run",
+        "--data",
+        str(data),
+        "-b",
+        "tfidf",
+        "-b",
+        f"openai:base_url={NO_SERVER},max_retries=0",
+        "--task",
+        "recall",
+        "--out",
+        str(out),
+        "--quiet",
+        env={"CLINPRED_CACHE": str(tmp_path / "cache"), "OPENAI_API_KEY": KEY},
+    )
+    assert proc.returncode == 0, proc.stderr
+    openai = json.loads((out / "results.json").read_text())["backends"][1]
+    assert openai["status"] == "not run" and "--allow-external-api" in openai["reason"]
+    assert json.loads((out / "results.json").read_text())["cohort"]["synthetic"] is False
+
+
+def test_a_reused_out_keeps_no_file_of_the_earlier_run(tmp_path, cohort):
+    data = cohort
+    env = {"CLINPRED_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    first = run_cli(
+        "run",
+        "--data",
+        str(data),
+        "-b",
+        "tfidf:label=alpha",
+        "-t",
+        "recall",
+        "--out",
+        str(out),
+        "-q",
+        env=env,
+    )
+    assert first.returncode == 0, first.stderr
+    assert (out / "units" / "alpha").is_dir()
+    second = run_cli(
+        "run", "--data", str(data), "-b", "tfidf", "-t", "recall", "--out", str(out), "-q", env=env
+    )
+    assert second.returncode == 0, second.stderr
+    assert not (out / "units" / "alpha").exists() and (out / "units" / "tfidf").is_dir()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def _start_and_signal(tmp_path: Path, signum: int, out: Path) -> subprocess.CompletedProcess:
+    """Start a run on the demo cohort; signal it once its temporary run folder exists (work under way)."""
+    proc = subprocess.Popen(
+        [str(CLINPRED), "run", "--synthetic", "demo", "-b", "tfidf", "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CLINPRED_CACHE": str(tmp_path / "cache")},
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.parent.glob(f".{out.name}.*.tmp-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_an_interrupted_run_says_so_and_leaves_the_earlier_run_as_it_was(tmp_path, signum, code, word):
+    out = tmp_path / "runs" / "a"
+    out.mkdir(parents=True)
+    (out / "RESULTS.md").write_text("the earlier run\n")
+    proc = _start_and_signal(tmp_path, signum, out)
+    assert proc.returncode == code, proc.stderr
+    assert word in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["RESULTS.md"]
+    assert (out / "RESULTS.md").read_text() == "the earlier run\n"
+    leftovers = [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers
+
+
+def test_two_runs_at_once_on_an_empty_cache_both_finish_alike_and_embed_once(tmp_path):
+    env = {**os.environ, "CLINPRED_CACHE": str(tmp_path / "cache")}
+    outs = [tmp_path / "a", tmp_path / "b"]
+    procs = [
+        subprocess.Popen(
+            [
+                str(CLINPRED),
+                "run",
+                "--synthetic",
+                "tiny",
+                "-b",
+                "tfidf",
+                "-t",
+                "recall",
+                "--out",
+                str(o),
+                "-q",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for o in outs
+    ]
+    for p in procs:
+        _, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr
+    a, b = (json.loads((o / "results.json").read_text())["backends"][0] for o in outs)
+    assert a["results"]["recall"]["metrics"] == b["results"]["recall"]["metrics"]
+    assert a["fingerprint"] == b["fingerprint"]
+    # one of them embedded the texts; the other waited and found them in the cache
+    newly = sorted([a["notes_newly_embedded"], b["notes_newly_embedded"]])
+    assert newly[0] == 0 and 0 < newly[1] <= a["notes_embedded"]  # distinct texts: duplicates once
