@@ -25,15 +25,21 @@ from tests.conftest import REPO
 
 SYNTHETIC = REPO / "results" / "synthetic"
 FIGURES = 7  # recall, per-label AUROC, ROC, calibration, Kaplan-Meier, UMAP, forest
+HOSTILE = 'tfidf <img src=x onerror="alert(1)">'  # a backend label is user input: it must stay text
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """report.html of a copy of the committed demo run, paired differences on 50 resamples."""
+    """report.html of a copy of the committed demo run, paired differences on 50 resamples.
+
+    The tfidf backend is relabelled with markup, which the page must show as text.
+    """
     run = tmp_path_factory.mktemp("report") / "synthetic"
     shutil.copytree(SYNTHETIC / "units", run / "units")
+    (run / "units" / "tfidf").rename(run / "units" / HOSTILE)
     results = json.loads((SYNTHETIC / "results.json").read_text())
     for backend in results["backends"]:
+        backend["label"] = HOSTILE if backend["label"] == "tfidf" else backend["label"]
         for task in backend["results"].values():
             task["bootstrap"]["n_resamples"] = 50
     (run / "results.json").write_text(json.dumps(results))
@@ -54,7 +60,9 @@ def test_the_page_is_self_contained_with_every_section(report):
     parser = _Tags()
     parser.feed(page)
     tags = [t for t, _ in parser.tags]
-    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags and "img" not in tags
+    assert "onerror" not in {k for _, a in parser.tags for k in a}
+    assert "tfidf &lt;img" in page  # escaped in the table and in the figures' SVG text
     links = [v for _, a in parser.tags for k, v in a.items() if k in ("src", "href", "xlink:href") and v]
     assert all(v.startswith(("#", "data:")) for v in links), [v for v in links if not v.startswith("#")]
     assert tags.count("figure") == FIGURES

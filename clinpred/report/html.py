@@ -214,7 +214,7 @@ def _figures(shown: list[Shown]) -> _Figures | None:
 
 def report_html(run_dirs: list[Path], comparison: Any = None, *, compare: bool = True) -> str:
     """The whole page for one or more run directories (their results.json and units/ files)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader
 
     runs, shown = _collect([Path(r) for r in run_dirs])
     no_comparison = ""
@@ -241,7 +241,8 @@ def report_html(run_dirs: list[Path], comparison: Any = None, *, compare: bool =
         if figs is not None:
             entry.update(_task_figures(figs, task))
         tasks.append(entry)
-    env = Environment(loader=PackageLoader("clinpred.report", "templates"), autoescape=select_autoescape())
+    # autoescape always (the template's .j2 name would defeat select_autoescape): labels are user input
+    env = Environment(loader=PackageLoader("clinpred.report", "templates"), autoescape=True)
     return env.get_template("report.html.j2").render(
         runs=[_run_summary(d, r) for d, r in runs],
         labels=[s.label for s in shown],
