@@ -134,3 +134,12 @@ def test_risk_tertiles_are_cut_within_folds_and_logrank_separates_groups():
     assert km is not None and km.dof == 2 and km.pvalue < 1e-3
     assert km.curves["high risk"][1][-1] < km.curves["low risk"][1][-1]
     assert sum(km.sizes.values()) == n
+
+
+def test_without_matplotlib_the_page_has_tables_and_says_how_to_get_figures(report, monkeypatch):
+    from clinpred.report import html
+
+    monkeypatch.setattr(html, "_figures", lambda shown: None)  # as where the plots extra is not installed
+    page = html.report_html([report.parent], compare=False)
+    assert "<figure>" not in page and 'pip install "clinpred[plots]"' in page
+    assert 'id="diagnosis"' in page and "Raw definition (JSON" in page
