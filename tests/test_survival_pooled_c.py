@@ -74,7 +74,8 @@ def test_a_null_model_is_refused_for_the_next_penalty():
 
 def test_survival_result_reports_fold_mean_and_range_beside_pooled():
     cohort, z = make_cohort()
-    r = evaluate_survival(cohort, embed(cohort, z, signal=True), config=SurvivalConfig(bootstrap=FAST))
+    config = SurvivalConfig(bootstrap=FAST, ipcw_resamples=0)
+    r = evaluate_survival(cohort, embed(cohort, z, signal=True), config=config)
     pooled, mean = r.metrics["harrell_c"], r.metrics["harrell_c_fold_mean"]
     low, high = r.folds["metric_range"]["harrell_c"]
     assert low <= mean.value <= high and mean.low is not None and mean.low <= mean.value <= mean.high
@@ -103,3 +104,8 @@ def test_kaplan_meier_reference_beside_ibs():
     r = evaluate_survival(cohort, embed(cohort, z, signal=True), config=SurvivalConfig(bootstrap=FAST))
     assert r.metrics["ibs"].value < r.metrics["ibs_km"].value  # the model beats knowing nobody's risk
     assert "ibs_km" in r.folds["metric_range"] and "Kaplan-Meier" in r.definition["baselines"]
+    # Uno's C, time-dependent AUC and IBS carry patient-bootstrap intervals
+    for key in ("uno_c", "auc_30d", "auc_90d", "auc_365d", "ibs", "ibs_km"):
+        m = r.metrics[key]
+        assert m.low is not None and m.low <= m.value <= m.high, key
+    assert "patient bootstrap within each fold" in r.definition["intervals"]

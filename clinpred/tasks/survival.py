@@ -32,7 +32,7 @@ from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
-from clinpred.tasks.survival_metrics import fold_metrics, harrell_c
+from clinpred.tasks.survival_metrics import fold_metrics, harrell_c, step_lookup
 
 DAY = pd.Timedelta(days=1)
 
@@ -71,6 +71,8 @@ class SurvivalConfig(BaseModel):
     auc_times_days: list[float] = Field(default_factory=lambda: [30.0, 90.0, 365.0])
     uno_tau_days: float | None = None  # None: the horizon
     ibs_points: int = Field(20, ge=2)
+    # patient bootstrap of uno_c, auc_*, ibs (each resample re-runs scikit-survival's IPCW estimators)
+    ipcw_resamples: int = Field(200, ge=0)
     bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
     seed: int = 0
 
@@ -265,6 +267,47 @@ def _fit_predict(
     return np.asarray(risk, dtype=float), survival_at, None, None
 
 
+def _ipcw_intervals(fold_inputs: list[tuple], tau: float, config: SurvivalConfig, n: int) -> dict:
+    """Patient-bootstrap intervals of the fold-averaged Uno's C, time-dependent AUC and IBS.
+
+    Each resample draws each fold's test patients with replacement (every patient is scored in exactly
+    one fold) and keeps each fold's fitted model and training censoring distribution: the interval is
+    the spread from which patients were scored, as for Harrell's C. A resample in which a fold's metric
+    cannot be evaluated (no event before a time) leaves that fold out of that metric's mean, as the
+    point estimate does.
+    """
+    rng = np.random.default_rng(config.bootstrap.seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n):
+        per_key: dict[str, list[float]] = {}
+        for train_time, train_event, test_time, test_event, risk, lookup in fold_inputs:
+            pick = rng.integers(0, len(test_time), size=len(test_time))
+            try:
+                values, _ = fold_metrics(
+                    train_time,
+                    train_event,
+                    test_time[pick],
+                    test_event[pick],
+                    risk[pick],
+                    lambda times, pick=pick, lookup=lookup: lookup(times, pick),
+                    tau=tau,
+                    auc_times=config.auc_times_days,
+                    ibs_points=config.ibs_points,
+                )
+            except ValueError:  # scikit-survival refuses this resample (e.g. no usable follow-up)
+                continue
+            for key, value in values.items():
+                per_key.setdefault(key, []).append(value)
+        for key, values in per_key.items():
+            draws.setdefault(key, []).append(float(np.mean(values)))
+    tail = (1.0 - config.bootstrap.confidence) / 2.0
+    return {
+        key: (float(np.quantile(v, tail)), float(np.quantile(v, 1.0 - tail)))
+        for key, v in draws.items()
+        if len(v) >= 2
+    }
+
+
 def evaluate_survival(
     cohort: Cohort, embeddings: np.ndarray, *, config: SurvivalConfig | None = None
 ) -> TaskResult:
@@ -315,6 +358,7 @@ def evaluate_survival(
     tau = config.uno_tau_days if config.uno_tau_days is not None else config.horizon_days
     per_fold: list[dict[str, float]] = []
     used_times: list[dict[str, float]] = []
+    fold_inputs: list[tuple] = []  # what each fold's IPCW metrics need, for their bootstrap
     alphas: list[float | None] = []
     null_models: list[str] = []
     # many small fits: multi-threaded BLAS only adds contention on a busy machine
@@ -326,13 +370,18 @@ def evaluate_survival(
             alphas.append(alpha)
             if note is not None:
                 null_models.append(f"fold {i}: {note}")
+            knots = np.unique(y["time"][train])
+            lookup = step_lookup(survival_at, knots)
+            fold_inputs.append(
+                (y["time"][train], y["event"][train], y["time"][test], y["event"][test], risk[test], lookup)
+            )
             values, used = fold_metrics(
                 y["time"][train],
                 y["event"][train],
                 y["time"][test],
                 y["event"][test],
                 risk[test],
-                survival_at,
+                lookup,
                 tau=tau,
                 auc_times=config.auc_times_days,
                 ibs_points=config.ibs_points,
@@ -359,6 +408,10 @@ def evaluate_survival(
         if values:
             metrics[key] = Estimate(value=float(np.mean(values)))
             ranges[key] = [float(min(values)), float(max(values))]
+    n_ipcw = config.ipcw_resamples if config.bootstrap.intervals else 0  # the recorded opt-out covers these
+    for key, (low, high) in _ipcw_intervals(fold_inputs, tau, config, n_ipcw).items():
+        if key in metrics:
+            metrics[key] = metrics[key].model_copy(update={"low": low, "high": high})
     definition = {
         **config.model_dump(),
         "time_origin": "ADMITTIME of the patient's first admission",
@@ -383,8 +436,9 @@ def evaluate_survival(
         "intervals": (
             "harrell_c: pooled over folds on within-fold risk ranks (each fold's model has its own scale), "
             "patient bootstrap; harrell_c_fold_mean: mean of the per-fold C, patient bootstrap, range over "
-            "folds in folds.metric_range; uno_c, auc_*, ibs: mean over folds (each fold scored with its "
-            "training fold's censoring distribution), no interval; range in folds.metric_range"
+            "folds in folds.metric_range; uno_c, auc_*, ibs, ibs_km: mean over folds (each fold scored with "
+            "its training fold's censoring distribution), patient bootstrap within each fold with the "
+            "fitted models and censoring distributions kept (ipcw_resamples); range in folds.metric_range"
         ),
         "baselines": "ibs_km: the integrated Brier score of the training fold's Kaplan-Meier curve, the same "
         "for every patient (a model with a higher ibs is worse than knowing nobody's risk)",

@@ -69,6 +69,22 @@ def kaplan_meier_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.n
     return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
 
 
+def step_lookup(survival_at: object, knots: np.ndarray) -> object:
+    """Survival probabilities of the test patients as a table over the model's step points, so that a
+    bootstrap can evaluate any subset of patients at any times without refitting or re-predicting.
+
+    Every scikit-survival survival function used here is a step function that changes only at training
+    times (``knots``), so looking up the last knot at or before t is exact for t in the knots' range.
+    """
+    table = survival_at(knots)
+
+    def at(times: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        index = np.searchsorted(knots, times, side="right") - 1
+        return np.where(index >= 0, table[rows][:, np.clip(index, 0, None)], 1.0)
+
+    return at
+
+
 def fold_metrics(
     train_time: np.ndarray,
     train_event: np.ndarray,
@@ -104,14 +120,19 @@ def fold_metrics(
     if trunc_event[trunc_time < tau_fold].any():
         out["uno_c"] = float(concordance_index_ipcw(train, test, risk, tau=tau_fold)[0])
     lo = float(max(trunc_time.min(), train_time.min()))
+    evaluable = {}
     for t in auc_times:
         if t > t_end or t < lo:
             continue
         t_eval = min(t, below_end)
         cases = trunc_event & (trunc_time <= t_eval)
         if cases.any() and (trunc_time > t_eval).any():
-            out[f"auc_{t:g}d"] = float(cumulative_dynamic_auc(train, test, risk, [t_eval])[0][0])
-            used[f"auc_{t:g}d"] = t_eval
+            evaluable[f"auc_{t:g}d"] = t_eval
+    if evaluable:  # one call for every time: each time's AUC is computed on its own
+        aucs = cumulative_dynamic_auc(train, test, risk, list(evaluable.values()))[0]
+        for (key, t_eval), auc in zip(evaluable.items(), aucs, strict=True):
+            out[key] = float(auc)
+            used[key] = t_eval
     if below_end > lo:
         grid = np.linspace(lo, below_end, ibs_points)
         out["ibs"] = float(integrated_brier_score(train, test, survival_at(grid), grid))
