@@ -279,3 +279,25 @@ def test_baselines_stand_beside_the_headline_metrics():
     assert m["prevalence_only_micro_auroc"].value > 0.5  # labels differ in prevalence: above chance
     assert m["chance_macro_auprc"].low is None and m["prevalence_only_micro_auroc"].low is None
     assert m["micro_auroc"].low is not None
+
+
+def test_early_variant_sees_only_the_first_hours_of_each_admission():
+    cohort, codes = make_cohort()
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(len(cohort.notes), DIM))
+    admit = cohort.notes["hadm_id"].map(cohort.admissions.set_index("hadm_id")["admittime"])
+    late = ((cohort.notes["time"] - admit) > pd.Timedelta(hours=20)).to_numpy()
+    chf = cohort.notes["subject_id"].map(lambda s: CHF in codes[s]).to_numpy()
+    emb[late & chf, 0] += 3.0  # the heart-failure signal is only in notes charted after 20 h
+    whole = evaluate_diagnosis(cohort, emb, config=DiagnosisConfig(bootstrap=FAST))
+    early = evaluate_diagnosis(
+        cohort, emb, config=DiagnosisConfig(variant="early", early_hours=12, bootstrap=FAST)
+    )
+    assert whole.per_label[CHF_LABEL]["auroc"].value > 0.8
+    assert early.per_label[CHF_LABEL]["auroc"].value < 0.7
+    # per admission: the +1 h nursing note only (the +13 h and +25 h notes and the summary are later)
+    assert early.counts["notes_used"] == len(
+        cohort.admissions[cohort.admissions["subject_id"].isin(early.units["subject_id"])]
+    )
+    assert "early prediction" in early.definition["task_variant"]
+    assert "phenotyping" in whole.definition["task_variant"]

@@ -48,6 +48,10 @@ class DiagnosisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     unit: Literal["patient", "admission"] = "patient"
+    # phenotyping: notes of the whole stay (retrospective coding); early: only notes charted in the first
+    # early_hours of their admission, so that the task is prediction
+    variant: Literal["phenotyping", "early"] = "phenotyping"
+    early_hours: float = Field(48.0, gt=0)
     label_scheme: LabelScheme = "ccs_benchmark"
     top_k: int = Field(25, ge=1)  # labels kept by the top-k schemes
     aggregation: AggregationMethod = "mean"
@@ -149,6 +153,17 @@ def _units_and_labels(
     return keys, labels.reset_index(drop=True), counts, warnings
 
 
+def early_notes(notes: pd.DataFrame, admissions: pd.DataFrame, hours: float) -> np.ndarray:
+    """Mask of notes charted within ``hours`` of their admission's ADMITTIME (before it too, e.g. in the
+    ED). A date-only note counts only if its whole day lies inside; notes without an admission never."""
+    admit = notes["hadm_id"].map(admissions.set_index("hadm_id")["admittime"])
+    end = admit + pd.Timedelta(hours=hours)
+    date_only = notes["time_is_date"].to_numpy(bool)
+    timed_ok = (notes["time"] < end).to_numpy(bool)
+    day_ok = (notes["time"].dt.normalize() + pd.Timedelta(days=1) <= end).to_numpy(bool)
+    return np.where(date_only, day_ok, timed_ok) & end.notna().to_numpy()
+
+
 def _strata(y: np.ndarray, n_folds: int) -> np.ndarray:
     """Per unit, its rarest positive label (labels with fewer than n_folds positives merged into 'rare').
 
@@ -225,6 +240,10 @@ def evaluate_diagnosis(
     is_ds = (notes["category"] == DISCHARGE_SUMMARY).to_numpy()
     if not config.include_discharge_summaries:
         notes, emb = notes[~is_ds], embeddings[~is_ds]
+    if config.variant == "early":
+        early = early_notes(notes, cohort.admissions, config.early_hours)
+        counts["notes_after_early_window_unused"] = int((~early).sum())
+        notes, emb = notes[early], emb[early]
     key = "subject_id" if config.unit == "patient" else "hadm_id"
     features, has_notes = aggregate(
         notes,
@@ -306,8 +325,18 @@ def evaluate_diagnosis(
     }
     definition = {
         **config.model_dump(),
+        "task_variant": (
+            "phenotyping: notes of the whole stay, so the task is retrospective coding"
+            if config.variant == "phenotyping"
+            else f"early prediction: only notes charted in the first {config.early_hours:g} h of their admission"
+        ),
         "features": (
             f"{config.aggregation} of the {config.unit}'s note embeddings"
+            + (
+                ""
+                if config.variant == "phenotyping"
+                else f" charted in the first {config.early_hours:g} h of their admission"
+            )
             + ("" if config.include_discharge_summaries else ", discharge summaries excluded")
         ),
         "relaxations": ["include_discharge_summaries"] if config.include_discharge_summaries else [],
