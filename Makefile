@@ -17,14 +17,33 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench clean lock
 
-$(STAMP): pyproject.toml
+# The environment is the lock file's exact versions (what the tests and results/ were produced with),
+# then clinpred itself without resolving again. pyproject.toml keeps ranges for library users.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
+
+# Refresh requirements.lock: resolve pyproject's ranges afresh in a throw-away venv, freeze it
+# (torch and its CUDA wheels excluded: $(TORCH) installs those), run `make test`, commit the lock.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q $(TORCH)
+	$(LOCK_VENV)/bin/python -m pip install -q -e ".[dev]"
+	{ sed -n '1,3p' requirements.lock; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nvidia-|triton)([=-]|$$)'; \
+	} > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+	rm -rf $(LOCK_VENV)
 
 demo: $(STAMP)
 	$(BIN)/clinpred demo --out runs/demo
