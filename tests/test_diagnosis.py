@@ -301,3 +301,37 @@ def test_early_variant_sees_only_the_first_hours_of_each_admission():
     )
     assert "early prediction" in early.definition["task_variant"]
     assert "phenotyping" in whole.definition["task_variant"]
+
+
+def test_calibration_per_label_and_macro():
+    from scipy.optimize import brentq
+    from sklearn.linear_model import LogisticRegression
+
+    from clinpred.tasks.diagnosis_metrics import calibration_columns
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.02, 0.98, size=(600, 2))
+    y = np.column_stack([rng.random(600) < p[:, 0], rng.random(600) < p[:, 1] * 0.5])
+    cal = calibration_columns(y, p)
+    z = np.log(p / (1 - p))
+    for j in range(2):
+        assert cal["brier"][j] == pytest.approx(np.mean((p[:, j] - y[:, j]) ** 2))
+        slope = LogisticRegression(C=np.inf).fit(z[:, [j]], y[:, j]).coef_[0, 0]
+        assert cal["calibration_slope"][j] == pytest.approx(slope, abs=1e-4)
+        # calibration-in-the-large: the shift that makes the mean prediction the observed rate
+        shift = brentq(lambda a, j=j: np.mean(1 / (1 + np.exp(-(a + z[:, j])))) - y[:, j].mean(), -5, 5)
+        assert cal["calibration_intercept"][j] == pytest.approx(shift, abs=1e-5)
+    assert abs(cal["calibration_slope"][0] - 1) < 0.25 and cal["calibration_intercept"][1] < -0.5
+    cohort, codes = make_cohort()
+    r = evaluate_diagnosis(
+        cohort, embed(cohort, codes, signal_in="all"), config=DiagnosisConfig(bootstrap=FAST)
+    )
+    for name in ("macro_brier", "macro_calibration_slope", "macro_calibration_intercept"):
+        assert (
+            r.metrics[name].low is not None
+            and r.metrics[name].low <= r.metrics[name].value <= r.metrics[name].high
+        )
+    assert set(r.per_label[CHF_LABEL]) >= {"brier", "calibration_slope", "calibration_intercept"}
+    assert r.metrics["macro_brier"].value == pytest.approx(
+        np.mean([r.per_label[label]["brier"].value for label in r.per_label])
+    )

@@ -49,7 +49,7 @@ def test_comparison_marks_holm_and_counts_comparisons(tmp_path):
         definition={},
         label="noise",
         units=noise,
-        n_resamples=400,
+        n_resamples=1000,
     )
     b = write_run(
         tmp_path / "b",
@@ -58,7 +58,7 @@ def test_comparison_marks_holm_and_counts_comparisons(tmp_path):
         definition={},
         label="strong",
         units=strong,
-        n_resamples=400,
+        n_resamples=1000,
     )
     comparison = compare_runs([a, b], reference="noise")
     by_metric = {d.metric: d for d in comparison.differences}

@@ -173,7 +173,9 @@ def compare_runs(
                 continue
             estimates, p_values = paired_difference_test(a, b, metric_fn, result.bootstrap)
             for metric, estimate in estimates.items():
-                if metric in descriptive:  # counts and chance levels: nothing to pair
+                # the task's reported metrics only (not per-label values: they would swamp the Holm
+                # family); counts and chance levels: nothing to pair
+                if metric not in result.metrics or metric in descriptive:
                     continue
                 differences.append(
                     Difference(

@@ -23,10 +23,11 @@ from clinpred.data.labels import LabelScheme, label_matrix, unmapped_units
 from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
-from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision_columns
+from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision_columns, calibration_columns
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics, without_intervals
 
 HEADLINE = ("macro_auroc", "micro_auroc", "macro_auprc")
+CALIBRATION = ("brier", "calibration_intercept", "calibration_slope")
 # what a model must beat, beside each headline: reference levels, shown without interval and never paired
 BASELINES = ("prevalence_only_micro_auroc", "chance_macro_auprc")
 DESCRIPTIVE_METRICS = BASELINES
@@ -89,9 +90,16 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
         "macro_auprc": _nanmean(auprc),
         **_baselines(units, y),
     }
+    calibration = (
+        calibration_columns(y, p) if len(units) else {k: np.full(len(labels), np.nan) for k in CALIBRATION}
+    )
+    for name in CALIBRATION:
+        out[f"macro_{name}"] = _nanmean(calibration[name])
     for j, label in enumerate(labels):
         out[f"auroc::{label}"] = float(auroc[j])
         out[f"auprc::{label}"] = float(auprc[j])
+        for name in CALIBRATION:
+            out[f"{name}::{label}"] = float(calibration[name][j])
     return out
 
 
@@ -320,7 +328,11 @@ def evaluate_diagnosis(
         units[f"y::{label}"] = labels[label].to_numpy(dtype=bool)
     estimates = bootstrap_metrics(units, metrics_from_units, config.bootstrap)
     per_label: dict[str, dict[str, Estimate]] = {
-        label: {"auroc": estimates[f"auroc::{label}"], "auprc": estimates[f"auprc::{label}"]}
+        label: {
+            "auroc": estimates[f"auroc::{label}"],
+            "auprc": estimates[f"auprc::{label}"],
+            **{name: estimates[f"{name}::{label}"] for name in CALIBRATION},
+        }
         for label in kept
     }
     definition = {
@@ -351,6 +363,11 @@ def evaluate_diagnosis(
         ),
         "c_chosen": chosen_c if config.model == "logistic" else {},
         "evaluation": "pooled out-of-fold predictions; intervals from resampling patients",
+        "calibration": (
+            "per label on the pooled out-of-fold probabilities: Brier score; calibration intercept "
+            "(calibration-in-the-large, logit(p) as offset; 0 is calibrated); calibration slope (logistic "
+            "regression of the label on logit(p); 1 is calibrated, below 1 too extreme); macro = mean over labels"
+        ),
         "baselines": (
             "prevalence_only_micro_auroc: every unit scored with each label's training-fold prevalence; "
             "chance_macro_auprc: the mean prevalence of the kept labels (a random scorer's AUPRC)"
@@ -368,7 +385,10 @@ def evaluate_diagnosis(
             "seed": config.seed,
             "patients_per_fold": [len(test) for _, test in folds],
         },
-        metrics=without_intervals({k: estimates[k] for k in (*HEADLINE, *BASELINES)}, BASELINES),
+        metrics=without_intervals(
+            {k: estimates[k] for k in (*HEADLINE, *BASELINES, *(f"macro_{c}" for c in CALIBRATION))},
+            BASELINES,
+        ),
         per_label=per_label,
         bootstrap=config.bootstrap,
         warnings=warnings,

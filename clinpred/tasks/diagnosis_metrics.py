@@ -8,6 +8,7 @@ average precision follows scikit-learn's step definition (tied scores form one t
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from scipy.stats import rankdata
 
 
@@ -50,3 +51,53 @@ def average_precision_columns(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
 def average_precision(y: np.ndarray, scores: np.ndarray) -> float:
     """Average precision of one label (see ``average_precision_columns``)."""
     return float(average_precision_columns(np.asarray(y)[:, None], np.asarray(scores)[:, None])[0])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def calibration_columns(y: np.ndarray, p: np.ndarray, iterations: int = 12) -> dict[str, np.ndarray]:
+    """Per column: Brier score, calibration intercept (calibration-in-the-large: the logistic intercept
+    with logit(p) as an offset) and calibration slope (logistic regression of y on logit(p)).
+
+    Perfect calibration is intercept 0 and slope 1; a slope below 1 means predictions too extreme. Fitted
+    by Newton's method on every column at once, because the patient bootstrap refits them for every
+    label on every resample (a loop of scikit-learn fits would dominate the task's run time). NaN where
+    a column has one class only, or where the fit does not converge (predictions that separate the
+    classes perfectly have no finite slope).
+    """
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    n, m = y.shape
+    brier = np.mean((p - y) ** 2, axis=0) if n else np.full(m, np.nan)
+    z = _logit(p)
+    # intercept with offset z: one parameter per column
+    a = np.zeros(m)
+    for _ in range(iterations):
+        mu = expit(a + z)
+        grad = (y - mu).sum(axis=0)
+        hess = (mu * (1 - mu)).sum(axis=0)
+        a = a + np.divide(grad, hess, out=np.zeros(m), where=hess > 0)
+    # slope: two parameters per column (intercept, slope), Newton steps solved in closed form
+    b0, b1 = np.zeros(m), np.ones(m)
+    for _ in range(iterations):
+        mu = expit(b0 + b1 * z)
+        w = mu * (1 - mu)
+        g0, g1 = (y - mu).sum(axis=0), ((y - mu) * z).sum(axis=0)
+        h00, h01, h11 = w.sum(axis=0), (w * z).sum(axis=0), (w * z * z).sum(axis=0)
+        det = h00 * h11 - h01**2
+        ok = det > 1e-12
+        safe = np.where(ok, det, 1.0)
+        step0 = np.where(ok, (h11 * g0 - h01 * g1) / safe, 0.0)
+        step1 = np.where(ok, (h00 * g1 - h01 * g0) / safe, 0.0)
+        b0, b1 = b0 + step0, b1 + step1
+    converged = (np.abs(step1) < 1e-6 * np.maximum(1.0, np.abs(b1))) & np.isfinite(b1)
+    both = (y.sum(axis=0) > 0) & (y.sum(axis=0) < n)
+    nan = np.full(m, np.nan)
+    return {
+        "brier": brier,
+        "calibration_intercept": np.where(both, a, nan),
+        "calibration_slope": np.where(both & converged, b1, nan),
+    }

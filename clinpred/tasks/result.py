@@ -19,7 +19,13 @@ MetricFn = Callable[[pd.DataFrame], dict[str, float]]
 
 
 class Estimate(BaseModel):
-    """A number with its bootstrap 95% interval (``low``/``high`` are None where none can be drawn)."""
+    """A number with its bootstrap 95% interval (``low``/``high`` are None where none can be drawn).
+
+    An undefined value (e.g. a calibration slope where predictions separate the classes) is NaN, and
+    results.json writes it as NaN so that the file reads back (JSON null would not be a float).
+    """
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     value: float
     low: float | None = None
