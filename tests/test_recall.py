@@ -359,3 +359,75 @@ def test_bad_task_settings_reach_the_user_as_one_message(cli, tmp_path):
     assert "recall.categories: 'Nursin' not found among the cohort's note categories" in output
     assert "min_patients_per_phenotype" in output
     assert "Traceback" not in output
+
+
+# ---------------------------------------------------------------- identity versus content (rule 7)
+
+
+def brute_identity(cohort: Cohort, emb: np.ndarray, tol: float = 1e-5) -> pd.DataFrame:
+    """patient@k's rank and the within-patient rank, query by query with explicit candidate lists."""
+    notes = cohort.notes
+    emb = emb.astype(np.float64)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    subject = notes["subject_id"].to_numpy()
+    rows = []
+    for i in range(len(notes) - 1):
+        j = i + 1
+        if subject[i] != subject[j]:
+            continue
+        others = [c for c in range(len(notes)) if c != i]
+        own = [c for c in others if subject[c] == subject[i]]
+        s = {c: float(emb[c] @ emb[i]) for c in others}
+        best = max(s[c] for c in own)
+        # pessimistic: other patients' notes tied with the patient's best note count against it
+        patient_rank = 1 + sum(
+            1 for c in others if subject[c] != subject[i] and (s[c] > best + tol or abs(s[c] - best) <= tol)
+        )
+        st = s[j]
+        within = 1 + sum(1 for c in own if c != j and (s[c] > st + tol or abs(s[c] - st) <= tol))
+        rows.append((patient_rank, len(own), within))
+    return pd.DataFrame(rows, columns=["patient_rank", "patient_notes", "within_rank"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_patient_at_k_and_within_patient_ranks_equal_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = 70
+    subjects = np.sort(rng.integers(1, 12, size=n))
+    vocab = rng.normal(size=(40, 6))
+    text_id = rng.integers(0, 40, size=n)  # repeated vectors: exact ties inside and across patients
+    cohort = make_cohort(subjects, texts=[f"t{t}" for t in text_id])
+    emb = vocab[text_id].astype(np.float32)
+    got = evaluate_recall(
+        cohort, emb, RecallConfig(identical_pairs="keep", bootstrap=FEW, query_block=7, pool_block=9)
+    ).units
+    expected = brute_identity(cohort, emb)
+    pd.testing.assert_frame_equal(
+        got[list(expected.columns)].reset_index(drop=True), expected, check_dtype=False
+    )
+
+
+def test_identity_metrics_separate_knowing_the_patient_from_knowing_what_comes_next():
+    """Notes that carry only the patient's identity: patient@1 is perfect, within-patient at chance."""
+    rng = np.random.default_rng(3)
+    per_patient = 6
+    subjects = np.repeat(np.arange(1, 41), per_patient)
+    centre = rng.normal(size=(40, 32))
+    emb = (np.repeat(centre, per_patient, axis=0) * 5 + rng.normal(size=(240, 32))).astype(np.float32)
+    m = evaluate_recall(make_cohort(subjects), emb, RecallConfig(bootstrap=FEW)).metrics
+    assert m["patient_top1"].value == 1.0
+    assert m["chance_patient_top1"].value == pytest.approx(5 / 239)
+    # which of the patient's notes comes next is random: within-patient top-1 near 1/m (m = 5)
+    assert m["chance_within_top1"].value == pytest.approx(1 / 5)
+    assert abs(m["within_top1"].value - 0.2) < 0.1
+    assert m["within_queries"].value == 40 * (per_patient - 1)
+    assert m["top5"].value > 0.9  # next-note recall looks excellent: identity alone explains it
+
+
+def test_chance_of_any_own_note_in_top_k_matches_simulation():
+    from clinpred.tasks.recall import _chance_any_in_top
+
+    rng = np.random.default_rng(0)
+    pool, own, k = 30, 4, 5
+    hits = np.mean([np.any(rng.permutation(pool)[:k] < own) for _ in range(20000)])
+    assert _chance_any_in_top(k, np.array([pool]), np.array([own]))[0] == pytest.approx(hits, abs=0.01)

@@ -37,6 +37,11 @@ def chance_level(metrics: dict[str, Estimate], metric: str) -> str:
     return ""
 
 
+# Shown beside a task's main metric even in the short table: recall's identity check (DESIGN.md rule 7)
+# -- does the model find the next note, any note of the patient, or the next of the patient's notes?
+COMPANIONS: dict[str, tuple[str, ...]] = {"recall": ("patient_top5", "within_top1")}
+
+
 def is_chance(metric: str) -> bool:
     """A chance level reported as a metric (shown in the chance column instead)."""
     return metric.startswith("chance_") or metric == "knn_chance"
@@ -51,7 +56,7 @@ def table_rows(runs: dict[str, dict[str, TaskResult]], *, all_metrics: bool = Tr
         if not present:
             continue
         main = present[0].main_metric
-        names = [main]
+        names = [main, *[m for m in COMPANIONS.get(task, ()) if m in present[0].metrics]]
         if all_metrics:
             for r in present:
                 names += [m for m in r.metrics if m not in names and not is_chance(m)]

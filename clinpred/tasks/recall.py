@@ -19,16 +19,27 @@ Definition, stated in every result:
 
 Metrics: top-1/5/10 accuracy, MRR, mean pool size, the number of queries and chance level for each k
 (the mean over queries of min(k, pool size) / pool size), with patient-bootstrap intervals.
+
+Identity or content (DESIGN.md rule 7)? A model can find note t+1 by recognising the patient. Beside
+next-note recall, every result gives:
+
+- patient@k: the share of queries whose top k holds any other note of the same patient (identity
+  retrieval), with its chance level 1 - C(N-m, k) / C(N, k) for a pool of N notes of which m are the
+  patient's; computed on the whole pool (every used note but the query), whatever the pool setting;
+- within-patient next: the rank of note t+1 among the same patient's other notes only (top-1 and MRR,
+  chance 1/m and H(m)/m), over queries whose patient has at least two candidates: does the model know
+  which of the patient's notes comes next, beyond knowing the patient?
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.special import digamma
+from scipy.special import digamma, gammaln
 
 from clinpred.backends.base import l2_normalise
 from clinpred.data.cohort import Cohort
@@ -38,7 +49,16 @@ from clinpred.tasks.topk import PoolSpec, chunked_topk
 
 KS: tuple[int, ...] = (1, 5, 10)
 # what describes the test rather than measures the model: shown without interval, never paired
-DESCRIPTIVE_METRICS = ("pool_size", "queries", *(f"chance_top{k}" for k in KS), "chance_mrr")
+DESCRIPTIVE_METRICS = (
+    "pool_size",
+    "queries",
+    *(f"chance_top{k}" for k in KS),
+    "chance_mrr",
+    *(f"chance_patient_top{k}" for k in KS),
+    "within_queries",
+    "chance_within_top1",
+    "chance_within_mrr",
+)
 
 
 class RecallConfig(BaseModel):
@@ -78,10 +98,87 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
     out["queries"] = float(len(rank))
     for k in KS:
         out[f"chance_top{k}"] = float(np.mean(np.minimum(k, pool) / pool))
-    # expected reciprocal rank of a uniformly random position in a pool of n: H(n) / n
-    harmonic = digamma(pool + 1.0) + np.euler_gamma
-    out["chance_mrr"] = float(np.mean(harmonic / pool))
+    out["chance_mrr"] = float(np.mean(_harmonic(pool) / pool))
+    if "patient_rank" in units:  # identity versus content (results written before them lack these)
+        out.update(_identity_metrics(units))
     return out
+
+
+def _harmonic(n: np.ndarray) -> np.ndarray:
+    """H(n) = 1 + 1/2 + ... + 1/n: the expected reciprocal rank of a random position in n, times n."""
+    return digamma(n + 1.0) + np.euler_gamma
+
+
+def _chance_any_in_top(k: int, pool: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """P(at least one of ``own`` marked notes in the top k of a random order of ``pool`` notes)."""
+    rest = pool - own
+    log_none = (
+        gammaln(rest + 1) - gammaln(np.maximum(rest - k, 0) + 1) - gammaln(pool + 1) + gammaln(pool - k + 1)
+    )
+    return np.where(rest < k, 1.0, 1.0 - np.exp(log_none))
+
+
+def _identity_metrics(units: pd.DataFrame) -> dict[str, float]:
+    """patient@k with its chance level, and within-patient next-note top-1 / MRR with theirs."""
+    patient_rank = units["patient_rank"].to_numpy(dtype=float)
+    own = units["patient_notes"].to_numpy(dtype=float)
+    full_pool = units["patient_pool_size"].to_numpy(dtype=float)
+    out: dict[str, float] = {}
+    for k in KS:
+        out[f"patient_top{k}"] = float(np.mean(patient_rank <= k))
+        out[f"chance_patient_top{k}"] = float(np.mean(_chance_any_in_top(k, full_pool, own)))
+    eligible = own >= 2  # with one candidate, "which of the patient's notes comes next" has one answer
+    within = units["within_rank"].to_numpy(dtype=float)[eligible]
+    candidates = own[eligible]
+    out["within_queries"] = float(eligible.sum())
+    nan = float("nan")
+    out["within_top1"] = float(np.mean(within == 1)) if len(within) else nan
+    out["within_mrr"] = float(np.mean(1.0 / within)) if len(within) else nan
+    out["chance_within_top1"] = float(np.mean(1.0 / candidates)) if len(within) else nan
+    out["chance_within_mrr"] = float(np.mean(_harmonic(candidates) / candidates)) if len(within) else nan
+    return out
+
+
+def _same_patient_ranks(
+    vectors: np.ndarray,
+    subject_ids: np.ndarray,
+    q_idx: np.ndarray,
+    t_idx: np.ndarray,
+    tolerance: float,
+    pessimistic: bool,
+) -> dict[str, np.ndarray]:
+    """Per query, from the patient's own notes (rows of one patient are contiguous):
+
+    the best-scoring other note of the patient and how many others tie with it, the number of the
+    patient's other notes, and the within-patient rank of the target among them.
+    """
+    n_q = len(q_idx)
+    best = np.empty(n_q, dtype=np.int64)
+    best_ties = np.empty(n_q, dtype=np.int64)
+    own = np.empty(n_q, dtype=np.int64)
+    within = np.empty(n_q, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, subject_ids[1:] != subject_ids[:-1]])
+    ends = np.r_[starts[1:], len(subject_ids)]
+    block = np.searchsorted(starts, q_idx, side="right") - 1
+    order = np.argsort(block, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, block[order][1:] != block[order][:-1], True])
+    for lo, hi in itertools.pairwise(bounds):
+        sel = order[lo:hi]
+        b = block[sel[0]]
+        s, e = starts[b], ends[b]
+        rows = np.arange(len(sel))
+        scores = vectors[q_idx[sel]] @ vectors[s:e].T
+        scores[rows, q_idx[sel] - s] = -np.inf  # the query is not its own candidate
+        top = scores.argmax(axis=1)
+        top_score = scores[rows, top]
+        best[sel] = top + s
+        best_ties[sel] = (scores >= (top_score - tolerance)[:, None]).sum(axis=1) - 1
+        target_score = scores[rows, t_idx[sel] - s]
+        greater = (scores > (target_score + tolerance)[:, None]).sum(axis=1)
+        tied = (np.abs(scores - target_score[:, None]) <= tolerance).sum(axis=1) - 1
+        within[sel] = 1 + greater + (tied if pessimistic else 0)
+        own[sel] = (e - s) - 1
+    return {"best": best, "best_ties": best_ties, "own": own, "within": within}
 
 
 def _consecutive_pairs(subject_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +236,14 @@ def _definition(config: RecallConfig, categories: list[str]) -> dict[str, object
         "pool_description": pool,
         "similarity": "cosine (dot product of L2-normalised embeddings)",
         "rank": f"1 + pool notes scoring above the target by more than tie_tolerance, {tie}",
+        "patient_at_k": (
+            "share of queries whose top k (in the whole pool of used notes, the query excluded) holds any "
+            "other note of the query's patient; chance 1 - C(N-m,k)/C(N,k) for m such notes in a pool of N"
+        ),
+        "within_patient_next": (
+            "rank of note t+1 among the patient's other notes only (the query excluded), over queries "
+            "whose patient has at least two such notes; chance top-1 1/m, MRR H(m)/m"
+        ),
         "identical_pairs_rule": (
             "pairs whose target text equals the query text are dropped and counted"
             if config.identical_pairs == "drop"
@@ -209,7 +314,23 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
         pool_block=config.pool_block,
     )
     assert found.n_greater is not None and found.n_tied is not None
-    rank = 1 + found.n_greater + (found.n_tied if config.tie_rule == "pessimistic" else 0)
+    pessimistic = config.tie_rule == "pessimistic"
+    rank = 1 + found.n_greater + (found.n_tied if pessimistic else 0)
+    own = _same_patient_ranks(vectors, subject_ids, q_idx, t_idx, config.tie_tolerance, pessimistic)
+    # patient@k: the rank of the patient's best other note in the whole pool (the query excluded)
+    identity = chunked_topk(
+        vectors[q_idx],
+        vectors,
+        0,
+        spec=PoolSpec(exclude=q_idx),
+        targets=own["best"],
+        tie_tolerance=config.tie_tolerance,
+        query_block=config.query_block,
+        pool_block=config.pool_block,
+    )
+    assert identity.n_greater is not None and identity.n_tied is not None
+    other_patients_tied = np.maximum(identity.n_tied - own["best_ties"], 0)  # ties among own notes: no matter
+    patient_rank = 1 + identity.n_greater + (other_patients_tied if pessimistic else 0)
     category = used["category"].astype(object).to_numpy()
     note_id = used["note_id"].astype(object).to_numpy()
     units = pd.DataFrame(
@@ -222,6 +343,10 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
             "rank": rank.astype(np.int64),
             "n_tied": found.n_tied,
             "pool_size": found.pool_size,
+            "patient_rank": patient_rank.astype(np.int64),
+            "patient_notes": own["own"],
+            "patient_pool_size": identity.pool_size,
+            "within_rank": own["within"],
         }
     )
     warnings = []
