@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
+from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
 from clinpred.tasks.diagnosis import DiagnosisConfig
@@ -36,6 +37,9 @@ class DataConfig(BaseModel):
     synthetic_seed: int = Field(0, ge=0)
     categories: list[str] | None = None  # note categories to read (None: all)
     use_cache: bool = True  # the note cache of the readers (an Arrow file per source file)
+    # MIMIC-III's [** **] de-identification placeholders: masked by kind (default) or kept as written;
+    # applied to the note text before embedding (and TF-IDF fitting). DESIGN.md rule 7.
+    phi_placeholders: PhiMode = "mask"
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

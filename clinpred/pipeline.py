@@ -78,9 +78,10 @@ class RunResults(BaseModel):
 class Prepared:
     """The cohort and the evaluation patients' notes, shared by every backend of a run."""
 
-    cohort: Cohort
+    cohort: Cohort  # as read: the text setting is applied to what is embedded or fitted on
     split: PatientSplit
-    evaluation: Cohort
+    evaluation: Cohort  # the evaluation patients, text under the run's PHI-placeholder setting
+    phi_placeholders: str = "keep"
 
     @cached_property
     def evaluation_texts(self) -> list[str]:
@@ -90,8 +91,8 @@ class Prepared:
     @cached_property
     def finetune_texts(self) -> list[str]:
         """What a backend that learns from text (TF-IDF) is fitted on; made only if one asks."""
-        notes = self.cohort.notes
-        return notes.loc[notes["subject_id"].isin(set(self.split.finetune)), "text"].astype(str).tolist()
+        notes = self.cohort.subset(self.split.finetune).with_phi_setting(self.phi_placeholders).notes
+        return notes["text"].astype(str).tolist()
 
 
 def synthetic_cohort_dir(size: str, seed: int) -> Path:
@@ -122,10 +123,11 @@ def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
     """Build the cohort and split its patients; evaluation notes are what every backend embeds."""
     cohort = build_cohort(config.data, progress=progress)
     split = split_patients(cohort.subject_ids, config.split)
-    evaluation = cohort.subset(split.evaluation)
+    # the text setting is applied once, to the notes that are embedded (or fitted on), not to all notes
+    evaluation = cohort.subset(split.evaluation).with_phi_setting(config.data.phi_placeholders)
     if evaluation.notes.empty:
         raise InputError(f"{config.data.describe()}: the evaluation patients have no notes to embed.")
-    return Prepared(cohort, split, evaluation)
+    return Prepared(cohort, split, evaluation, phi_placeholders=config.data.phi_placeholders)
 
 
 def run_task(task: TaskName, cohort: Cohort, embeddings: np.ndarray, config: ExperimentConfig) -> TaskResult:
@@ -183,6 +185,20 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
     ], provenance
 
 
+def _text_setting_warning(provenance: dict[str, Any], phi_placeholders: str) -> list[str]:
+    """A model fine-tuned on text with placeholders kept, evaluated on masked text (or the reverse)."""
+    record = provenance.get("record")
+    if not record:
+        return []
+    trained = json.loads(Path(record).read_text()).get("config", {}).get("phi_placeholders", "keep")
+    if trained == phi_placeholders:
+        return []
+    return [
+        f"fine-tuned with phi_placeholders = {trained!r} but evaluated with {phi_placeholders!r}: the text it "
+        "sees here is not the text it learnt from; set data.phi_placeholders to match, or fine-tune again"
+    ]
+
+
 def create_backends(config: ExperimentConfig) -> list[Any | BackendRun]:
     """Every backend of the run built from its settings, before any data is read.
 
@@ -233,6 +249,7 @@ def evaluate_backend(
         run.fingerprint = backend.fingerprint()
         run.description = backend.describe() if hasattr(backend, "describe") else {}
         provenance_warnings, run.provenance = _finetune_provenance(backend, prepared.split)
+        provenance_warnings += _text_setting_warning(run.provenance, config.data.phi_placeholders)
         run.warnings += provenance_warnings
         for warning in provenance_warnings:
             log(f"{run.label}: warning: {warning}")

@@ -127,6 +127,14 @@ class Cohort:
             diagnoses=pick(self.diagnoses),
         )
 
+    def with_phi_setting(self, mode: str) -> Cohort:
+        """The same cohort with its note text under a PHI-placeholder setting (``keep``: itself)."""
+        from clinpred.data.phi import apply_phi_setting
+
+        if mode == "keep":
+            return self
+        return replace(self, notes=self.notes.assign(text=apply_phi_setting(self.notes["text"], mode)))
+
     def without_unknown_patients(self) -> Cohort:
         """Notes, admissions and diagnoses of SUBJECT_IDs missing from PATIENTS dropped, and counted.
 
