@@ -25,6 +25,7 @@ from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
 from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision_columns, calibration_columns
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics, without_intervals
+from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
 
 HEADLINE = ("macro_auroc", "micro_auroc", "macro_auprc")
 CALIBRATION = ("brier", "calibration_intercept", "calibration_slope")
@@ -72,6 +73,7 @@ class DiagnosisConfig(BaseModel):
         2, ge=1
     )  # ... and this many positives and negatives in each training fold
     bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
+    subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
     seed: int = 0
 
 
@@ -373,7 +375,7 @@ def evaluate_diagnosis(
             "chance_macro_auprc: the mean prevalence of the kept labels (a random scorer's AUPRC)"
         ),
     }
-    return TaskResult(
+    result = TaskResult(
         task="diagnosis",
         main_metric="macro_auroc",
         definition=definition,
@@ -393,6 +395,10 @@ def evaluate_diagnosis(
         bootstrap=config.bootstrap,
         warnings=warnings,
     ).with_units(units)
+    result.subgroups = subgroup_metrics(
+        cohort, units, metrics_from_units, "macro_auroc", config.bootstrap, config.subgroups
+    )
+    return result
 
 
 def _keep_labels(

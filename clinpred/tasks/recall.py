@@ -45,6 +45,7 @@ from clinpred.backends.base import l2_normalise
 from clinpred.data.cohort import Cohort
 from clinpred.errors import InputError
 from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics, without_intervals
+from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
 from clinpred.tasks.topk import PoolSpec, chunked_topk
 
 KS: tuple[int, ...] = (1, 5, 10)
@@ -76,6 +77,7 @@ class RecallConfig(BaseModel):
     query_block: int = Field(1024, ge=1)  # memory bound only: results do not depend on block sizes
     pool_block: int = Field(8192, ge=1)
     bootstrap: BootstrapScheme = BootstrapScheme()
+    subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
 
 
 def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
@@ -374,7 +376,7 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
         "pool_size_min": int(found.pool_size.min()),
         "pool_size_max": int(found.pool_size.max()),
     }
-    return TaskResult(
+    result = TaskResult(
         task="recall",
         main_metric="top5",
         definition=_definition(config, categories),
@@ -385,3 +387,7 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
         bootstrap=config.bootstrap,
         warnings=warnings,
     ).with_units(units)
+    result.subgroups = subgroup_metrics(
+        cohort, units, metrics_from_units, "top5", config.bootstrap, config.subgroups
+    )
+    return result

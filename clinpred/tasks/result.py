@@ -72,6 +72,9 @@ class TaskResult(BaseModel):
     per_label: dict[str, dict[str, Estimate]] = Field(default_factory=dict)  # label -> metric -> value
     bootstrap: BootstrapScheme
     warnings: list[str] = Field(default_factory=list)  # labels dropped, folds without events, ...
+    subgroups: dict[str, Any] = Field(
+        default_factory=dict
+    )  # main metric by sex and age band (tasks/subgroups.py)
     _units: pd.DataFrame | None = PrivateAttr(default=None)
 
     @property

@@ -32,6 +32,7 @@ from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
+from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
 from clinpred.tasks.survival_metrics import fold_metrics, harrell_c, step_lookup
 
 DAY = pd.Timedelta(days=1)
@@ -74,6 +75,7 @@ class SurvivalConfig(BaseModel):
     # patient bootstrap of uno_c, auc_*, ibs (each resample re-runs scikit-survival's IPCW estimators)
     ipcw_resamples: int = Field(200, ge=0)
     bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
+    subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
     seed: int = 0
 
 
@@ -445,7 +447,7 @@ def evaluate_survival(
         "null_models": "a Coxnet penalty that zeroes every coefficient is refused: the next smaller one is used",
         "coxnet_alpha_chosen": alphas if config.model == "coxnet" else [],
     }
-    return TaskResult(
+    result = TaskResult(
         task="survival",
         main_metric="harrell_c",
         definition=definition,
@@ -466,3 +468,7 @@ def evaluate_survival(
         bootstrap=config.bootstrap,
         warnings=warnings,
     ).with_units(units)
+    result.subgroups = subgroup_metrics(
+        cohort, units, metrics_from_units, "harrell_c", config.bootstrap, config.subgroups
+    )
+    return result
