@@ -39,3 +39,11 @@ def test_diagnosis_by_sex_and_age_band():
     in_men = r.units[r.units["subject_id"].isin(groups.index[groups["sex"] == "M"])]
     assert men["metric"].value == pytest.approx(metrics_from_units(in_men)["macro_auroc"])
     assert men["units"] == len(in_men)
+
+
+def test_shifted_dob_of_patients_over_89_falls_in_the_oldest_band():
+    cohort, _ = make_cohort(n=4)
+    patients = cohort.patients.copy()
+    patients.loc[0, "dob"] = pd.Timestamp("1850-06-01")  # MIMIC's shift: ~300 years before admission
+    groups = patient_groups(dataclasses.replace(cohort, patients=patients))
+    assert groups.iloc[0]["age_band"] == "80+"

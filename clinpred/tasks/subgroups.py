@@ -36,7 +36,10 @@ def patient_groups(cohort: Cohort) -> pd.DataFrame:
     """Per patient: sex, and age band at the first admission."""
     patients = cohort.patients.set_index("subject_id")
     first = cohort.admissions.groupby("subject_id")["admittime"].min().reindex(patients.index)
-    age = (first - patients["dob"]).dt.days / 365.25
+    # from calendar fields: MIMIC's shifted DOBs of patients over 89 lie ~300 years back, beyond the
+    # range of a nanosecond timedelta
+    dob = patients["dob"]
+    age = (first.dt.year - dob.dt.year) + (first.dt.dayofyear - dob.dt.dayofyear) / 365.25
     band = pd.cut(age, bins=[*AGE_BANDS, np.inf], right=False, labels=list(AGE_LABELS)).astype("string")
     return pd.DataFrame(
         {"sex": patients["gender"].astype("string").fillna("unknown"), "age_band": band.fillna("unknown")}
