@@ -39,7 +39,7 @@ def patient_groups(cohort: Cohort) -> pd.DataFrame:
     # from calendar fields: MIMIC's shifted DOBs of patients over 89 lie ~300 years back, beyond the
     # range of a nanosecond timedelta
     dob = patients["dob"]
-    age = (first.dt.year - dob.dt.year) + (first.dt.dayofyear - dob.dt.dayofyear) / 365.25
+    age = (first.dt.year - dob.dt.year) + (first.dt.day_of_year - dob.dt.day_of_year) / 365.25
     band = pd.cut(age, bins=[*AGE_BANDS, np.inf], right=False, labels=list(AGE_LABELS)).astype("string")
     return pd.DataFrame(
         {"sex": patients["gender"].astype("string").fillna("unknown"), "age_band": band.fillna("unknown")}
