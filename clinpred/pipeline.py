@@ -394,5 +394,10 @@ def write_run(results: RunResults, out_dir: Path) -> None:
         from clinpred.report.umap_figure import write_umap_figure
 
         write_umap_figure(panels, out_dir / "umap.png")
-    write_text(out_dir / "RESULTS.md", results_markdown(results))
+    comparison = None
+    if sum(r.status == "ok" and bool(r.results) for r in results.backends) > 1:
+        from clinpred.report.compare import compare_runs
+
+        comparison = compare_runs([out_dir])  # paired differences against the first backend, Holm marked
+    write_text(out_dir / "RESULTS.md", results_markdown(results, comparison))
     write_report_html(out_dir / "report.html", [out_dir])  # read back from the files just written

@@ -65,3 +65,22 @@ def test_comparison_marks_holm_and_counts_comparisons(tmp_path):
     assert by_metric["macro_auroc"].p_value < 0.01 and by_metric["macro_auroc"].holm is True
     md = comparison_markdown(comparison)
     assert f"diagnosis: {len(comparison.differences)}" in md and "| Holm |" in md
+
+
+def test_results_md_lists_paired_differences_with_holm_marks(tmp_path):
+    from clinpred.pipeline import RunResults
+    from clinpred.report.markdown import results_markdown
+
+    rng = np.random.default_rng(0)
+    y = rng.random(80) < 0.4
+    strong = pd.DataFrame({"subject_id": range(1, 81), "p::A": np.where(y, 0.8, 0.3), "y::A": y})
+    noise = pd.DataFrame({"subject_id": range(1, 81), "p::A": rng.random(80), "y::A": y})
+    a = write_run(tmp_path / "a", patients=range(1, 81), seed=1, definition={}, label="noise", units=noise)
+    b = write_run(tmp_path / "b", patients=range(1, 81), seed=1, definition={}, label="strong", units=strong)
+    comparison = compare_runs([a, b], reference="noise")
+    run = RunResults.model_validate_json((a / "results.json").read_text())
+    run = run.model_copy(update={"split": {**run.split, "finetune_patients": 0, "validation_patients": 0}})
+    run = run.model_copy(update={"evaluation": {"notes": 80}})
+    md = results_markdown(run, comparison)
+    assert "## Paired differences against `noise`" in md and "| Holm |" in md
+    assert f"diagnosis: {len(comparison.differences)}" in md

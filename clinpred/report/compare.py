@@ -243,6 +243,13 @@ def comparison_markdown(comparison: Comparison) -> str:
                 "",
             ]
     lines += table(labels, rows)
+    return "\n".join(lines + differences_lines(comparison)) + "\n"
+
+
+def differences_lines(comparison: Comparison) -> list[str]:
+    """The paired-differences section (empty without differences): how many comparisons each task
+    made, and which differences survive Holm's correction within the task."""
+    lines: list[str] = []
     if comparison.differences:
         lines += [
             "",
@@ -266,7 +273,7 @@ def comparison_markdown(comparison: Comparison) -> str:
             lines.append(
                 f"| {d.task} | {d.metric} | {d.backend} | {cell(d.difference)} | {p} | {holm} | {d.patients:,} |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def comparison_csv(comparison: Comparison) -> str:

@@ -12,6 +12,7 @@ from clinpred.tasks.result import Estimate, TaskResult
 
 if TYPE_CHECKING:
     from clinpred.pipeline import RunResults
+    from clinpred.report.compare import Comparison
 
 TASK_TITLES = {
     "recall": "Next-note recall",
@@ -74,8 +75,8 @@ def _provenance(provenance: dict) -> str:
     return f"fine-tuned on patients with sha256 `{sha[:12]}`: {which} fine-tuning patients"
 
 
-def results_markdown(results: RunResults) -> str:
-    """The whole RESULTS.md of one run."""
+def results_markdown(results: RunResults, comparison: Comparison | None = None) -> str:
+    """The whole RESULTS.md of one run; with ``comparison``, the paired differences between its backends."""
     ok = {r.label: r.results for r in results.backends if r.status == "ok"}
     lines = [
         "# clinpred results",
@@ -97,6 +98,10 @@ def results_markdown(results: RunResults) -> str:
             lines.append(f"- **{r.label}**, {task}: not run ({reason})")
         for warning in r.warnings:
             lines.append(f"- **{r.label}**: {warning}")
+    if comparison is not None:
+        from clinpred.report.compare import differences_lines
+
+        lines += differences_lines(comparison)
     lines += ["", "## Backends", ""]
     for r in results.backends:
         if r.status == "ok":
