@@ -120,7 +120,15 @@ def test_signal_in_the_window_notes_gives_a_high_c_index(signal_result):
 def test_units_follow_the_stated_outcome_definition(cohort_z, signal_result):
     cohort, _ = cohort_z
     units = signal_result.units
-    assert list(units.columns) == ["subject_id", "time", "event", "risk", "fold"]
+    assert list(units.columns) == [
+        "subject_id",
+        "time",
+        "event",
+        "risk",
+        "risk_at_horizon",
+        "status_known",
+        "fold",
+    ]
     assert units["time"].max() <= 365.0 and units["time"].min() > 2.0
     origin = cohort.admissions.set_index("subject_id")["admittime"]
     dod = cohort.patients.set_index("subject_id")["dod"]

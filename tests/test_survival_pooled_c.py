@@ -109,3 +109,19 @@ def test_kaplan_meier_reference_beside_ibs():
         m = r.metrics[key]
         assert m.low is not None and m.low <= m.value <= m.high, key
     assert "patient bootstrap within each fold" in r.definition["intervals"]
+
+
+def test_calibration_at_the_horizon():
+    cohort, z = make_cohort()
+    config = SurvivalConfig(bootstrap=FAST, ipcw_resamples=0)
+    r = evaluate_survival(cohort, embed(cohort, z, signal=True), config=config)
+    units = r.units
+    assert units["status_known"].all()  # MIMIC-III-format data: everyone followed to the horizon
+    p, y = units["risk_at_horizon"].to_numpy(), units["event"].to_numpy(bool)
+    assert ((p > 0) & (p < 1)).all()
+    assert r.metrics["brier_horizon"].value == pytest.approx(np.mean((p - y) ** 2))
+    for key in ("brier_horizon", "calibration_intercept_horizon", "calibration_slope_horizon"):
+        m = r.metrics[key]
+        assert m.low is not None and m.low <= m.value <= m.high, key
+    assert 0.3 < r.metrics["calibration_slope_horizon"].value < 3.0
+    assert "1 - S(horizon)" in r.definition["calibration"]

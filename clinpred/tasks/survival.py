@@ -31,6 +31,7 @@ from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
 from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
+from clinpred.tasks.diagnosis_metrics import calibration_columns
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
 from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
 from clinpred.tasks.survival_metrics import fold_metrics, harrell_c, step_lookup
@@ -101,9 +102,30 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
         [harrell_c(time[fold == f], event[fold == f], risk[fold == f]) for f in np.unique(fold)]
     )
     finite = per_fold[np.isfinite(per_fold)]
-    return {
+    out = {
         "harrell_c": harrell_c(time, event, within_fold_ranks(risk, fold)),
         "harrell_c_fold_mean": float(finite.mean()) if len(finite) else float("nan"),
+    }
+    if "risk_at_horizon" in units:
+        out.update(_horizon_calibration(units))
+    return out
+
+
+def _horizon_calibration(units: pd.DataFrame) -> dict[str, float]:
+    """Brier score and calibration intercept/slope of the predicted risk of death by the horizon, among
+    the patients whose status at the horizon is known (dead by then, or followed to it: everyone,
+    under the follow-up rule, unless the horizon outlasts a source's death records)."""
+    known = units["status_known"].to_numpy(bool)
+    y = units["event"].to_numpy(bool)[known][:, None]
+    p = units["risk_at_horizon"].to_numpy(float)[known][:, None]
+    if not len(y):
+        return dict.fromkeys(
+            ("brier_horizon", "calibration_intercept_horizon", "calibration_slope_horizon"), np.nan
+        )
+    cal = calibration_columns(y, p)
+    return {
+        f"{name}_horizon": float(cal[name][0])
+        for name in ("brier", "calibration_intercept", "calibration_slope")
     }
 
 
@@ -357,6 +379,7 @@ def evaluate_survival(
         fold_of[np.isin(ids, test)] = i
     y = Surv.from_arrays(event=units["event"].to_numpy(bool), time=units["time"].to_numpy(float))
     risk = np.full(len(units), np.nan)
+    at_horizon = np.full(len(units), np.nan)  # predicted risk of death by the horizon
     tau = config.uno_tau_days if config.uno_tau_days is not None else config.horizon_days
     per_fold: list[dict[str, float]] = []
     used_times: list[dict[str, float]] = []
@@ -374,6 +397,7 @@ def evaluate_survival(
                 null_models.append(f"fold {i}: {note}")
             knots = np.unique(y["time"][train])
             lookup = step_lookup(survival_at, knots)
+            at_horizon[test] = 1.0 - lookup(np.array([config.horizon_days]))[:, 0]
             fold_inputs.append(
                 (y["time"][train], y["event"][train], y["time"][test], y["event"][test], risk[test], lookup)
             )
@@ -393,6 +417,10 @@ def evaluate_survival(
             used_times.append(used)
 
     units["risk"] = risk
+    units["risk_at_horizon"] = at_horizon
+    units["status_known"] = units["event"].to_numpy(bool) | (
+        units["time"].to_numpy(float) >= config.horizon_days
+    )
     units["fold"] = fold_of
     metrics = bootstrap_metrics(units, metrics_from_units, config.bootstrap)
     warnings: list[str] = list(null_models)
@@ -441,6 +469,11 @@ def evaluate_survival(
             "folds in folds.metric_range; uno_c, auc_*, ibs, ibs_km: mean over folds (each fold scored with "
             "its training fold's censoring distribution), patient bootstrap within each fold with the "
             "fitted models and censoring distributions kept (ipcw_resamples); range in folds.metric_range"
+        ),
+        "calibration": (
+            "at the horizon, on the predicted risk of death by then (1 - S(horizon)) of patients whose status "
+            "at the horizon is known: Brier score, calibration intercept (in the large; 0 is calibrated) and "
+            "slope (1 is calibrated), patient bootstrap"
         ),
         "baselines": "ibs_km: the integrated Brier score of the training fold's Kaplan-Meier curve, the same "
         "for every patient (a model with a higher ibs is worse than knowing nobody's risk)",
