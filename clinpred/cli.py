@@ -42,7 +42,10 @@ def data_check(
     render_check(report, out)
 
 
-TASK_HELP = "A task to run (repeatable): recall, diagnosis, survival, geometry. Default: all."
+TASK_HELP = (
+    "A task to run (repeatable), e.g. recall, diagnosis, survival, geometry (the default), mortality, "
+    "readmission, or an installed one: `clinpred tasks list`."
+)
 BACKEND_HELP = (
     "A backend to evaluate (repeatable): NAME or NAME:key=value,... e.g. gemma-base:truncate_dim=256."
 )
@@ -173,6 +176,27 @@ def backends_list() -> None:
     table = Table("backend", "available", "source", "note")
     for row in list_backends():
         table.add_row(row.name, "yes" if row.available else "no", row.source, row.reason)
+    out.print(table)
+
+
+tasks_app = typer.Typer(
+    help="Tasks: built-in and installed (the clinpred.tasks entry points).", no_args_is_help=True
+)
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.command("list")
+def tasks_list() -> None:
+    """Every task (built-in and installed), what it scores, its main metric, and whether it runs by default."""
+    from rich.table import Table
+
+    from clinpred.tasks.registry import list_tasks
+
+    table = Table("task", "unit", "main metric", "default", "source", "description")
+    for row in list_tasks():
+        default = "yes" if row.default else "no"
+        note = row.description if row.available else f"not usable: {row.reason}"
+        table.add_row(row.name, row.unit, row.main_metric, default, row.source, note)
     out.print(table)
 
 

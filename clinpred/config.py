@@ -17,13 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
-from clinpred.tasks.diagnosis import DiagnosisConfig
-from clinpred.tasks.geometry import GeometryConfig
-from clinpred.tasks.recall import RecallConfig
-from clinpred.tasks.survival import SurvivalConfig
+from clinpred.tasks.registry import BUILT_INS, default_task_names, get_task
 
-TaskName = Literal["recall", "diagnosis", "survival", "geometry"]
-TASK_NAMES: tuple[TaskName, ...] = ("recall", "diagnosis", "survival", "geometry")
+TaskName = str  # a name in the task registry (`clinpred tasks list`), built-in or installed
+TASK_NAMES: tuple[str, ...] = tuple(default_task_names())  # what runs when the config does not say
 SyntheticSize = Literal["tiny", "demo", "mimic3"]
 
 
@@ -96,15 +93,72 @@ def is_secret_setting(key: str) -> bool:
 
 
 class TasksConfig(BaseModel):
-    """Which tasks run, and each task's settings (each one's defaults are leakage-safe)."""
+    """Which tasks run, and each task's settings under its own name (``[tasks.recall]``, ...).
 
-    model_config = ConfigDict(extra="forbid")
+    Tasks come from the registry (clinpred.tasks.registry): every built-in task's settings are always
+    present (its defaults are leakage-safe); an installed task's settings are read from
+    ``[tasks.NAME]`` when it runs or has a table, and validated by its own config model.
+    """
 
-    run: list[TaskName] = Field(default_factory=lambda: list(TASK_NAMES))
-    recall: RecallConfig = Field(default_factory=RecallConfig)
-    diagnosis: DiagnosisConfig = Field(default_factory=DiagnosisConfig)
-    survival: SurvivalConfig = Field(default_factory=SurvivalConfig)
-    geometry: GeometryConfig = Field(default_factory=GeometryConfig)
+    model_config = ConfigDict(extra="allow")
+
+    run: list[TaskName] = Field(default_factory=default_task_names)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_from_the_registry(cls, data: Any) -> Any:
+        if isinstance(data, BaseModel):
+            data = data.model_dump()
+        if not isinstance(data, dict):
+            return data
+        from pydantic_core import PydanticCustomError
+
+        errors: list[Any] = []
+        run = data.get("run", default_task_names())
+        names = list(BUILT_INS)
+        for i, name in enumerate(run if isinstance(run, list) else []):
+            if not isinstance(name, str):
+                continue  # the field's own validation says what is wrong
+            try:
+                get_task(name)
+            except InputError as exc:
+                errors.append(_error(PydanticCustomError("unknown_task", str(exc)), ("run", i), name))
+                continue
+            names.append(name)
+        names += [k for k in data if k != "run"]
+        out: dict[str, Any] = {"run": run} if "run" in data else {}
+        for name in dict.fromkeys(names):
+            try:
+                model = get_task(name).config_model()
+            except InputError as exc:
+                errors.append(_error(PydanticCustomError("unknown_task", str(exc)), (name,), data.get(name)))
+                continue
+            given = data.get(name, {})
+            try:
+                out[name] = given if isinstance(given, model) else model.model_validate(given)
+            except ValidationError as exc:
+                errors += [_nested_error(e, name) for e in exc.errors()]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return out
+
+    def settings(self, task: str) -> BaseModel:
+        """The validated settings of a task (its config model's defaults where none were given)."""
+        value = (self.model_extra or {}).get(task)
+        return value if isinstance(value, BaseModel) else get_task(task).config_model()()
+
+
+def _error(error: Any, loc: tuple[Any, ...], value: Any) -> Any:
+    return {"type": error, "loc": loc, "input": value}
+
+
+def _nested_error(e: Any, name: str) -> Any:
+    """A task config's validation error, re-rooted under the task's name (``tasks.NAME.setting``)."""
+    from pydantic_core import PydanticCustomError
+
+    loc = (name, *e["loc"])
+    # the error keeps its type and message, only its place changes
+    return {"type": PydanticCustomError(e["type"], e["msg"]), "loc": loc, "input": e["input"]}
 
 
 class ExperimentConfig(BaseModel):

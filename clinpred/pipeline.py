@@ -131,23 +131,10 @@ def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
 
 
 def run_task(task: TaskName, cohort: Cohort, embeddings: np.ndarray, config: ExperimentConfig) -> TaskResult:
-    """One task on one backend's embeddings of the evaluation notes."""
-    tasks = config.tasks
-    if task == "recall":
-        from clinpred.tasks.recall import evaluate_recall
+    """One task, found in the task registry, on one backend's embeddings of the evaluation notes."""
+    from clinpred.tasks.registry import get_task
 
-        return evaluate_recall(cohort, embeddings, config=tasks.recall)
-    if task == "diagnosis":
-        from clinpred.tasks.diagnosis import evaluate_diagnosis
-
-        return evaluate_diagnosis(cohort, embeddings, config=tasks.diagnosis)
-    if task == "survival":
-        from clinpred.tasks.survival import evaluate_survival
-
-        return evaluate_survival(cohort, embeddings, config=tasks.survival)
-    from clinpred.tasks.geometry import evaluate_geometry
-
-    return evaluate_geometry(cohort, embeddings, config=tasks.geometry)
+    return get_task(task).run(cohort, embeddings, config.tasks.settings(task))
 
 
 def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], dict[str, Any]]:

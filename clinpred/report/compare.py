@@ -13,7 +13,6 @@ hash every run records) and the same task definitions. Anything else is refused 
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
 from pathlib import Path
@@ -23,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from clinpred.atomic import write_text
 from clinpred.errors import InputError
-from clinpred.report.markdown import TASK_TITLES, cell, table
+from clinpred.report.markdown import cell, table, tasks_in
+from clinpred.tasks.registry import find_task
 from clinpred.tasks.result import Estimate, TaskResult, paired_difference_test
 
 HOLM_ALPHA = 0.05
@@ -166,8 +166,11 @@ def compare_runs(
             a, b = _units(*origin[label], task), _units(*origin[reference], task)
             if ref_result is None or a is None or b is None:
                 continue
-            module = importlib.import_module(f"clinpred.tasks.{task}")
-            metric_fn, descriptive = module.metrics_from_units, getattr(module, "DESCRIPTIVE_METRICS", ())
+            spec = find_task(task)  # None: a task whose package is not installed here
+            metric_fn = spec.metric_fn() if spec is not None else None
+            if metric_fn is None:
+                continue
+            descriptive = spec.descriptive()
             shared = len(set(a["subject_id"]) & set(b["subject_id"]))
             if shared == 0:
                 continue
@@ -222,7 +225,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     """Metrics side by side, then the paired differences."""
     labels = list(comparison.metrics)
     rows = []
-    for task in TASK_TITLES:
+    for task in tasks_in(comparison.metrics):
         metrics: list[str] = []
         for b in labels:
             metrics += [m for m in comparison.metrics[b].get(task, {}) if m not in metrics]

@@ -19,8 +19,9 @@ import pandas as pd
 
 from clinpred.atomic import write_text
 from clinpred.report import curves, sentences
-from clinpred.report.markdown import TASK_TITLES
+from clinpred.report.markdown import tasks_in
 from clinpred.report.table_rows import table_rows
+from clinpred.tasks.registry import task_order, task_title
 from clinpred.tasks.result import Estimate, TaskResult
 
 TOP_LABELS = 5  # ROC and calibration panels: the most prevalent labels
@@ -66,7 +67,7 @@ def _table(shown: list[Shown]) -> list[dict[str, Any]]:
     rows = table_rows({s.label: s.results for s in shown}, all_metrics=True)
     return [
         {
-            "task": TASK_TITLES[r.task],
+            "task": task_title(r.task),
             "metric": r.metric,
             "main": r.main,
             "chance": r.chance,
@@ -197,8 +198,8 @@ class _Figures:
 def _forest_rows(comparison: Any, main: dict[str, str]) -> list[tuple[str, str, Estimate]]:
     """(task and main metric, backend, difference) for each task's main metric, tasks in report order."""
     return [
-        (f"{TASK_TITLES.get(d.task, d.task)}, {d.metric}", d.backend, d.difference)
-        for task in TASK_TITLES
+        (f"{task_title(d.task)}, {d.metric}", d.backend, d.difference)
+        for task in task_order(d.task for d in comparison.differences)
         for d in comparison.differences
         if d.task == task and d.metric == main.get(task)
     ]
@@ -228,7 +229,8 @@ def report_html(run_dirs: list[Path], comparison: Any = None, *, compare: bool =
             no_comparison = str(exc)
     figs = _figures(shown)
     tasks = []
-    for task, title in TASK_TITLES.items():
+    for task in tasks_in({s.label: s.results for s in shown}):
+        title = task_title(task)
         results = {s.label: s.results[task] for s in shown if task in s.results}
         if not results:
             continue
@@ -290,7 +292,9 @@ def _task_figures(figs: _Figures, task: str) -> dict[str, Any]:
         }
     if task == "survival":
         return {"figures": [("Kaplan-Meier by tertile of out-of-fold predicted risk", figs.survival())]}
-    return {"figures": [("UMAP of patient embeddings, coloured by primary phenotype", figs.geometry())]}
+    if task == "geometry":
+        return {"figures": [("UMAP of patient embeddings, coloured by primary phenotype", figs.geometry())]}
+    return {"figures": []}  # a task without figures of its own: its table, counts and definition
 
 
 def _run_summary(run_dir: Path, run: Any) -> dict[str, Any]:

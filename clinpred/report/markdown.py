@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from clinpred.tasks.registry import BUILT_INS, task_order, task_title
 from clinpred.tasks.result import Estimate, TaskResult
 
 if TYPE_CHECKING:
     from clinpred.pipeline import RunResults
     from clinpred.report.compare import Comparison
 
-TASK_TITLES = {
-    "recall": "Next-note recall",
-    "diagnosis": "Diagnosis prediction",
-    "survival": "Survival analysis",
-    "geometry": "Embedding geometry",
-}
+# the built-in tasks' titles, in report order; any task's title: task_title (clinpred.tasks.registry)
+TASK_TITLES = {name: spec.title for name, spec in BUILT_INS.items()}
+
+
+def tasks_in(runs: dict[str, dict[str, object]]) -> list[str]:
+    """The tasks any backend has a result for, in report order (built-ins first, then installed ones)."""
+    return task_order(task for results in runs.values() for task in results)
 
 
 def cell(estimate: Estimate | None) -> str:
@@ -31,7 +33,7 @@ def metric_rows(runs: dict[str, dict[str, TaskResult]]) -> list[tuple[str, str, 
     """(task, metric, one estimate per backend) for every metric any backend reported, main metric first."""
     labels = list(runs)
     rows = []
-    for task in TASK_TITLES:
+    for task in tasks_in(runs):
         present = [runs[b][task] for b in labels if task in runs[b]]
         if not present:
             continue
@@ -114,8 +116,8 @@ def results_markdown(results: RunResults, comparison: Comparison | None = None) 
         "In words; every setting in full is in results.json, figures and count tables in report.html.",
         "",
     ]
-    for task, title in TASK_TITLES.items():
+    for task in tasks_in(ok):
         first = next((res[task] for res in ok.values() if task in res), None)
         if first is not None:
-            lines += [f"### {title}", "", *_definition(first), ""]
+            lines += [f"### {task_title(task)}", "", *_definition(first), ""]
     return "\n".join(lines).rstrip() + "\n"

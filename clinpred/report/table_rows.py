@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clinpred.report.markdown import TASK_TITLES
+from clinpred.report.markdown import tasks_in
 from clinpred.tasks.result import Estimate, TaskResult
 
 
@@ -51,7 +51,7 @@ def table_rows(runs: dict[str, dict[str, TaskResult]], *, all_metrics: bool = Tr
     """Rows per task in report order, the main metric first; only the main metrics unless ``all_metrics``."""
     labels = list(runs)
     rows = []
-    for task in TASK_TITLES:
+    for task in tasks_in(runs):
         present = [runs[b][task] for b in labels if task in runs[b]]
         if not present:
             continue
