@@ -11,7 +11,18 @@ import pytest
 from clinpred.data.labels import BENCHMARK_PHENOTYPES, icd9_table, label_matrix, primary_phenotype
 from clinpred.data.mimic3 import SYNTHETIC_MARKER, read_mimic3
 from clinpred.data.synthetic import SIZES, generate_cohort
-from clinpred.data.synthetic.conditions import CONDITIONS, FILLERS
+from clinpred.data.synthetic.calibration import (
+    CODES_TOLERANCE,
+    IN_HOSPITAL_TOLERANCE,
+    ONE_YEAR_TOLERANCE,
+    TARGET_CODES_PER_ADMISSION,
+    TARGET_IN_HOSPITAL_MORTALITY,
+    TARGET_ONE_YEAR_MORTALITY,
+    WORDS_PER_NOTE,
+    calibration_figures,
+)
+from clinpred.data.synthetic.conditions import CONDITIONS, FILLERS, TARGET_PREVALENCE, prevalence_tolerance
+from clinpred.data.synthetic.generate import TARGET_NOTE_MIX
 from clinpred.data.synthetic.writer import NOTEEVENTS_COLUMNS
 
 TABLES = ("PATIENTS", "ADMISSIONS", "DIAGNOSES_ICD", "D_ICD_DIAGNOSES", "NOTEEVENTS")
@@ -24,9 +35,16 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The demo size (450 patients): what `clinpred demo` runs on."""
-    path = generate_cohort(tmp_path_factory.mktemp("syn") / "demo", size="demo", seed=0)
+    """The demo's note density on 1,000 patients (half the demo size, for speed): what the calibration
+    tests check. Sampling error on a prevalence is about 0.016 at 1,000 patients, well inside the
+    tolerances."""
+    path = generate_cohort(tmp_path_factory.mktemp("syn") / "demo", size="demo", patients=1000, seed=0)
     return read_mimic3(path, use_cache=False)
+
+
+@pytest.fixture(scope="module")
+def figures(demo):
+    return calibration_figures(demo)
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_another_cohort(tiny, tmp_path):
@@ -112,24 +130,78 @@ def test_conditions_have_real_codes_each_in_its_own_benchmark_phenotype():
         assert table.at[filler.code, "benchmark_phenotype"] == ""
 
 
-def test_phenotype_prevalence_falls_inside_the_declared_ranges(demo):
+def test_all_25_phenotypes_occur_at_their_mimic3_benchmark_prevalence(figures):
+    assert set(TARGET_PREVALENCE) == set(BENCHMARK_PHENOTYPES)
+    outside = {
+        ph: (round(figures["prevalence"][ph], 3), target)
+        for ph, target in TARGET_PREVALENCE.items()
+        if abs(figures["prevalence"][ph] - target) > prevalence_tolerance(target)
+    }
+    assert not outside, outside
+    assert min(figures["prevalence"].values()) > 0.0
+    assert 3.5 <= figures["phenotypes_per_patient"] <= 5.5  # the targets sum to 4.4 per stay
+
+
+def test_phenotypes_co_occur_as_in_real_icus(demo):
+    """Sepsis with shock and renal failure, CKD with hypertensive CKD, CHF with dysrhythmias."""
     labels = label_matrix(demo.diagnoses, list(demo.subject_ids))
-    per_patient = labels.sum(axis=1)
-    assert per_patient.between(1, 5).all(), "1-5 conditions per patient"
-    for cond in CONDITIONS:
-        share = labels[cond.phenotype].mean()
-        low, high = cond.prevalence
-        assert low <= share <= high, (cond.key, share, cond.prevalence)
+
+    def lift(a: str, b: str) -> float:
+        both = (labels[a] & labels[b]).mean()
+        return float(both / (labels[a].mean() * labels[b].mean()))
+
+    assert lift("Septicemia (except in labor)", "Shock") > 2.0
+    assert lift("Septicemia (except in labor)", "Acute and unspecified renal failure") > 1.3
+    assert lift("Chronic kidney disease", "Hypertension with complications and secondary hypertension") > 2.0
+    assert lift("Congestive heart failure; nonhypertensive", "Cardiac dysrhythmias") > 1.2
 
 
-def test_mortality_is_realistic(demo):
-    adm, pats = demo.admissions, demo.patients
-    in_hospital = adm["hospital_expire_flag"].mean()
-    first = adm.groupby("subject_id")["admittime"].min()
+def test_about_eleven_codes_per_admission_with_common_non_phenotype_codes(demo, figures):
+    assert abs(figures["codes_per_admission"] - TARGET_CODES_PER_ADMISSION) <= CODES_TOLERANCE
+    table = icd9_table()["benchmark_phenotype"]
+    other = demo.diagnoses["icd_code"].map(lambda c: table.get(c, "") == "").mean()
+    assert 0.35 <= other <= 0.65, other  # about half the codes carry no benchmark phenotype
+
+
+def test_notes_follow_the_mimic3_category_mix_and_lengths(figures):
+    for category, target in TARGET_NOTE_MIX.items():
+        got = figures["note_mix"].get(category.strip(), 0.0)
+        assert abs(got - target) <= max(0.01, 0.3 * target), (category, got, target)
+    assert 0.95 <= figures["discharge_summaries_per_admission"] <= 1.05
+    for category, (low, high) in WORDS_PER_NOTE.items():
+        assert low <= figures["words_per_note"][category.strip()] <= high, (
+            category,
+            figures["words_per_note"],
+        )
+
+
+def test_mortality_is_near_mimic3(figures):
+    ih, oy = figures["in_hospital_mortality"], figures["one_year_mortality"]
+    assert abs(ih - TARGET_IN_HOSPITAL_MORTALITY) <= IN_HOSPITAL_TOLERANCE, ih
+    assert abs(oy - TARGET_ONE_YEAR_MORTALITY) <= ONE_YEAR_TOLERANCE, oy
+
+
+def test_early_notes_carry_the_death_hazard(demo):
+    """Notes of the first 48 h say more about severity (pressors, lactate, goals of care) in patients
+    who die within the year than in those who live: what a text model can find before the landmark."""
+    adm, pats, notes = demo.admissions, demo.patients, demo.notes
+    first = adm.sort_values("admittime").groupby("subject_id").first()
     dod = pats.set_index("subject_id")["dod"].reindex(first.index)
-    one_year = ((dod - first.dt.normalize()).dt.days <= 365).mean()
-    assert 0.05 <= in_hospital <= 0.16, in_hospital
-    assert 0.15 <= one_year <= 0.35, one_year
+    died = ((dod - first["admittime"].dt.normalize()).dt.days <= 365).rename("died")
+    early = notes[notes["hadm_id"].astype("float").isin(first["hadm_id"].astype(float))]
+    start = early["subject_id"].map(first["admittime"])
+    early = early[(early["time"] - start) <= pd.Timedelta(hours=48)]
+    cues = r"pressor|levophed|norepinephrine|lactate [4-9]|goals of care|critically ill|intubated|CMO"
+    share = early["text"].str.contains(cues, regex=True).groupby(early["subject_id"]).mean()
+    by = share.groupby(died.reindex(share.index)).mean()
+    print(f"share of early notes with severity cues: died {by[True]:.3f}, lived {by[False]:.3f}")
+    assert by[True] > by[False] + 0.1, by
+
+
+def test_demo_size_gives_1000_evaluation_patients():
+    from clinpred.data.splits import SplitConfig
+
+    assert round(SIZES["demo"] * SplitConfig().evaluation_fraction) >= 1000
 
 
 def test_tfidf_logistic_regression_finds_diagnoses_with_headroom(demo):

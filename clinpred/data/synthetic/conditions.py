@@ -76,7 +76,6 @@ class Condition:
     base_logit: float
     age_slope: float  # log-odds per decade above 65
     boosts: dict[str, float]  # key of an earlier condition -> log-odds added when present
-    prevalence: tuple[float, float]  # the patient-level range the generator declares (tests check it)
     acuity: int  # coding order within an admission: higher comes first
     hazard: float  # added to the log death hazard when active (scaled by severity)
     names: tuple[str, ...]  # outright mentions
@@ -100,10 +99,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("4019",),
         secondary_codes=(),
         chronic=True,
-        base_logit=-0.55,
+        base_logit=-0.037,
         age_slope=0.35,
         boosts={},
-        prevalence=(0.143, 0.51),
         acuity=1,
         hazard=0.0,
         names=("HTN", "hypertension", "essential hypertension"),
@@ -123,10 +121,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("25000",),
         secondary_codes=(),
         chronic=True,
-        base_logit=-1.75,
+        base_logit=-1.479,
         age_slope=0.1,
         boosts={"hypertension": 0.9},
-        prevalence=(0.069, 0.26),
         acuity=1,
         hazard=0.1,
         names=("DM2", "type 2 diabetes", "diabetes mellitus"),
@@ -147,10 +144,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("2724", "2720", "2722"),
         secondary_codes=(),
         chronic=True,
-        base_logit=-1.25,
+        base_logit=-1.09,
         age_slope=0.15,
         boosts={"diabetes": 0.9, "hypertension": 0.7},
-        prevalence=(0.11, 0.4),
         acuity=0,
         hazard=0.0,
         names=("hyperlipidemia", "HLD", "hypercholesterolemia"),
@@ -168,10 +164,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("41401", "41400"),
         secondary_codes=("412", "V4581"),
         chronic=True,
-        base_logit=-1.75,
+        base_logit=-1.1,
         age_slope=0.4,
         boosts={"lipids": 0.9, "diabetes": 0.5, "hypertension": 0.5},
-        prevalence=(0.085, 0.31),
         acuity=2,
         hazard=0.2,
         names=("CAD", "coronary artery disease"),
@@ -195,10 +190,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("41071", "41041"),
         secondary_codes=(),
         chronic=False,
-        base_logit=-2.75,
+        base_logit=-2.447,
         age_slope=0.2,
         boosts={"cad": 1.3, "diabetes": 0.3},
-        prevalence=(0.035, 0.15),
         acuity=8,
         hazard=0.7,
         names=("NSTEMI", "acute MI", "STEMI"),
@@ -221,10 +215,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("4280", "42823", "42833"),
         secondary_codes=("42822", "42843"),
         chronic=True,
-        base_logit=-1.95,
+        base_logit=-1.427,
         age_slope=0.35,
         boosts={"cad": 1.0, "hypertension": 0.5, "ami": 0.8},
-        prevalence=(0.066, 0.25),
         acuity=5,
         hazard=0.45,
         names=("CHF", "congestive heart failure", "acute on chronic systolic heart failure"),
@@ -257,10 +250,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("42731", "42732"),
         secondary_codes=("42789",),
         chronic=True,
-        base_logit=-1.55,
+        base_logit=-0.966,
         age_slope=0.45,
         boosts={"chf": 1.2, "hypertension": 0.3},
-        prevalence=(0.091, 0.33),
         acuity=3,
         hazard=0.15,
         names=("AFib", "atrial fibrillation", "afib with RVR"),
@@ -284,10 +276,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("5859", "5853", "5854"),
         secondary_codes=(),
         chronic=True,
-        base_logit=-2.3,
+        base_logit=-2.441,
         age_slope=0.25,
         boosts={"diabetes": 0.9, "hypertension": 0.7, "chf": 0.9},
-        prevalence=(0.055, 0.21),
         acuity=2,
         hazard=0.25,
         names=("CKD", "chronic kidney disease"),
@@ -307,10 +298,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("496", "49121"),
         secondary_codes=("4918",),
         chronic=True,
-        base_logit=-2.0,
+        base_logit=-1.557,
         age_slope=0.2,
         boosts={},
-        prevalence=(0.042, 0.17),
         acuity=3,
         hazard=0.3,
         names=("COPD", "COPD exacerbation", "emphysema"),
@@ -334,10 +324,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("486", "4829", "481"),
         secondary_codes=("48241",),
         chronic=False,
-        base_logit=-2.1,
+        base_logit=-1.68,
         age_slope=0.15,
         boosts={"copd": 1.0},
-        prevalence=(0.047, 0.19),
         acuity=6,
         hazard=0.4,
         names=("PNA", "pneumonia", "HCAP", "RLL pneumonia"),
@@ -369,10 +358,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("0389", "99591", "03811"),
         secondary_codes=("99592",),
         chronic=False,
-        base_logit=-2.2,
+        base_logit=-1.795,
         age_slope=0.1,
         boosts={"pneumonia": 1.4, "diabetes": 0.3},
-        prevalence=(0.046, 0.18),
         acuity=9,
         hazard=0.8,
         names=("sepsis", "urosepsis", "severe sepsis", "septic"),
@@ -394,10 +382,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("5849", "5845"),
         secondary_codes=(),
         chronic=False,
-        base_logit=-2.2,
+        base_logit=-1.701,
         age_slope=0.15,
         boosts={"sepsis": 1.7, "ckd": 1.0, "chf": 0.6},
-        prevalence=(0.061, 0.23),
         acuity=6,
         hazard=0.45,
         names=("AKI", "acute renal failure", "ARF", "ATN"),
@@ -416,10 +403,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("51881", "51884"),
         secondary_codes=("51851",),
         chronic=False,
-        base_logit=-2.4,
+        base_logit=-1.904,
         age_slope=0.1,
         boosts={"pneumonia": 1.5, "sepsis": 1.0, "copd": 1.0, "chf": 0.6},
-        prevalence=(0.055, 0.21),
         acuity=7,
         hazard=0.7,
         names=(
@@ -446,10 +432,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("78552", "78551", "78559"),
         secondary_codes=(),
         chronic=False,
-        base_logit=-3.0,
+        base_logit=-2.929,
         age_slope=0.05,
         boosts={"sepsis": 2.0, "ami": 1.4, "gi_bleed": 0.8},
-        prevalence=(0.028, 0.12),
         acuity=10,
         hazard=1.0,
         names=("septic shock", "shock", "cardiogenic shock"),
@@ -472,10 +457,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("5715",),
         secondary_codes=("5723", "5722"),
         chronic=True,
-        base_logit=-3.0,
+        base_logit=-1.98,
         age_slope=-0.2,
         boosts={},
-        prevalence=(0.019, 0.09),
         acuity=4,
         hazard=0.6,
         names=("cirrhosis", "ESLD", "decompensated cirrhosis"),
@@ -497,10 +481,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("5789", "5780", "4560"),
         secondary_codes=("5781",),
         chronic=False,
-        base_logit=-3.0,
+        base_logit=-2.771,
         age_slope=0.1,
         boosts={"cirrhosis": 2.3, "afib": 0.5},
-        prevalence=(0.024, 0.11),
         acuity=8,
         hazard=0.5,
         names=("GI bleed", "UGIB", "variceal bleed"),
@@ -525,10 +508,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("43491", "431", "43411"),
         secondary_codes=(),
         chronic=False,
-        base_logit=-3.0,
+        base_logit=-2.901,
         age_slope=0.35,
         boosts={"afib": 1.0, "hypertension": 0.4},
-        prevalence=(0.028, 0.12),
         acuity=9,
         hazard=0.7,
         names=("CVA", "acute ischemic stroke", "ICH"),
@@ -549,10 +531,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("2761", "2767", "2762", "2768"),
         secondary_codes=("2760",),
         chronic=False,
-        base_logit=-1.65,
+        base_logit=-1.236,
         age_slope=0.1,
         boosts={"aki": 1.0, "chf": 0.5, "cirrhosis": 0.8, "sepsis": 0.6},
-        prevalence=(0.086, 0.32),
         acuity=3,
         hazard=0.15,
         names=("hyponatremia", "hyperkalemia", "metabolic acidosis"),
@@ -572,10 +553,9 @@ CONDITIONS: tuple[Condition, ...] = (
         primary_codes=("5119", "5180"),
         secondary_codes=("51189",),
         chronic=False,
-        base_logit=-2.6,
+        base_logit=-2.674,
         age_slope=0.1,
         boosts={"chf": 1.0, "pneumonia": 1.1, "cirrhosis": 0.6},
-        prevalence=(0.038, 0.16),
         acuity=2,
         hazard=0.1,
         names=("pleural effusion", "atelectasis"),
@@ -588,36 +568,270 @@ CONDITIONS: tuple[Condition, ...] = (
         negations=("no pleural effusion or pneumothorax", "no effusion"),
         devices=("R pigtail chest tube",),
     ),
+    Condition(
+        key="complication",
+        phenotype="Complications of surgical procedures or medical care",
+        primary_codes=("99859", "99811", "9971", "99731", "99889"),
+        secondary_codes=("9982", "99812"),
+        chronic=False,
+        base_logit=-1.31,
+        age_slope=0.05,
+        boosts={"sepsis": 0.4, "resp_failure": 0.6, "cad": 0.4},
+        acuity=5,
+        hazard=0.35,
+        names=("post-op complication", "procedural complication", "VAP", "post-procedure bleed"),
+        meds=(
+            Med("cefazolin", ("2 g",), "IV", "q8h"),
+            Med("vancomycin", ("1 g",), "IV", "q12h"),
+        ),
+        labs={"WBC": (12.8, 19.6), "Hgb": (9.1, 7.2)},
+        vitals={"T": 1.1, "HR": 14},
+        exam=("surgical incision erythematous with purulent drainage", "hematoma at the groin access site"),
+        imaging=("fluid collection at the operative site, concerning for abscess",),
+        procedures=(
+            "wound opened and packed at bedside",
+            "surgery consulted re: washout",
+            "transfused 1u PRBC for post-op bleed",
+        ),
+        symptoms=("increasing pain at the incision", "oozing from the access site"),
+        negations=("incision clean, dry and intact", "access site without hematoma"),
+        devices=("JP drain",),
+    ),
+    Condition(
+        key="conduction",
+        phenotype="Conduction disorders",
+        primary_codes=("4264", "42611", "4260", "4263"),
+        secondary_codes=("42613",),
+        chronic=True,
+        base_logit=-2.963,
+        age_slope=0.35,
+        boosts={"cad": 0.6, "afib": 0.5, "ami": 0.5},
+        acuity=2,
+        hazard=0.1,
+        names=("RBBB", "first degree AV block", "complete heart block", "LBBB"),
+        meds=(Med("atropine", ("0.5 mg",), "IV", "PRN bradycardia"),),
+        vitals={"HR": -22},
+        exam=("bradycardic, cannon A waves",),
+        ecg=(
+            "right bundle-branch block",
+            "first degree A-V block, PR 260 ms",
+            "complete heart block with junctional escape",
+            "left bundle-branch block",
+        ),
+        procedures=("transcutaneous pacing pads on", "EP consulted re: permanent pacemaker"),
+        symptoms=("lightheadedness", "near syncope"),
+        negations=("PR and QRS intervals normal",),
+    ),
+    Condition(
+        key="diabetes_comp",
+        phenotype="Diabetes mellitus with complications",
+        primary_codes=("25060", "25040", "25013", "25050", "25080"),
+        secondary_codes=(),
+        chronic=True,
+        base_logit=-2.635,
+        age_slope=0.0,
+        boosts={"hypertension": 0.6, "ckd": 1.2, "cad": 0.5},
+        acuity=3,
+        hazard=0.25,
+        names=("DKA", "diabetic nephropathy", "diabetic neuropathy", "diabetic foot ulcer"),
+        meds=(
+            Med("insulin drip", ("per DKA protocol",), "IV", "continuous"),
+            Med("insulin glargine", ("20 units", "30 units"), "SC", "qHS"),
+            Med("gabapentin", ("300 mg",), "PO", "TID"),
+        ),
+        labs={"Glucose": (286, 612), "HbA1c": (9.2, 13.1), "HCO3": (17, 9)},
+        exam=("chronic ulcer on the plantar R foot", "absent sensation to the ankles bilaterally"),
+        procedures=("anion gap closed, transitioned to SC insulin", "podiatry consulted for foot ulcer"),
+        symptoms=("polydipsia and vomiting", "burning pain in both feet"),
+        negations=("no end-organ complications of diabetes",),
+    ),
+    Condition(
+        key="htn_comp",
+        phenotype="Hypertension with complications and secondary hypertension",
+        primary_codes=("40391", "40390", "40491", "40301"),
+        secondary_codes=(),
+        chronic=True,
+        base_logit=-2.554,
+        age_slope=0.15,
+        boosts={"ckd": 2.6, "chf": 0.8, "diabetes_comp": 0.6},
+        acuity=2,
+        hazard=0.3,
+        names=("hypertensive nephropathy", "ESRD on HD", "hypertensive heart and kidney disease"),
+        meds=(
+            Med("hydralazine", ("25 mg", "50 mg"), "PO", "TID"),
+            Med("labetalol", ("200 mg", "400 mg"), "PO", "BID"),
+            Med("nifedipine ER", ("60 mg", "90 mg"), "PO", "daily"),
+        ),
+        labs={"Cr": (3.1, 7.8), "K": (5.0, 6.0)},
+        vitals={"SBP": 42, "DBP": 18},
+        exam=("R upper arm AV graft, +thrill",),
+        procedures=("HD via L arm AVF, 2.5 L UF", "renal following for HD MWF"),
+        symptoms=("missed HD session",),
+        negations=("no history of renal disease or secondary hypertension",),
+        devices=("tunneled HD catheter",),
+    ),
+    Condition(
+        key="lower_resp",
+        phenotype="Other lower respiratory disease",
+        primary_codes=("51889", "78605", "515", "5198"),
+        secondary_codes=(),
+        chronic=False,
+        base_logit=-2.85,
+        age_slope=0.1,
+        boosts={"copd": 0.8, "chf": 0.4},
+        acuity=2,
+        hazard=0.2,
+        names=("pulmonary fibrosis", "lung nodule", "ILD"),
+        meds=(Med("prednisone", ("20 mg", "40 mg"), "PO", "daily"),),
+        vitals={"SpO2": -4, "RR": 4},
+        exam=("dry velcro crackles at both bases",),
+        imaging=(
+            "bibasilar reticular opacities with honeycombing",
+            "8 mm RUL pulmonary nodule, follow-up CT advised",
+        ),
+        procedures=("pulmonary consulted", "CT chest with high-resolution cuts"),
+        symptoms=("dry cough", "shortness of breath at rest"),
+        negations=("no interstitial lung disease on CT",),
+    ),
+    Condition(
+        key="upper_resp",
+        phenotype="Other upper respiratory disease",
+        primary_codes=("51919", "4786", "47874", "4785"),
+        secondary_codes=(),
+        chronic=False,
+        base_logit=-3.042,
+        age_slope=0.0,
+        boosts={"resp_failure": 0.9},
+        acuity=2,
+        hazard=0.15,
+        names=("laryngeal edema", "tracheal stenosis", "vocal cord dysfunction"),
+        meds=(
+            Med("dexamethasone", ("10 mg", "4 mg"), "IV", "q6h"),
+            Med("racemic epinephrine", ("0.5 mL",), "NEB", "q4h PRN stridor"),
+        ),
+        vitals={"RR": 5},
+        exam=("inspiratory stridor", "hoarse voice"),
+        imaging=("narrowing of the subglottic trachea",),
+        procedures=(
+            "ENT scoped at bedside: edematous arytenoids",
+            "cuff leak test negative, extubation deferred",
+        ),
+        symptoms=("hoarseness", "noisy breathing"),
+        negations=("no stridor, voice normal",),
+    ),
 )
 
 BY_KEY: dict[str, Condition] = {c.key: c for c in CONDITIONS}
 
+# The calibration targets: each benchmark phenotype's prevalence in MIMIC-III, from mimic3-benchmarks'
+# statistics.md (YerevaNN/mimic3-benchmarks, commit 3f0173e2, "Phenotype classification", train
+# prevalence per ICU stay; Harutyunyan et al. 2019). The generator's base log-odds are fitted so that
+# the share of patients carrying each label (any admission) matches these; tests/test_synthetic.py
+# checks them within PREVALENCE_TOLERANCE.
+TARGET_PREVALENCE: dict[str, float] = {
+    "Acute and unspecified renal failure": 0.214,
+    "Acute cerebrovascular disease": 0.075,
+    "Acute myocardial infarction": 0.103,
+    "Cardiac dysrhythmias": 0.321,
+    "Chronic kidney disease": 0.134,
+    "Chronic obstructive pulmonary disease and bronchiectasis": 0.131,
+    "Complications of surgical procedures or medical care": 0.207,
+    "Conduction disorders": 0.072,
+    "Congestive heart failure; nonhypertensive": 0.268,
+    "Coronary atherosclerosis and other heart disease": 0.322,
+    "Diabetes mellitus with complications": 0.095,
+    "Diabetes mellitus without complication": 0.193,
+    "Disorders of lipid metabolism": 0.291,
+    "Essential hypertension": 0.419,
+    "Fluid and electrolyte disorders": 0.269,
+    "Gastrointestinal hemorrhage": 0.072,
+    "Hypertension with complications and secondary hypertension": 0.133,
+    "Other liver diseases": 0.089,
+    "Other lower respiratory disease": 0.051,
+    "Other upper respiratory disease": 0.040,
+    "Pleurisy; pneumothorax; pulmonary collapse": 0.087,
+    "Pneumonia (except that caused by tuberculosis or sexually transmitted disease)": 0.139,
+    "Respiratory failure; insufficiency; arrest (adult)": 0.181,
+    "Septicemia (except in labor)": 0.143,
+    "Shock": 0.078,
+}
+
+
+# absolute tolerance: the larger of 0.03 and a quarter of the target (sampling error at 2,000 patients
+# is about 0.011 at p = 0.4)
+def prevalence_tolerance(target: float) -> float:
+    return max(0.03, 0.25 * target)
+
 
 @dataclass(frozen=True)
 class Filler:
-    """A code without a benchmark phenotype (MIMIC admissions carry about 11 codes), with its evidence."""
+    """A code without a benchmark phenotype (MIMIC admissions carry about 11 codes), with its evidence.
+
+    A chronic filler belongs to the patient (``prevalence`` per patient) and is coded in most of their
+    stays; an acute one is drawn per admission (``prevalence`` per admission).
+    """
 
     code: str
     name: str
     prevalence: float
     med: Med | None
+    acute: bool = False
 
 
 FILLERS: tuple[Filler, ...] = (
-    Filler("3051", "tobacco use", 0.18, Med("nicotine patch", ("21 mg", "14 mg"), "TD", "daily")),
-    Filler("311", "depression", 0.14, Med("sertraline", ("50 mg", "100 mg"), "PO", "daily")),
-    Filler("53081", "GERD", 0.16, Med("omeprazole", ("20 mg", "40 mg"), "PO", "daily")),
+    # chronic: the patient's own history, coded again at most admissions
+    Filler("3051", "tobacco use", 0.21, Med("nicotine patch", ("21 mg", "14 mg"), "TD", "daily")),
+    Filler("V1582", "history of tobacco use", 0.24, None),
+    Filler("311", "depression", 0.21, Med("sertraline", ("50 mg", "100 mg"), "PO", "daily")),
+    Filler("30000", "anxiety", 0.12, Med("lorazepam", ("0.5 mg",), "PO", "q8h PRN anxiety")),
+    Filler("53081", "GERD", 0.30, Med("omeprazole", ("20 mg", "40 mg"), "PO", "daily")),
     Filler(
-        "2449", "hypothyroidism", 0.10, Med("levothyroxine", ("50 mcg", "75 mcg", "88 mcg"), "PO", "daily")
+        "2449", "hypothyroidism", 0.21, Med("levothyroxine", ("50 mcg", "75 mcg", "88 mcg"), "PO", "daily")
     ),
-    Filler("2859", "anemia", 0.20, Med("ferrous sulfate", ("325 mg",), "PO", "daily")),
-    Filler("27800", "obesity", 0.08, None),
-    Filler("32723", "OSA", 0.07, Med("CPAP", ("10 cm H2O",), "", "qHS")),
-    Filler("2749", "gout", 0.05, Med("allopurinol", ("100 mg", "300 mg"), "PO", "daily")),
-    Filler("60000", "BPH", 0.06, Med("tamsulosin", ("0.4 mg",), "PO", "qHS")),
-    Filler("73300", "osteoporosis", 0.05, Med("alendronate", ("70 mg",), "PO", "weekly")),
-    Filler("2875", "thrombocytopenia", 0.06, None),
-    Filler("5990", "UTI", 0.09, Med("nitrofurantoin", ("100 mg",), "PO", "BID")),
+    Filler("27800", "obesity", 0.15, None),
+    Filler("32723", "OSA", 0.12, Med("CPAP", ("10 cm H2O",), "", "qHS")),
+    Filler("2749", "gout", 0.09, Med("allopurinol", ("100 mg", "300 mg"), "PO", "daily")),
+    Filler("60000", "BPH", 0.11, Med("tamsulosin", ("0.4 mg",), "PO", "qHS")),
+    Filler("73300", "osteoporosis", 0.09, Med("alendronate", ("70 mg",), "PO", "weekly")),
+    Filler("4240", "mitral regurgitation", 0.15, None),
+    Filler("4241", "aortic stenosis", 0.09, None),
+    Filler("4439", "peripheral vascular disease", 0.11, None),
+    Filler("V5866", "long-term aspirin use", 0.18, None),
+    Filler("V1251", "history of DVT", 0.09, None),
+    Filler("V1254", "history of TIA", 0.08, None),
+    Filler("71590", "osteoarthritis", 0.14, None),
+    Filler("2809", "iron deficiency anemia", 0.11, Med("ferrous sulfate", ("325 mg",), "PO", "daily")),
+    Filler("V103", "history of breast cancer", 0.04, None),
+    Filler("V1046", "history of prostate cancer", 0.04, None),
+    Filler("2948", "dementia", 0.08, Med("donepezil", ("5 mg", "10 mg"), "PO", "qHS")),
+    Filler("3320", "Parkinson disease", 0.03, Med("carbidopa-levodopa", ("25/100 mg",), "PO", "TID")),
+    Filler("2689", "vitamin D deficiency", 0.08, Med("vitamin D3", ("1000 units",), "PO", "daily")),
+    # acute: what happened during this stay
+    Filler("2859", "anemia", 0.33, None, acute=True),
+    Filler("2851", "acute blood loss anemia", 0.18, None, acute=True),
+    Filler("5990", "UTI", 0.18, Med("nitrofurantoin", ("100 mg",), "PO", "BID"), acute=True),
+    Filler("2875", "thrombocytopenia", 0.14, None, acute=True),
+    Filler("4589", "hypotension", 0.12, None, acute=True),
+    Filler(
+        "2930",
+        "delirium",
+        0.09,
+        Med("haloperidol", ("0.5 mg", "1 mg"), "IV", "q6h PRN agitation"),
+        acute=True,
+    ),
+    Filler("2639", "malnutrition", 0.08, None, acute=True),
+    Filler("2869", "coagulopathy", 0.08, None, acute=True),
+    Filler("5070", "aspiration pneumonitis", 0.08, None, acute=True),
+    Filler("2752", "hypomagnesemia", 0.09, None, acute=True),
+    Filler("00845", "C. diff colitis", 0.04, Med("vancomycin PO", ("125 mg",), "PO", "QID"), acute=True),
+    Filler("45341", "DVT", 0.04, None, acute=True),
+    Filler("7802", "syncope", 0.06, None, acute=True),
+    Filler("E8798", "abnormal reaction to a procedure", 0.11, None, acute=True),
+    Filler("E8782", "complication of a graft", 0.08, None, acute=True),
+    Filler("E9342", "adverse effect of anticoagulants", 0.06, None, acute=True),
+    Filler("E8888", "fall", 0.06, None, acute=True),
+    Filler("E8497", "accident in a residential institution", 0.06, None, acute=True),
+    Filler("V667", "palliative care", 0.0, None, acute=True),  # added with a comfort-care stay
     Filler("V5861", "long-term anticoagulation", 0.0, None),  # added with warfarin/apixaban
     Filler("V4986", "DNR status", 0.0, None),  # added with a DNR code status
 )
@@ -631,7 +845,7 @@ def _sigmoid(x: float) -> float:
 
 
 def sample_conditions(rng: random.Random, age: float) -> list[str]:
-    """A patient's conditions (keys, in model order): 1 to 5, with the declared co-occurrence."""
+    """A patient's conditions (keys, in model order): at least one, with the declared co-occurrence."""
     decades = (age - 65.0) / 10.0
     for _ in range(50):
         have: list[str] = []
@@ -648,8 +862,4 @@ def sample_conditions(rng: random.Random, age: float) -> list[str]:
             break
     else:  # pragma: no cover - the chance of fifty empty draws is negligible
         have = ["hypertension"]
-    while len(have) > 5:  # keep the more acute ones: ICU admissions are driven by them
-        chronic = [k for k in have if BY_KEY[k].chronic]
-        drop = rng.choice(chronic if chronic else have)
-        have.remove(drop)
     return have

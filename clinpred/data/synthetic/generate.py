@@ -41,46 +41,60 @@ from clinpred.data.synthetic_seal import write_seal
 from clinpred.errors import InputError
 from clinpred.temporaries import remove_stale_temporaries, temporary_directory
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 Size = Literal["tiny", "demo", "mimic3"]
-# size -> number of patients
-SIZES: dict[str, int] = {"tiny": 40, "demo": 450, "mimic3": 46_520}
-# size -> how many notes a stay gets: the demo is compact (about 16 notes per patient), mimic3 has
-# MIMIC-III's density (about 45 per patient, about 2M notes in all)
+# size -> number of patients: the demo's 2,000 give 1,000 evaluation patients (the split's 50%) and,
+# at about a quarter dying within a year, well over 150 deaths within the survival horizon among them
+SIZES: dict[str, int] = {"tiny": 40, "demo": 2000, "mimic3": 46_520}
+# size -> how many notes a stay gets. mimic3 has MIMIC-III's density (about 45 notes per patient, about
+# 2M notes in all); the demo is compact (about 6 notes per patient, most in the first two days of a
+# short stay) so that embedding 1,000 evaluation patients twice fits its time budget
 DENSITIES: dict[str, Density] = {
     "tiny": Density(notes_per_admission=11.0, outpatient_per_year=0.4),
-    "demo": Density(notes_per_admission=11.0, outpatient_per_year=0.4),
+    "demo": Density(notes_per_admission=4.0, outpatient_per_year=0.15),
     "mimic3": Density(notes_per_admission=34.0, outpatient_per_year=1.2),
 }
-# Nursing/other is the older free-text charting (CareVue era); Nursing and Physician notes the newer
-ERA_MIX: dict[str, dict[str, float]] = {
-    "carevue": {
-        "Nursing/other": 0.59,
-        "Radiology": 0.25,
-        "ECG": 0.115,
-        "Echo": 0.02,
-        "Respiratory ": 0.012,
-        "Nutrition": 0.003,
-        "General": 0.005,
-        "Rehab Services": 0.003,
-        "Social Work": 0.0015,
-    },
-    "metavision": {
-        "Nursing": 0.33,
-        "Physician ": 0.22,
-        "Radiology": 0.25,
-        "ECG": 0.09,
-        "Echo": 0.03,
-        "Respiratory ": 0.035,
-        "Nutrition": 0.015,
-        "General": 0.01,
-        "Rehab Services": 0.009,
-        "Social Work": 0.004,
-        "Case Management ": 0.0015,
-        "Pharmacy": 0.0003,
-        "Consult": 0.0003,
-    },
+# MIMIC-III v1.4 NOTEEVENTS by CATEGORY (DESIGN.md; 2,083,180 notes). Discharge summaries come one per
+# admission (59,652 for 58,976 admissions); the other categories are drawn in these proportions.
+MIMIC3_NOTE_COUNTS: dict[str, int] = {
+    "Nursing/other": 822_497,
+    "Radiology": 522_279,
+    "Nursing": 223_556,
+    "ECG": 209_051,
+    "Physician ": 141_624,
+    "Discharge summary": 59_652,
+    "Echo": 45_794,
+    "Respiratory ": 31_739,
+    "Nutrition": 9_418,
+    "General": 8_301,
+    "Rehab Services": 5_431,
+    "Social Work": 2_670,
+    "Case Management ": 967,
+    "Pharmacy": 103,
+    "Consult": 98,
 }
+# the share of each category among the notes that are not discharge summaries: the target the tests check
+_OTHER = {k: v for k, v in MIMIC3_NOTE_COUNTS.items() if k != "Discharge summary"}
+TARGET_NOTE_MIX: dict[str, float] = {k: v / sum(_OTHER.values()) for k, v in _OTHER.items()}
+CAREVUE_SHARE = 0.6  # admissions charted in CareVue (2001-2008) rather than Metavision (2008-2012)
+_ERA_ONLY = {"carevue": ("Nursing/other",), "metavision": ("Nursing", "Physician ")}
+
+
+def _era_mix() -> dict[str, dict[str, float]]:
+    """Per era, category weights whose CAREVUE_SHARE-weighted mean is TARGET_NOTE_MIX: Nursing/other is
+    the older free-text charting (CareVue), Nursing and Physician notes the newer (Metavision)."""
+    share = {"carevue": CAREVUE_SHARE, "metavision": 1.0 - CAREVUE_SHARE}
+    shared = {k: v for k, v in TARGET_NOTE_MIX.items() if k not in sum(_ERA_ONLY.values(), ())}
+    mixes = {}
+    for era, own in _ERA_ONLY.items():
+        mix = {k: TARGET_NOTE_MIX[k] / share[era] for k in own}
+        room = 1.0 - sum(mix.values())
+        mix.update({k: v / sum(shared.values()) * room for k, v in shared.items()})
+        mixes[era] = mix
+    return mixes
+
+
+ERA_MIX: dict[str, dict[str, float]] = _era_mix()
 DATE_ONLY = frozenset({"Discharge summary", "ECG", "Echo"})
 TEAM_SIZE = {"nurse": 3, "physician": 2, "radiologist": 3, "cardiologist": 2, "attending": 1}
 OUTPATIENT_MIX = {"Radiology": 0.6, "ECG": 0.3, "Echo": 0.1}
@@ -384,7 +398,7 @@ def _patient_notes(p: Patient, config: SynthConfig, pools: dict[str, tuple[Style
     rng = random.Random(f"text:{config.seed}:{p.index}")
     rows: list[list] = []
     for a in p.admissions:
-        era = "carevue" if rng.random() < 0.6 else "metavision"
+        era = "carevue" if rng.random() < CAREVUE_SHARE else "metavision"
         mix = ERA_MIX[era]
         team = {
             role: rng.sample(pool, min(len(pool), TEAM_SIZE.get(role, 1))) for role, pool in pools.items()

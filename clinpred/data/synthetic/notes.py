@@ -91,6 +91,12 @@ SYSTEM_OF: dict[str, str] = {
     "stroke": "Neuro",
     "electrolytes": "GU",
     "pleural": "Resp",
+    "complication": "Skin",
+    "conduction": "CV",
+    "diabetes_comp": "Endo",
+    "htn_comp": "GU",
+    "lower_resp": "Resp",
+    "upper_resp": "Resp",
 }
 
 
@@ -173,7 +179,7 @@ def nursing_other(ctx: NoteCtx) -> str:
         found = _system_findings(ctx, system)
         lines.append(f"{style.bullet}{style.label(system)}{style.label_sep}{style.joiner.join(found)}")
     lines += [f"{style.bullet}{x}" for x in c.negated(ctx, 1) if rng.random() < 0.5]
-    if rng.random() < 0.5:
+    if ctx.early or rng.random() < 0.5:  # the first 48 h always say how sick the patient is
         lines.append(f"Plan{style.label_sep}" + style.joiner.join(c.severity_cues(ctx)))
     return _finish(ctx, lines)
 
@@ -209,6 +215,8 @@ def nursing(ctx: NoteCtx) -> str:
         lines.append(
             f"Plan{style.label_sep}{rng.choice(('continue current plan', 'monitor, notify team of changes', 'f/u AM labs', 'wean as tolerated'))}"
         )
+    if ctx.early or rng.random() < 0.3:
+        lines.append(f"Status{style.label_sep}" + style.joiner.join(c.severity_cues(ctx)))
     if rng.random() < 0.6:
         lines.append(f"Lines{style.label_sep}" + ", ".join(c.devices(ctx)))
     if rng.random() < 0.5:
@@ -336,19 +344,35 @@ def radiology(ctx: NoteCtx, description: str) -> str:
     body = [
         f"INDICATION: {_intro(ctx)} " + (", ".join(c.quirks(ctx, 0.2)) or "as above"),
         f"COMPARISON: {c.date_ph(ctx.time)}" if rng.random() < 0.6 else "COMPARISON: None.",
+        "TECHNIQUE: "
+        + rng.choice(
+            (
+                "Single portable AP upright view of the chest was obtained at the bedside.",
+                "PA and lateral views of the chest were obtained.",
+                "Multidetector CT images were acquired and reformatted in axial, coronal and sagittal planes.",
+                "Grayscale and color Doppler ultrasound images were obtained.",
+            )
+        ),
         "FINDINGS: "
         + " ".join(
             [f"{d} in standard position." for d in devs]
             + [f.capitalize() + "." for f in findings]
             + [x.capitalize() + "." for x in c.negated(ctx, 2)]
             + [
-                rng.choice(
+                *rng.sample(
                     (
                         "Heart size is normal.",
                         "The cardiomediastinal silhouette is stable.",
                         "Osseous structures are unremarkable.",
                         "No pneumothorax.",
-                    )
+                        "The hila are normal in size and contour.",
+                        "There is no free air beneath the diaphragm.",
+                        "Mild degenerative changes of the thoracic spine are noted.",
+                        "The visualized upper abdomen is unremarkable.",
+                        "The aorta is tortuous with atherosclerotic calcification.",
+                        "Soft tissues are unremarkable.",
+                    ),
+                    rng.randint(2, 5),
                 )
             ]
         ),
@@ -416,6 +440,29 @@ def echo(ctx: NoteCtx) -> str:
         "LEFT VENTRICLE: " + rng.choice(("Normal LV wall thickness and cavity size.", "Mild symmetric LVH.")),
         "AORTIC VALVE: " + rng.choice(("Mildly thickened aortic valve leaflets.", "Normal aortic valve.")),
         "MITRAL VALVE: " + rng.choice(("Mild (1+) MR.", "Trivial MR.")),
+        "RIGHT ATRIUM/INTERATRIAL SEPTUM: "
+        + rng.choice(("Normal RA size. No ASD by 2D or color Doppler.", "Mildly dilated RA.")),
+        "RIGHT VENTRICLE: "
+        + rng.choice(("Normal RV chamber size and free wall motion.", "Mildly dilated RV cavity.")),
+        "AORTA: "
+        + rng.choice(("Normal aortic diameter at the sinus level.", "Mildly dilated ascending aorta.")),
+        "TRICUSPID VALVE: "
+        + rng.choice(
+            (
+                "Normal tricuspid valve leaflets with trivial TR.",
+                "Mild [1+] TR. Borderline PA systolic hypertension.",
+            )
+        ),
+        "PULMONIC VALVE/PULMONARY ARTERY: Pulmonic valve not well seen.",
+        "PERICARDIUM: "
+        + rng.choice(("No pericardial effusion.", "Trivial/physiologic pericardial effusion.")),
+        "GENERAL COMMENTS: "
+        + rng.choice(
+            (
+                "Suboptimal image quality - poor echo windows. Definity was given to improve visualization.",
+                "Technically adequate study. Echocardiographic results were reviewed by telephone with the houseofficer caring for the patient.",
+            )
+        ),
         "Conclusions:",
         *[f.capitalize() + "." for f in found],
         rng.choice(
@@ -523,6 +570,22 @@ def general(ctx: NoteCtx, category: str) -> str:
 
 # ---- discharge summary -----------------------------------------------------------------------------
 
+# the patient-facing instructions real summaries carry, the same for everyone (style, not content)
+DISCHARGE_BOILERPLATE = (
+    "It was a pleasure taking care of you during your hospitalization. During your stay you were seen "
+    "by several teams, and the results of your tests were reviewed with you before you left. Some of "
+    "your medications were changed; please review the list below carefully, bring it to every "
+    "appointment, and do not take any medication that is not on this list without speaking with your "
+    "doctor first. If you were given new prescriptions, fill them today. Avoid alcohol and do not drive "
+    "while taking medications that make you sleepy. Resume your usual diet unless you were told "
+    "otherwise, drink fluids as directed, and increase your activity slowly. You should see your primary "
+    "care doctor within one to two weeks; the appointments that were made for you are listed below. If "
+    "an appointment does not suit you, call the number given to change it. Some tests were still pending "
+    "when you left the hospital; your doctors will contact you with the results. Please return to the "
+    "emergency department or call 911 for fainting, trouble breathing, chest pain, confusion, bleeding "
+    "that does not stop, a fever above 101.5 F, or any new symptom that worries you. "
+)
+
 
 def discharge_summary(ctx: NoteCtx) -> str:
     rng = ctx.rng
@@ -562,13 +625,22 @@ def discharge_summary(ctx: NoteCtx) -> str:
             + rng.choice(cond.procedures or ("",))
         )
     labs_days = []
-    for _day in range(min(6, 2 + round(ctx.style.verbosity * 3))):
+    for _day in range(min(12, 5 + round(ctx.style.verbosity * 5))):
         labs_days.append(
             f"{c.date_ph(adm.admit)} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}AM BLOOD WBC-{c.lab_value(ctx, 'WBC')} Hgb-{c.lab_value(ctx, 'Hgb')} Plt Ct-{c.lab_value(ctx, 'Plt')}"
         )
         labs_days.append(
             f"{c.date_ph(adm.admit)} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}AM BLOOD Glucose-{c.lab_value(ctx, 'Glucose')} UreaN-{c.lab_value(ctx, 'BUN')} Creat-{c.lab_value(ctx, 'Cr')} Na-{c.lab_value(ctx, 'Na')} K-{c.lab_value(ctx, 'K')} HCO3-{c.lab_value(ctx, 'HCO3')}"
         )
+        labs_days.append(
+            f"{c.date_ph(adm.admit)} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}AM BLOOD PT-{rng.uniform(11, 16):.1f} INR(PT)-{c.lab_value(ctx, 'INR')} ALT-{c.lab_value(ctx, 'ALT')} TotBili-{c.lab_value(ctx, 'Tbili')} Albumin-{c.lab_value(ctx, 'Albumin')} Lactate-{c.lab_value(ctx, 'Lactate')}"
+        )
+    # full reads of this stay's studies, pasted in as real discharge summaries do
+    studies = [radiology(ctx, rng.choice(DESCRIPTIONS["Radiology"])) for _ in range(rng.randint(3, 5))]
+    if rng.random() < 0.6:
+        studies.append(echo(ctx))
+    if rng.random() < 0.7:
+        studies.append(ecg(ctx))
     died = adm.died
     lines = [
         f"Admission Date{sep}{c.date_ph(adm.admit)}              Discharge Date{sep}  {c.date_ph(adm.disch)}",
@@ -634,10 +706,28 @@ def discharge_summary(ctx: NoteCtx) -> str:
             for x in c.evidence(ctx, "imaging", 3) + c.evidence(ctx, "echo", 1)
         ],
         "",
+        "STUDIES:",
+        *studies,
+        "",
         f"Brief Hospital Course{sep}",
         f"{ctx.age} yo {_sex(ctx)} admitted with " + ", ".join(dx_names[:2]) + ".",
         *course,
         *[f"# {x}" for x in c.negated(ctx, 2)],
+        "",
+        f"Chronic issues{sep}",
+        *[f"# {x}: continued home regimen, no changes this admission." for x in c.pmh(ctx)],
+        "",
+        f"Transitional issues{sep}",
+        *[
+            f"- {x}"
+            for x in (
+                "Please check chem-7 and CBC at follow-up within one week",
+                "Code status this admission: " + adm.code_status,
+                f"Contact: {p.social['support']} {c.name_ph(rng)} {c.number_ph(rng)}",
+                *[f"follow up {x}" for x in c.evidence(ctx, "procedures", 2)],
+                *[f"medication change: {x}" for x in c.inpatient_meds(ctx, 3)],
+            )
+        ],
         "",
         f"Medications on Admission{sep}",
         *[f"{i + 1}. {m}" for i, m in enumerate(c.home_meds(ctx, 1.0))],
@@ -691,7 +781,8 @@ def discharge_summary(ctx: NoteCtx) -> str:
                 if "chf" in adm.active
                 else ""
             )
-            + ("Check your blood sugars before meals and at bedtime. " if "diabetes" in adm.active else ""),
+            + ("Check your blood sugars before meals and at bedtime. " if "diabetes" in adm.active else "")
+            + DISCHARGE_BOILERPLATE,
             "",
             f"Followup Instructions{sep}",
             f"Provider: {c.name_ph(rng)}, MD Phone:{c.number_ph(rng)} Date/Time:{c.date_ph(adm.disch)} 10:00",

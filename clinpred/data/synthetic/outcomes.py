@@ -2,9 +2,10 @@
 
 Two places a patient can die: in hospital, at the end of an admission (DEATHTIME, HOSPITAL_EXPIRE_FLAG,
 DOD_HOSP), or after a discharge, before the next admission or the end of follow-up (DOD_SSN). The
-coefficients are set so that about 10% of admissions end in death and 20-30% of patients die within a
-year of their first admission, as in an adult ICU cohort. Severity is what the early notes show
-(pressors, lactate, intubation, goals-of-care talk), so the survival task can learn it.
+coefficients are set so that about 13% of admissions end in death and about a quarter of patients
+die within a year of their first admission (the targets and their sources are in ``calibration.py``).
+Severity carries most of the hazard, and severity is what the early notes show (pressors, lactate,
+intubation, GCS, goals-of-care talk, shifted vitals and labs), so the survival task can learn it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ def acute_load(active: list[str]) -> float:
 
 def in_hospital_death_probability(age: float, active: list[str], severity: float) -> float:
     """Probability that an admission ends in death."""
-    logit = -4.25 + 0.045 * (age - 65.0) + 0.9 * acute_load(active) * severity + 3.2 * severity
+    logit = -4.9 + 0.045 * (age - 65.0) + 0.9 * acute_load(active) * severity + 5.0 * severity
     return _sigmoid(logit)
 
 
 def yearly_death_rate(age: float, chronic: list[str], severity: float) -> float:
     """The post-discharge death rate per year (an exponential hazard until the next admission)."""
-    log_rate = -3.0 + 0.04 * (age - 65.0) + 0.35 * acute_load(chronic) + 2.2 * severity
+    log_rate = -3.7 + 0.04 * (age - 65.0) + 0.35 * acute_load(chronic) + 3.4 * severity
     return math.exp(log_rate)

@@ -109,6 +109,8 @@ HOME_DEVICES = ("R chest port", "permanent pacemaker", "L arm PICC", "home CPAP"
 ACUTE_DEVICES = ("foley", "R IJ CVL", "L subclavian CVL", "A-line", "PIV x2", "NGT", "rectal tube")
 CODE_STATUS = ("Full code", "DNR/DNI", "DNR, OK to intubate", "Full code (presumed)")
 ADMISSION_TYPES = ("EMERGENCY", "EMERGENCY", "EMERGENCY", "URGENT", "ELECTIVE")
+ACUTE_FILLERS = tuple(f for f in FILLERS if f.acute and f.prevalence > 0)
+SECONDARY_CODE_RATE = 0.6  # each further code of an active condition's phenotype
 
 
 @dataclass
@@ -168,16 +170,24 @@ def _lognormal_int(rng: random.Random, median: float, sigma: float, low: int, hi
     return max(low, min(high, round(median * rng.lognormvariate(0.0, sigma))))
 
 
-def _code_list(patient: Patient, active: list[str], rng: random.Random, dnr: bool) -> list[str]:
+def _code_list(patient: Patient, active: list[str], rng: random.Random, dnr: bool, died: bool) -> list[str]:
+    """The stay's ICD-9 codes: its conditions (with their secondary codes), the patient's own chronic
+    non-phenotype codes, this stay's acute ones; about 11 in all, as in MIMIC-III."""
     codes: list[str] = []
     for key in active:
         codes.append(patient.code_of[key])
         sec = patient.secondary[key]
         if sec is not None and rng.random() < 0.6:
             codes.append(sec)
+        for extra in BY_KEY[key].secondary_codes:
+            if rng.random() < SECONDARY_CODE_RATE:
+                codes.append(extra)
     for code in patient.fillers:
         if rng.random() < 0.85:
             codes.append(code)
+    for filler in ACUTE_FILLERS:
+        if rng.random() < filler.prevalence:
+            codes.append(filler.code)
     anticoag = any(
         m.drug in ("warfarin", "apixaban") for m in (BY_KEY["afib"].meds if "afib" in active else ())
     )
@@ -185,6 +195,8 @@ def _code_list(patient: Patient, active: list[str], rng: random.Random, dnr: boo
         codes.append("V5861")
     if dnr:
         codes.append("V4986")
+    if died and rng.random() < 0.5:
+        codes.append("V667")
     return list(dict.fromkeys(codes))
 
 
@@ -205,7 +217,7 @@ def simulate(index: int, seed: int, density: Density) -> Patient:
         )
         for k in conditions
     }
-    fillers = [f.code for f in FILLERS if f.prevalence > 0 and rng.random() < f.prevalence]
+    fillers = [f.code for f in FILLERS if not f.acute and f.prevalence > 0 and rng.random() < f.prevalence]
     first_admit = datetime(rng.randint(2100, 2200), 1, 1) + timedelta(
         days=rng.randrange(365), minutes=rng.randrange(24 * 60)
     )
@@ -293,7 +305,7 @@ def simulate(index: int, seed: int, density: Density) -> Patient:
             died=died,
             active=active,
             severity=severity,
-            codes=_code_list(patient, active, rng, code_status.startswith("DNR")),
+            codes=_code_list(patient, active, rng, code_status.startswith("DNR"), died),
             admission_type=rng.choice(ADMISSION_TYPES),
             n_notes=n_notes,
             home_meds=list(home_meds),
