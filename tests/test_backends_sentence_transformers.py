@@ -77,6 +77,21 @@ def test_truncate_dim_renormalises(minilm, minilm_path: Path):
         too_long.embed(TEXTS)
 
 
+def test_int8_quantisation_is_close_to_float32_and_has_its_own_fingerprint(minilm, minilm_path: Path):
+    int8 = create_backend("sentence-transformers", {"model": str(minilm_path), "quantize": "int8"})
+    fast, exact = int8.embed(TEXTS), minilm.embed(TEXTS)
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, rtol=1e-5)
+    cosine = (fast * exact).sum(axis=1)
+    assert cosine.min() > 0.9 and not np.allclose(fast, exact, atol=1e-4)  # close, not exact
+    assert '"quantize":"int8"' in int8.fingerprint() and "quantize" not in minilm.fingerprint()
+    gpu = create_backend(
+        "sentence-transformers", {"model": str(minilm_path), "quantize": "int8", "device": "cuda"}
+    )
+    with pytest.raises(InputError, match="quantize=int8 runs on the CPU only"):
+        gpu.embed(TEXTS)
+
+
 def test_batch_size_does_not_change_vectors(minilm_path: Path):
     one = create_backend("sentence-transformers", {"model": str(minilm_path), "batch_size": 1}).embed(TEXTS)
     many = create_backend("sentence-transformers", {"model": str(minilm_path), "batch_size": 16}).embed(TEXTS)

@@ -54,6 +54,11 @@ class SentenceTransformerSettings(BaseModel):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     long_notes: Literal["truncate", "chunk"] = "truncate"
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="int8: torch dynamic quantisation of the Linear layers (per-channel weights), CPU "
+        "only; faster, not exact (benchmarks/embed.py prints the cosine to float32)",
+    )
     chunk_tokens: int | None = Field(None, gt=0, description="window size; None: what fits after the prompt")
     overlap: int = Field(32, ge=0, description="tokens shared by consecutive windows")
 
@@ -245,6 +250,8 @@ class SentenceTransformerBackend:
                 "dtype": s.dtype,
                 "long_notes": s.long_notes,
             }
+            if s.quantize != "none":  # absent when off: fingerprints of float models are unchanged
+                parts["quantize"] = s.quantize
             if s.long_notes == "chunk":
                 parts["chunk_tokens"] = s.chunk_tokens or "fit"
                 parts["overlap"] = s.overlap
@@ -273,6 +280,13 @@ class SentenceTransformerBackend:
     # ---- loading
 
     def _device(self) -> str:
+        if self.settings.quantize == "int8":
+            if self.settings.device not in ("auto", "cpu"):
+                raise InputError(
+                    f"quantize=int8 runs on the CPU only (device={self.settings.device} was asked for); "
+                    "use device=cpu or quantize=none"
+                )
+            return "cpu"
         import torch
 
         wanted = self.settings.device
@@ -311,6 +325,8 @@ class SentenceTransformerBackend:
                 transformers_logging.enable_progress_bar()
         if self.settings.max_seq_length is not None:
             model.max_seq_length = self.settings.max_seq_length
+        if self.settings.quantize == "int8":
+            model = _quantize_int8(model)
         full = model.get_embedding_dimension()
         if self.settings.truncate_dim is not None and full is not None and self.settings.truncate_dim > full:
             raise InputError(
@@ -377,6 +393,19 @@ class SentenceTransformerBackend:
             texts, self._model.tokenizer, self._chunk_tokens(prompt), self.settings.overlap
         )
         return mean_of_windows(self._encode(windows, prompt), owners, len(texts)).astype(np.float32)
+
+
+def _quantize_int8(model: Any) -> Any:
+    """torch's dynamic int8 quantisation of every Linear layer, weights per output channel (per-tensor
+    scales lose much more: on MiniLM the cosine to float32 fell to 0.85 at worst, against 0.94)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 # --------------------------------------------------------------------------- registry entries
