@@ -62,6 +62,11 @@ def test_run_writes_every_file_with_definitions_and_intervals(tiny_run):
     assert (out / "umap.png").stat().st_size > 0
     md = (out / "RESULTS.md").read_text()
     assert "| recall | top5 |" in md and "Not run" in md and "## Task definitions" in md
+    survival = by_label["tfidf"]["results"]["survival"]["counts"]
+    assert (
+        f"Survival: {survival['patients']:,} evaluation patients scored, "
+        f"{survival['events']:,} of them died within the horizon." in md
+    )
     printed = proc.stdout.splitlines()  # the main metric per task is printed at the end, in 100 columns
     assert any(line.startswith("| recall ") and "| top5 " in line for line in printed)
     assert max(map(len, printed)) <= 100 and "| top1 " not in proc.stdout

@@ -89,6 +89,12 @@ def results_markdown(results: RunResults, comparison: Comparison | None = None) 
         f"clinpred {results.clinpred_version}.",
         "",
     ]
+    survival = next((res["survival"] for res in ok.values() if "survival" in res), None)
+    if survival is not None and "events" in survival.counts:  # what the survival task's power rests on
+        lines[2] += (
+            f" Survival: {survival.counts['patients']:,} evaluation patients scored, "
+            f"{survival.counts['events']:,} of them died within the horizon."
+        )
     if ok:
         lines += table(list(ok), metric_rows(ok))
     skipped = [r for r in results.backends if r.status != "ok"]
