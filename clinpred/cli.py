@@ -291,7 +291,10 @@ def finetune_command(
     batch_size: int | None = typer.Option(None, "--batch-size"),
     learning_rate: float | None = typer.Option(None, "--learning-rate"),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
-    loss: str | None = typer.Option(None, "--loss", help="mnrl or cached_mnrl."),
+    loss: str | None = typer.Option(None, "--loss", help="mnrl, cached_mnrl or label_aware."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="A named recipe: clinical (the default settings) or seed (the published one)."
+    ),
     seed: int | None = typer.Option(None, "--seed", min=0),
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run from its last checkpoint."
@@ -309,6 +312,7 @@ def finetune_command(
         "learning_rate": learning_rate,
         "max_seq_length": max_seq_length,
         "loss": loss,
+        "preset": preset,
         "seed": seed,
     }
     cfg = build_config(config, overrides)
@@ -324,6 +328,21 @@ def finetune_command(
     )
     for line in summary_lines(report):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("ablate")
+def ablate_command(
+    config: Path = typer.Option(..., "--config", help="An ablation TOML (see examples/ablation.toml)."),
+    out_dir: Path = typer.Option(..., "--out", help="The ablation folder (new, or an earlier ablation's)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Fine-tune every recipe on the same patients, evaluate them and the base in one run, compare."""
+    from clinpred.finetune.ablation import read_ablation_config, run_ablation
+
+    cfg = read_ablation_config(config)
+    _silence_libraries(quiet)
+    run_ablation(cfg, out_dir, progress=not quiet, log=_log(quiet))
+    out.print(f"wrote {out_dir / 'RESULTS.md'}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("synth")

@@ -12,7 +12,10 @@ import numpy as np
 import pandas as pd
 
 from clinpred.data.cohort import Cohort
-from clinpred.finetune.config import PairConfig
+from clinpred.data.labels import label_matrix
+from clinpred.data.phi import PhiMode, apply_phi_setting
+from clinpred.data.splits import PatientSplit
+from clinpred.finetune.config import FinetuneConfig, PairConfig
 
 PAIR_COLUMNS = ["anchor", "positive", "group"]
 
@@ -37,23 +40,120 @@ def consecutive_index(subjects: np.ndarray) -> np.ndarray:
     return np.flatnonzero(subjects[1:] == subjects[:-1])
 
 
+def positive_index(notes: pd.DataFrame, config: PairConfig) -> np.ndarray:
+    """For each row (notes in patient-time order), the row of its positive, or -1 where it has none.
+
+    ``next``: the next row of the same patient. ``next_other_category``: the first later row of the same
+    patient whose category differs (the row after the run of same-category notes). ``window``: a seeded
+    uniform choice among the same patient's later rows charted within ``window_hours``.
+    """
+    subjects = notes["subject_id"].to_numpy(dtype=np.int64)
+    n = len(subjects)
+    out = np.full(n, -1, dtype=np.int64)
+    if n < 2:
+        return out
+    if config.positives == "next":
+        first = consecutive_index(subjects)
+        out[first] = first + 1
+        return out
+    if config.positives == "next_other_category":
+        category = notes["category"].astype(str).to_numpy()
+        # a new run starts where the patient or the category changes; row i's positive is the start of
+        # the run after its own, when that run is the same patient's
+        new_run = np.r_[True, (subjects[1:] != subjects[:-1]) | (category[1:] != category[:-1])]
+        run_id = np.cumsum(new_run) - 1
+        run_starts = np.flatnonzero(new_run)
+        nxt = np.r_[run_starts[1:], -1][run_id]
+        ok = (nxt >= 0) & (subjects[np.maximum(nxt, 0)] == subjects)
+        out[ok] = nxt[ok]
+        return out
+    # window: later rows j of the same patient with time_j - time_i <= window_hours
+    hours = (notes["time"].to_numpy() - np.datetime64("1970-01-01")) / np.timedelta64(1, "h")
+    key = subjects.astype(np.float64) * 1e7 + hours  # patient-major, time-minor (hours < 1e7)
+    last = np.searchsorted(key, key + config.window_hours, side="right") - 1
+    last = np.minimum(last, np.searchsorted(subjects, subjects, side="right") - 1)
+    rows = np.arange(n)
+    has = last > rows
+    pick = np.random.default_rng([config.seed, 1]).random(n)
+    out[has] = rows[has] + 1 + np.floor(pick[has] * (last[has] - rows[has])).astype(np.int64)
+    return out
+
+
+def style_negatives(
+    notes: pd.DataFrame, positive: np.ndarray, groups: np.ndarray, seed: int
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Per pair, a row of ANOTHER patient among ``notes`` with the positive's category and caregiver.
+
+    ``notes`` are the fine-tuning patients' usable notes only, so a negative is never an evaluation
+    patient's. The caregiver (cgid) is matched where the positive has one and another patient has a
+    note of that caregiver and category; otherwise the category alone is matched; a pair whose category
+    no other patient has gets -1 (dropped by the caller). Seeded.
+    """
+    rng = np.random.default_rng([seed, 2])
+    subjects = notes["subject_id"].to_numpy(dtype=np.int64)
+    category = notes["category"].astype(str).to_numpy()
+    cgid = notes["cgid"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64) if "cgid" in notes else None
+    out = np.full(len(positive), -1, dtype=np.int64)
+    counts = {"negatives_same_caregiver": 0, "negatives_same_category": 0, "negatives_missing": 0}
+
+    def pools(keys: list[np.ndarray]) -> dict[tuple, np.ndarray]:
+        frame = pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)})
+        by = list(frame.columns) if len(keys) > 1 else "k0"
+        return {(k if isinstance(k, tuple) else (k,)): idx for k, idx in frame.groupby(by).indices.items()}
+
+    by_category = pools([category])
+    by_caregiver = pools([category, cgid]) if cgid is not None else {}
+
+    def draw(pool: np.ndarray, subject: int) -> int:
+        for _ in range(8):  # a few random tries, then an exact pass over the pool
+            j = int(pool[rng.integers(len(pool))])
+            if subjects[j] != subject:
+                return j
+        others = pool[subjects[pool] != subject]
+        return int(others[rng.integers(len(others))]) if len(others) else -1
+
+    for i, pos in enumerate(positive):
+        subject = int(groups[i])
+        j = -1
+        if cgid is not None and cgid[pos] >= 0:
+            j = draw(by_caregiver[(category[pos], int(cgid[pos]))], subject)
+            if j >= 0:
+                counts["negatives_same_caregiver"] += 1
+        if j < 0:
+            j = draw(by_category[(category[pos],)], subject)
+            if j >= 0:
+                counts["negatives_same_category"] += 1
+        if j < 0:
+            counts["negatives_missing"] += 1
+        out[i] = j
+    return out, counts
+
+
 def mine_pairs(
     cohort: Cohort, subject_ids: Sequence[int], config: PairConfig
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Pairs (anchor = note t, positive = note t+1, group = subject_id) and the count after each filter.
+    """Pairs (anchor = note t, positive = a later note per ``positives``, group = subject_id), an optional
+    style-matched ``negative``, and the count after each filter.
 
-    Filters, in order: patients, categories, empty text, consecutive pairs, time gap, per-patient cap
-    (a seeded sample, kept in time order), then the optional reversed copies.
+    Filters, in order: patients, categories, empty text, pairs with a positive, time gap, per-patient cap
+    (a seeded sample, kept in time order), then the optional reversed copies, then the negatives (a pair
+    with no possible negative is dropped). Columns ``anchor_category``, ``positive_category``,
+    ``negative_category`` and ``negative_group`` describe each pair (no text); only anchor, positive
+    and negative are trained on.
     """
     notes, counts = usable_notes(cohort, subject_ids, config)
     subjects = notes["subject_id"].to_numpy(dtype=np.int64)
-    first = consecutive_index(subjects)
-    counts["consecutive_pairs"] = len(first)
+    counts["consecutive_pairs"] = len(consecutive_index(subjects))
+    target = positive_index(notes, config)
+    first = np.flatnonzero(target >= 0)
+    second = target[first]
+    counts["pairs_with_positive"] = len(first)
 
     if config.max_gap_hours is not None:
         times = notes["time"].to_numpy()
-        gap_h = (times[first + 1] - times[first]) / np.timedelta64(1, "h")
-        first = first[gap_h <= config.max_gap_hours]
+        gap_h = (times[second] - times[first]) / np.timedelta64(1, "h")
+        keep_gap = gap_h <= config.max_gap_hours
+        first, second = first[keep_gap], second[keep_gap]
     counts["pairs_within_gap"] = len(first)
 
     groups = subjects[first]
@@ -63,15 +163,73 @@ def mine_pairs(
         starts = np.r_[0, np.flatnonzero(groups[order][1:] != groups[order][:-1]) + 1]
         rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
         keep = np.sort(order[rank < config.max_pairs_per_patient])  # back to patient-time order
-        first, groups = first[keep], groups[keep]
+        first, second, groups = first[keep], second[keep], groups[keep]
     counts["pairs_after_cap"] = len(first)
 
-    text = notes["text"].astype(str).to_numpy()
-    anchor, positive = text[first], text[first + 1]
     if config.symmetric:
-        anchor, positive = np.concatenate([anchor, positive]), np.concatenate([positive, anchor])
+        first, second = np.concatenate([first, second]), np.concatenate([second, first])
         groups = np.concatenate([groups, groups])
-    pairs = pd.DataFrame({"anchor": anchor, "positive": positive, "group": groups.astype(np.int64)})
+
+    text = notes["text"].astype(str).to_numpy()
+    category = notes["category"].astype(str).to_numpy()
+    frame = {
+        "anchor": text[first],
+        "positive": text[second],
+        "group": groups.astype(np.int64),
+        "anchor_category": category[first],
+        "positive_category": category[second],
+    }
+    if config.negatives == "style_matched":
+        negative, neg_counts = style_negatives(notes, second, groups, config.seed)
+        counts.update(neg_counts)
+        has = negative >= 0
+        frame = {k: v[has] for k, v in frame.items()}
+        negative = negative[has]
+        frame["negative"] = text[negative]
+        frame["negative_category"] = category[negative]
+        frame["negative_group"] = subjects[negative]
+        groups = groups[has]
+    pairs = pd.DataFrame(frame)
     counts["pairs"] = len(pairs)
     counts["patients_with_pairs"] = int(pd.unique(groups).size)
     return pairs, counts
+
+
+def fine_tuning_cohort(cohort: Cohort, subject_ids: Sequence[int], phi: PhiMode) -> Cohort:
+    """Only the given (fine-tuning) patients, their note text under the PHI-placeholder setting.
+
+    Every later step (pairs, negatives, phenotype labels, validation recall) reads this cohort, so it
+    cannot see an evaluation patient; masking before mining masks anchors, positives and negatives alike.
+    """
+    sub = cohort.subset(subject_ids)
+    if phi == "keep":
+        return sub
+    from dataclasses import replace
+
+    return replace(sub, notes=sub.notes.assign(text=apply_phi_setting(sub.notes["text"], phi)))
+
+
+def phenotype_labels(cohort: Cohort, subject_ids: Sequence[int]) -> pd.DataFrame:
+    """Patients-by-phenotype (CCS benchmark, 25 columns) indicators of the given patients only: the
+    diagnosis rows of any other patient are dropped before a code is mapped."""
+    ids = sorted({int(s) for s in subject_ids})
+    diagnoses = cohort.diagnoses[cohort.diagnoses["subject_id"].isin(ids)]
+    return label_matrix(diagnoses, ids, scheme="ccs_benchmark")
+
+
+def training_data(
+    cohort: Cohort, split: PatientSplit, config: FinetuneConfig
+) -> tuple[Cohort, pd.DataFrame, dict[str, int]]:
+    """What ``finetune`` trains on: the fine-tuning patients' cohort (training and validation patients,
+    text under ``phi_placeholders``), the pairs mined from the training patients, and their counts.
+
+    For the label-aware loss each pair gets its patient's phenotype indicators (``phenotypes``), read
+    from the training patients' diagnoses only.
+    """
+    cohort = fine_tuning_cohort(cohort, split.finetune_all, config.phi_placeholders)
+    pairs, counts = mine_pairs(cohort, split.finetune, config.pairs)
+    if config.loss == "label_aware" and not pairs.empty:
+        labels = phenotype_labels(cohort, split.finetune).loc[pairs["group"].to_numpy()]
+        pairs["phenotypes"] = list(labels.to_numpy(dtype=np.float32))
+        counts["pairs_with_a_phenotype"] = int(labels.any(axis=1).sum())
+    return cohort, pairs, counts

@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from clinpred.data.cohort import Cohort
+from clinpred.data.phi import apply_phi_setting
 from clinpred.data.splits import ids_sha256, split_patients
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
@@ -35,7 +36,7 @@ from clinpred.finetune.output import (
     weights_sha256,
     write_json_atomic,
 )
-from clinpred.finetune.pairs import mine_pairs
+from clinpred.finetune.pairs import training_data
 
 CHECKPOINTS = "checkpoints"
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def finetune(
 ) -> FinetuneReport:
     """Fine-tune on (note t, note t+1) pairs of ``split.finetune`` patients; watch recall on ``split.validation``."""
     split = split_patients(cohort.subject_ids, config.split)
-    pairs, counts = mine_pairs(cohort, split.finetune, config.pairs)
+    cohort, pairs, counts = training_data(cohort, split, config)
     if pairs.empty:
         raise InputError(
             f"no training pairs: {counts['patients']} fine-tuning patients gave "
@@ -80,6 +81,7 @@ def finetune(
         cohort, split.validation, config.pairs, max_queries=config.eval_max_queries, seed=config.seed
     )
     data = {
+        "phi_placeholders": config.phi_placeholders,
         "source": cohort.source,
         "synthetic": cohort.synthetic,
         "pairs": len(pairs),
@@ -115,17 +117,27 @@ def finetune_pairs(
             f"pairs: missing column(s) {', '.join(missing)}; found {', '.join(map(str, pairs.columns))}. "
             "Give columns anchor, positive and optionally group."
         )
+    if config.loss == "label_aware":
+        raise InputError(
+            "loss label_aware needs each patient's phenotypes, which a pairs file does not carry: use "
+            "--data or --synthetic, or loss mnrl."
+        )
+    text_columns = ["anchor", "positive"] + (["negative"] if "negative" in pairs.columns else [])
     frame = pd.DataFrame(
         {
-            "anchor": pairs["anchor"].astype("string").fillna(""),
-            "positive": pairs["positive"].astype("string").fillna(""),
+            **{
+                c: apply_phi_setting(pairs[c].astype("string").fillna(""), config.phi_placeholders)
+                for c in text_columns
+            },
             "group": pairs["group"].astype(str)
             if "group" in pairs.columns
             else np.arange(len(pairs)).astype(str),
         }
     )
-    usable = (frame["anchor"].str.strip().str.len() > 0) & (frame["positive"].str.strip().str.len() > 0)
-    frame = frame[usable.to_numpy(dtype=bool)].reset_index(drop=True)
+    usable = np.logical_and.reduce(
+        [(frame[c].str.strip().str.len() > 0).to_numpy(dtype=bool) for c in text_columns]
+    )
+    frame = frame[usable].reset_index(drop=True)
     if frame.empty:
         raise InputError(
             f"pairs: none of the {len(pairs)} rows has a non-empty anchor and positive; nothing to train on."
@@ -135,6 +147,7 @@ def finetune_pairs(
     counts = {"rows": len(pairs), "pairs": len(frame), "groups": int(codes.max()) + 1}
     data = {
         "source": "pairs",
+        "phi_placeholders": config.phi_placeholders,
         "pairs": len(frame),
         "counts": counts,
         "groups": counts["groups"],
@@ -275,6 +288,36 @@ def _make_trainer(model, args, dataset, loss, evaluator, groups, callbacks):
     )
 
 
+def _make_loss(model: Any, config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
+    """sentence-transformers' MNRL / cached MNRL (which take an optional negative column themselves), or
+    ClinicalLoss for the label-aware targets and the distillation term."""
+    from sentence_transformers.sentence_transformer import losses
+
+    if config.loss == "cached_mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(
+            model,
+            scale=config.scale,
+            mini_batch_size=config.mini_batch_size,
+            gather_across_devices=config.gather_across_devices,
+        )
+    if config.loss == "mnrl" and config.regulariser == "none":
+        return losses.MultipleNegativesRankingLoss(
+            model, scale=config.scale, gather_across_devices=config.gather_across_devices
+        )
+    if config.gather_across_devices:
+        raise InputError("gather_across_devices works with loss mnrl or cached_mnrl without a regulariser.")
+    from clinpred.finetune.losses import ClinicalLoss
+
+    label_dim = len(pairs["phenotypes"].iloc[0]) if config.loss == "label_aware" and len(pairs) else 0
+    return ClinicalLoss(
+        model,
+        scale=config.scale,
+        label_dim=label_dim,
+        label_weight=config.label_weight if config.loss == "label_aware" else 0.0,
+        distill_weight=config.distill_weight if config.regulariser == "distill" else 0.0,
+    )
+
+
 def _curves(log_history: list[dict[str, Any]], name: str) -> tuple[list[dict], list[dict]]:
     loss = [
         {"step": float(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
@@ -311,7 +354,6 @@ def _train(
     import transformers
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer import losses
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     transformers.logging.set_verbosity_error()
@@ -319,17 +361,29 @@ def _train(
     anchor_prompt, positive_prompt = _prompts(model, config.prompts)
     prompts = {k: v for k, v in {"anchor": anchor_prompt, "positive": positive_prompt}.items() if v}
 
-    if config.loss == "cached_mnrl":
-        loss = losses.CachedMultipleNegativesRankingLoss(
-            model,
-            scale=config.scale,
-            mini_batch_size=config.mini_batch_size,
-            gather_across_devices=config.gather_across_devices,
+    if "negative" in pairs.columns:
+        prompts["negative"] = prompts.get("positive", "") or None
+        prompts = {k: v for k, v in prompts.items() if v}
+    loss = _make_loss(model, config, pairs)
+    columns: dict[str, list] = {
+        c: pairs[c].tolist() for c in ("anchor", "positive", "negative") if c in pairs
+    }
+    label_parts = []
+    if config.loss == "label_aware":
+        label_parts.append(np.stack(pairs["phenotypes"].to_list()).astype(np.float32))
+    if config.regulariser == "distill":  # the base model's embedding of each anchor, before any step
+        label_parts.append(
+            model.encode(
+                pairs["anchor"].tolist(),
+                prompt=anchor_prompt or None,
+                batch_size=config.eval_batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32)
         )
-    else:
-        loss = losses.MultipleNegativesRankingLoss(
-            model, scale=config.scale, gather_across_devices=config.gather_across_devices
-        )
+    if label_parts:
+        columns["label"] = np.concatenate(label_parts, axis=1).tolist()
 
     evaluator = None
     if validation is not None and len(validation.query):
@@ -340,7 +394,7 @@ def _train(
             document_prompt=positive_prompt,
             batch_size=config.eval_batch_size,
         )
-    dataset = Dataset.from_dict({"anchor": pairs["anchor"].tolist(), "positive": pairs["positive"].tolist()})
+    dataset = Dataset.from_dict(columns)
     steps_per_epoch = math.ceil(len(pairs) / config.batch_size)  # at least; a huge patient adds batches
     eval_steps = config.eval_steps if evaluator is not None and config.eval_steps else None
     out.mkdir(parents=True, exist_ok=True)
