@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from clinpred.data.cohort import (
     ADMISSION_DTYPES,
+    CORE_ADMISSION_COLUMNS,
     DIAGNOSIS_DTYPES,
     DISCHARGE_SUMMARY,
     NOTE_DTYPES,
@@ -60,7 +61,7 @@ def make_cohort(
         Cohort(
             notes=conform(pd.DataFrame(notes, columns=list(NOTE_DTYPES)), NOTE_DTYPES),
             patients=conform(pd.DataFrame(patients, columns=list(PATIENT_DTYPES)), PATIENT_DTYPES),
-            admissions=conform(pd.DataFrame(admissions, columns=list(ADMISSION_DTYPES)), ADMISSION_DTYPES),
+            admissions=conform(pd.DataFrame(admissions, columns=CORE_ADMISSION_COLUMNS), ADMISSION_DTYPES),
             diagnoses=conform(pd.DataFrame(diagnoses, columns=list(DIAGNOSIS_DTYPES)), DIAGNOSIS_DTYPES),
             source="mimic3",
             synthetic=True,

@@ -47,3 +47,35 @@ def test_shifted_dob_of_patients_over_89_falls_in_the_oldest_band():
     patients.loc[0, "dob"] = pd.Timestamp("1850-06-01")  # MIMIC's shift: ~300 years before admission
     groups = patient_groups(dataclasses.replace(cohort, patients=patients))
     assert groups.iloc[0]["age_band"] == "80+"
+
+
+def test_race_and_insurance_from_the_first_admission_where_the_source_records_them(tmp_path):
+    from mimic_files import ADMISSIONS, write_mimic3
+
+    from clinpred.data.mimic3 import read_mimic3
+    from clinpred.tasks.subgroups import race_group
+
+    assert race_group(
+        pd.Series(
+            [
+                "WHITE - RUSSIAN",
+                "BLACK/AFRICAN AMERICAN",
+                "ASIAN - CHINESE",
+                "HISPANIC OR LATINO",
+                "UNABLE TO OBTAIN",
+                "AMERICAN INDIAN/ALASKA NATIVE",
+                None,
+            ],
+            dtype="string",
+        )
+    ).tolist() == ["White", "Black", "Asian", "Hispanic/Latino", "unknown", "Other", "unknown"]
+    rows = [list(r) for r in ADMISSIONS]
+    cohort = read_mimic3(write_mimic3(tmp_path / "m3", ADMISSIONS=rows), use_cache=False)
+    groups = patient_groups(cohort)
+    first = cohort.admissions.sort_values("admittime").drop_duplicates("subject_id").set_index("subject_id")
+    for subject, row in first.iterrows():
+        assert groups.loc[subject, "insurance"] == row["insurance"]
+        assert groups.loc[subject, "race"] == race_group(pd.Series([row["race"]], dtype="string"))[0]
+    # a source without these columns offers no such subgroup (not a column of 'unknown')
+    bare = dataclasses.replace(cohort, admissions=cohort.admissions.assign(race=pd.NA, insurance=pd.NA))
+    assert list(patient_groups(bare).columns) == ["sex", "age_band"]

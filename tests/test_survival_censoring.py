@@ -9,6 +9,7 @@ import pytest
 
 from clinpred.data.cohort import (
     ADMISSION_DTYPES,
+    CORE_ADMISSION_COLUMNS,
     DIAGNOSIS_DTYPES,
     NOTE_DTYPES,
     PATIENT_DTYPES,
@@ -36,7 +37,7 @@ def cohort_of(rows: list[tuple[int, float | None, list[tuple[float, float]], flo
     return Cohort(
         notes=conform(pd.DataFrame(notes, columns=list(NOTE_DTYPES)), NOTE_DTYPES),
         patients=conform(pd.DataFrame(patients, columns=list(PATIENT_DTYPES)), PATIENT_DTYPES),
-        admissions=conform(pd.DataFrame(admissions, columns=list(ADMISSION_DTYPES)), ADMISSION_DTYPES),
+        admissions=conform(pd.DataFrame(admissions, columns=CORE_ADMISSION_COLUMNS), ADMISSION_DTYPES),
         diagnoses=conform(pd.DataFrame(columns=list(DIAGNOSIS_DTYPES)), DIAGNOSIS_DTYPES),
         source=source,
         synthetic=True,

@@ -39,7 +39,14 @@ ADMISSION_DTYPES: dict[str, str] = {
     "dischtime": "datetime64[ns]",
     "deathtime": "datetime64[ns]",
     "hospital_expire_flag": "int64",
+    # as written by the source, where it has them (missing: <NA>); used for subgroups and readmission
+    "admission_type": "string",
+    "race": "string",  # MIMIC-III ETHNICITY, MIMIC-IV race (ethnicity before v2.0)
+    "insurance": "string",
 }
+# columns a source (or a hand-built frame) may lack: conform fills them with <NA>
+OPTIONAL_COLUMNS = frozenset({"admission_type", "race", "insurance"})
+CORE_ADMISSION_COLUMNS = [c for c in ADMISSION_DTYPES if c not in OPTIONAL_COLUMNS]
 DIAGNOSIS_DTYPES: dict[str, str] = {
     "subject_id": "int64",
     "hadm_id": "int64",
@@ -58,6 +65,9 @@ def empty_frame(dtypes: dict[str, str]) -> pd.DataFrame:
 
 def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     """Select and cast the canonical columns, in canonical order."""
+    absent = [c for c in dtypes if c not in frame.columns and c in OPTIONAL_COLUMNS]
+    if absent:
+        frame = frame.assign(**{c: pd.NA for c in absent})
     out = frame.loc[:, list(dtypes)]  # copy-on-write (pandas >= 3): columns are copied only if changed
     for col, dtype in dtypes.items():
         if str(out[col].dtype) != dtype:

@@ -23,6 +23,7 @@ from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, str
 from clinpred.data.synthetic_seal import MARKER, is_sealed_synthetic
 from clinpred.data.tables import (
     locate,
+    optional_text,
     parse_datetimes,
     parse_ints,
     read_header,
@@ -93,7 +94,7 @@ def read_patients(directory: Path) -> pd.DataFrame:
 
 def read_admissions(directory: Path) -> pd.DataFrame:
     path = locate(directory, "ADMISSIONS")
-    raw = read_table(path, ADMISSION_COLUMNS)
+    raw = read_table(path, ADMISSION_COLUMNS, optional=("ADMISSION_TYPE", "ETHNICITY", "INSURANCE"))
     flag = raw["HOSPITAL_EXPIRE_FLAG"].where(raw["HOSPITAL_EXPIRE_FLAG"].str.strip() != "", "0")
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
@@ -102,6 +103,9 @@ def read_admissions(directory: Path) -> pd.DataFrame:
         dischtime=parse_datetimes(raw["DISCHTIME"], path, "DISCHTIME"),
         deathtime=parse_datetimes(raw["DEATHTIME"], path, "DEATHTIME"),
         hospital_expire_flag=parse_ints(flag, path, "HOSPITAL_EXPIRE_FLAG"),
+        admission_type=optional_text(raw, "ADMISSION_TYPE"),
+        race=optional_text(raw, "ETHNICITY"),
+        insurance=optional_text(raw, "INSURANCE"),
     )
     missing = frame["admittime"].isna()
     if missing.any():

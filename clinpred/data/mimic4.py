@@ -25,7 +25,14 @@ from clinpred.data.cohort import (
 )
 from clinpred.data.mimic3 import order_diagnoses
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
-from clinpred.data.tables import locate, parse_datetimes, parse_ints, read_table, unique_ints
+from clinpred.data.tables import (
+    locate,
+    optional_text,
+    parse_datetimes,
+    parse_ints,
+    read_table,
+    unique_ints,
+)
 from clinpred.errors import InputError
 
 NOTE_TYPES = {"DS": "Discharge summary", "DA": "Discharge summary", "RR": "Radiology", "AR": "Radiology"}
@@ -82,7 +89,7 @@ def _patients(hosp: Path) -> pd.DataFrame:
 def _admissions(hosp: Path) -> pd.DataFrame:
     path = locate(hosp, "admissions")
     cols = ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME", "HOSPITAL_EXPIRE_FLAG"]
-    raw = read_table(path, cols)
+    raw = read_table(path, cols, optional=("ADMISSION_TYPE", "RACE", "ETHNICITY", "INSURANCE"))
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
         hadm_id=unique_ints(raw["HADM_ID"], path, "HADM_ID"),
@@ -90,6 +97,9 @@ def _admissions(hosp: Path) -> pd.DataFrame:
         dischtime=parse_datetimes(raw["DISCHTIME"], path, "DISCHTIME"),
         deathtime=parse_datetimes(raw["DEATHTIME"], path, "DEATHTIME"),
         hospital_expire_flag=parse_ints(raw["HOSPITAL_EXPIRE_FLAG"], path, "HOSPITAL_EXPIRE_FLAG"),
+        admission_type=optional_text(raw, "ADMISSION_TYPE"),
+        race=optional_text(raw, "RACE", "ETHNICITY"),  # "ethnicity" before MIMIC-IV v2.0
+        insurance=optional_text(raw, "INSURANCE"),
     )
     return conform(frame, ADMISSION_DTYPES).sort_values(["subject_id", "admittime"], ignore_index=True)
 

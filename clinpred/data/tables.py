@@ -123,24 +123,40 @@ def require_columns(path: Path, header: Iterable[str], required: Iterable[str]) 
         )
 
 
-def read_table(path: Path, required: list[str]) -> pd.DataFrame:
-    """Read a whole small table as strings, UPPERCASE columns, after checking the header."""
+def read_table(path: Path, required: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a whole small table as strings, UPPERCASE columns, after checking the header.
+
+    ``optional`` columns are read where the file has them and come back empty ("") where it does not.
+    """
     header = read_header(path)
     require_columns(path, header, required)
+    wanted = [*required, *(c for c in optional if c in header)]
     try:
         frame = pd.read_csv(
             path,
             dtype=str,
             keep_default_na=False,
             na_values=[],
-            usecols=lambda c: c.strip().upper() in required,
+            usecols=lambda c: c.strip().upper() in wanted,
         )
     except GZIP_ERRORS as exc:
         raise unreadable(path, exc) from None
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise unreadable(path, exc) from None
     frame.columns = [c.strip().upper() for c in frame.columns]
-    return frame[required]
+    for column in optional:
+        if column not in frame.columns:
+            frame[column] = ""
+    return frame[[*required, *optional]]
+
+
+def optional_text(raw: pd.DataFrame, *columns: str) -> pd.Series:
+    """The first of ``columns`` that holds any value, stripped; empty cells become <NA>."""
+    for column in columns:
+        values = raw[column].astype("string").str.strip() if column in raw else None
+        if values is not None and (values != "").any():
+            return values.mask(values == "")
+    return pd.Series(pd.NA, index=raw.index, dtype="string")
 
 
 def require_unique(ids: pd.Series, path: Path, column: str) -> None:

@@ -1,11 +1,12 @@
-"""A task's main metric within patient subgroups (sex, age band), with intervals and counts.
+"""A task's main metric within patient subgroups (sex, age band, race, insurance), with intervals and counts.
 
 A model can be good on average and poor for a group; a reviewer asks for the headline number by group.
 The metric is the task's own ``metrics_from_units`` on the units of the group's patients, so a subgroup
 number means exactly what the headline means. Groups with fewer than ``min_patients`` patients are
 listed with their count and not scored: an interval on a handful of patients says nothing.
-Race/ethnicity and insurance are not in clinpred's Cohort (the readers do not keep them), so they are
-not offered here.
+Race/ethnicity and insurance are taken from the patient's first admission where the source records
+them (MIMIC-III ETHNICITY and INSURANCE, MIMIC-IV race and insurance); race is grouped into broad
+categories, since MIMIC's 30-odd ETHNICITY values would leave most groups below the minimum size.
 """
 
 from __future__ import annotations
@@ -32,8 +33,27 @@ class SubgroupConfig(BaseModel):
     n_resamples: int = Field(200, ge=0)  # patient bootstrap per group (the task's seed and confidence)
 
 
+# Broad groups, by the start of MIMIC's value (e.g. "ASIAN - CHINESE", "BLACK/AFRICAN AMERICAN")
+RACE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("White", ("WHITE", "PORTUGUESE")),
+    ("Black", ("BLACK",)),
+    ("Hispanic/Latino", ("HISPANIC", "SOUTH AMERICAN")),
+    ("Asian", ("ASIAN",)),
+    ("unknown", ("UNKNOWN", "UNABLE TO OBTAIN", "PATIENT DECLINED")),
+)
+
+
+def race_group(values: pd.Series) -> pd.Series:
+    """MIMIC's race/ethnicity text as a broad group; anything unlisted is 'Other', missing 'unknown'."""
+    upper = values.astype("string").str.upper().str.strip()
+    out = pd.Series("Other", index=values.index, dtype="string")
+    for group, prefixes in reversed(RACE_GROUPS):
+        out = out.mask(upper.str.startswith(prefixes).fillna(False), group)
+    return out.mask(upper.isna() | (upper == ""), "unknown")
+
+
 def patient_groups(cohort: Cohort) -> pd.DataFrame:
-    """Per patient: sex, and age band at the first admission."""
+    """Per patient: sex, age band at the first admission, and (where recorded) race and insurance."""
     patients = cohort.patients.set_index("subject_id")
     first = cohort.admissions.groupby("subject_id")["admittime"].min().reindex(patients.index)
     # from calendar fields: MIMIC's shifted DOBs of patients over 89 lie ~300 years back, beyond the
@@ -41,9 +61,18 @@ def patient_groups(cohort: Cohort) -> pd.DataFrame:
     dob = patients["dob"]
     age = (first.dt.year - dob.dt.year) + (first.dt.day_of_year - dob.dt.day_of_year) / 365.25
     band = pd.cut(age, bins=[*AGE_BANDS, np.inf], right=False, labels=list(AGE_LABELS)).astype("string")
-    return pd.DataFrame(
+    groups = pd.DataFrame(
         {"sex": patients["gender"].astype("string").fillna("unknown"), "age_band": band.fillna("unknown")}
     )
+    admissions = cohort.admissions
+    first_admission = (
+        admissions.sort_values("admittime").drop_duplicates("subject_id").set_index("subject_id")
+    )
+    for attribute, column, fn in (("race", "race", race_group), ("insurance", "insurance", None)):
+        if column in first_admission and first_admission[column].notna().any():
+            values = first_admission[column].reindex(patients.index)
+            groups[attribute] = fn(values) if fn else values.astype("string").fillna("unknown")
+    return groups
 
 
 def subgroup_metrics(
