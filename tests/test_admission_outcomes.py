@@ -304,3 +304,44 @@ def test_death_after_discharge_is_a_counted_negative():
     units, counts = discharge_outcomes(cohort, 30.0)
     assert not units["y"].any()
     assert counts["died_within_window_without_readmission_counted_negative"] == 1
+
+
+def test_elective_next_admissions_are_not_readmissions_unless_asked():
+    """Unplanned readmission (ClinicalBERT): an elective return is skipped, the next emergency one counts;
+    a newborn admission is no index admission; elective = "count" gives the all-cause label."""
+    day = pd.Timedelta(days=1)
+    t0 = pd.Timestamp("2150-01-01")
+    adm = pd.DataFrame(
+        {
+            "subject_id": [1, 1, 1, 2, 2, 3],
+            "hadm_id": [10, 11, 12, 20, 21, 30],
+            "admittime": [t0, t0 + 10 * day, t0 + 20 * day, t0, t0 + 10 * day, t0],
+            "dischtime": [
+                t0 + 2 * day,
+                t0 + 12 * day,
+                t0 + 22 * day,
+                t0 + 2 * day,
+                t0 + 12 * day,
+                t0 + 3 * day,
+            ],
+            "deathtime": pd.to_datetime([pd.NaT] * 6),
+            "hospital_expire_flag": [0] * 6,
+            "admission_type": pd.array(
+                ["EMERGENCY", "ELECTIVE", "EMERGENCY", "EMERGENCY", "ELECTIVE", "NEWBORN"], dtype="string"
+            ),
+        }
+    )
+    patients = pd.DataFrame(
+        {"subject_id": [1, 2, 3], "gender": "F", "dob": pd.Timestamp("2080-01-01"), "dod": pd.NaT}
+    )
+    notes = pd.DataFrame(
+        {c: pd.Series(dtype=t) for c, t in {"subject_id": "int64", "time": "datetime64[ns]"}.items()}
+    )
+    cohort = Cohort(notes=notes, patients=patients, admissions=adm, diagnoses=pd.DataFrame(), source="mimic3")
+    units, counts = discharge_outcomes(cohort, 30.0)
+    y = dict(zip(units["hadm_id"], units["y"], strict=True))
+    # 10 -> 11 is elective (skipped), 12 starts 18 days after 10's discharge: readmitted
+    assert y == {10: True, 11: True, 12: False, 20: False, 21: False}
+    assert counts["excluded_newborn"] == 1 and counts["elective_admissions_not_counted_as_readmissions"] == 2
+    all_cause, _ = discharge_outcomes(cohort, 30.0, "count")
+    assert dict(zip(all_cause["hadm_id"], all_cause["y"], strict=True))[20]  # the elective return counts

@@ -2,17 +2,20 @@
 
 Unit: a hospital admission that ends in a discharge alive (no DEATHTIME, HOSPITAL_EXPIRE_FLAG = 0).
 Label: the same patient's next admission starts no later than ``days`` (default 30) after DISCHTIME.
-Readmissions are all-cause: an elective (planned) next admission counts like any other, because
-clinpred's Cohort does not carry ADMISSION_TYPE; the definition is recorded with the result. (The
-unplanned-readmission variant of ClinicalBERT, Huang et al. 2019, skips elective next admissions and
-drops newborn admissions; it needs that column.) A patient who dies after discharge without coming
-back is a negative, counted. Features: the admission's notes charted up to its discharge, without the
+Readmissions are unplanned by default, as in ClinicalBERT (Huang et al. 2019): an ELECTIVE next
+admission (MIMIC-III ADMISSION_TYPE, MIMIC-IV admission_type ELECTIVE or SURGICAL SAME DAY ADMISSION)
+is not a readmission, the first non-elective admission within the window is, and NEWBORN admissions are
+not index admissions; ``elective = "count"`` gives the all-cause variant. Where a source does not record
+the admission type, every admission counts (the result says how many types were missing). A patient
+who dies after discharge without coming back is a negative, counted. Features: the admission's notes charted up to its discharge, without the
 discharge summary by default (``include_discharge_summary`` adds it, recorded as a relaxation: it is
 written at discharge, so it is a fair feature for prediction at discharge, but its follow-up plans are
 close to the label). Cross-validation grouped by patient; AUROC, AUPRC with patient-bootstrap intervals.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -22,11 +25,15 @@ from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
 from clinpred.tasks.binary_outcome import BinaryOutcomeConfig, evaluate_binary_outcome
 from clinpred.tasks.result import TaskResult
 
-DEFINITION = (
-    "all-cause: any later admission of the patient counts, elective (planned) ones included, since the "
-    "Cohort does not carry ADMISSION_TYPE; newborn admissions are not excluded. ClinicalBERT's "
-    "unplanned variant (elective next admissions skipped) is not available"
-)
+DEFINITIONS = {
+    "skip": (
+        "unplanned (ClinicalBERT): the first non-elective admission of the patient after discharge counts; "
+        "elective admissions (ELECTIVE, SURGICAL SAME DAY ADMISSION) are not readmissions; NEWBORN "
+        "admissions are not index admissions; an admission without a recorded type counts as non-elective"
+    ),
+    "count": "all-cause: any later admission of the patient counts, elective (planned) ones included",
+}
+ELECTIVE_TYPES = ("ELECTIVE", "SURGICAL SAME DAY ADMISSION")
 
 
 class ReadmissionConfig(BinaryOutcomeConfig):
@@ -34,17 +41,31 @@ class ReadmissionConfig(BinaryOutcomeConfig):
 
     days: float = Field(30.0, gt=0)  # a next admission starting this soon after discharge is a readmission
     include_discharge_summary: bool = False  # True adds the admission's discharge summary to the features
+    elective: Literal["skip", "count"] = "skip"  # count: all-cause readmission (elective ones included)
 
 
-def discharge_outcomes(cohort: Cohort, days: float) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Discharges alive with ``y`` = the next admission starts within ``days``; and the counts."""
+def discharge_outcomes(
+    cohort: Cohort, days: float, elective: str = "skip"
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Discharges alive with ``y`` = the next (non-elective, by default) admission starts within ``days``."""
     adm = cohort.admissions.sort_values(["subject_id", "admittime"], kind="stable").reset_index(drop=True)
     died = (adm["hospital_expire_flag"].to_numpy() == 1) | adm["deathtime"].notna().to_numpy()
-    same_next = (adm["subject_id"].shift(-1) == adm["subject_id"]).to_numpy()
-    next_admit = adm["admittime"].shift(-1).where(same_next)
+    kind = adm["admission_type"].astype("string").str.upper().str.strip() if "admission_type" in adm else None
+    is_elective = (
+        kind.isin(ELECTIVE_TYPES).fillna(False).to_numpy(bool)
+        if kind is not None and elective == "skip"
+        else np.zeros(len(adm), dtype=bool)
+    )
+    newborn = (
+        (kind == "NEWBORN").fillna(False).to_numpy(bool) if kind is not None else np.zeros(len(adm), bool)
+    )
+    # the earliest later admission of the same patient that counts as a readmission
+    counted = adm["admittime"].where(~pd.Series(is_elective, index=adm.index))
+    next_admit = counted.groupby(adm["subject_id"]).shift(-1)
+    next_admit = next_admit.groupby(adm["subject_id"]).bfill()
     gap = (next_admit - adm["dischtime"]).dt.total_seconds() / 86_400
     no_disch = adm["dischtime"].isna().to_numpy()
-    keep = ~died & ~no_disch
+    keep = ~died & ~no_disch & ~newborn
     y = (gap <= days).to_numpy(dtype=bool) & keep  # NaN gaps (no next admission) compare False
     dod = adm["subject_id"].map(cohort.patients.set_index("subject_id")["dod"])
     died_after = (dod - adm["dischtime"].dt.normalize()).dt.days
@@ -52,7 +73,10 @@ def discharge_outcomes(cohort: Cohort, days: float) -> tuple[pd.DataFrame, dict[
         "admissions_in_cohort": len(adm),
         "excluded_died_in_hospital": int(died.sum()),
         "excluded_no_discharge_time": int((no_disch & ~died).sum()),
+        "excluded_newborn": int((newborn & ~died).sum()),
         "discharges_alive": int(keep.sum()),
+        "elective_admissions_not_counted_as_readmissions": int(is_elective.sum()),
+        "admissions_without_type": int(kind.isna().sum()) if kind is not None else len(adm),
         "next_admission_overlapping_the_stay": int((keep & (gap < 0).to_numpy()).sum()),
         "died_within_window_without_readmission_counted_negative": int(
             (keep & ~y & (died_after <= days).to_numpy(dtype=bool)).sum()
@@ -75,7 +99,7 @@ def evaluate_readmission(
     config = config or ReadmissionConfig()
     if len(embeddings) != len(cohort.notes):
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
-    units, counts = discharge_outcomes(cohort, config.days)
+    units, counts = discharge_outcomes(cohort, config.days, config.elective)
     notes = cohort.notes
     disch = notes["hadm_id"].map(cohort.admissions.set_index("hadm_id")["dischtime"])
     date_only = notes["time_is_date"].to_numpy(bool)
@@ -107,7 +131,7 @@ def evaluate_readmission(
             f"the patient's next admission starts no later than {config.days:g} days after DISCHTIME "
             "(an overlapping next admission counts, and is counted)"
         ),
-        "readmission_definition": DEFINITION,
+        "readmission_definition": DEFINITIONS[config.elective],
         "exclusions": (
             "admissions ending in death (DEATHTIME or HOSPITAL_EXPIRE_FLAG) or without a discharge time; "
             "admissions without a note; a death after discharge without readmission is a negative"
