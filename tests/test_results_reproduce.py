@@ -43,5 +43,5 @@ def test_counts_must_match_except_near_tie_noise():
     recall = next(b for b in fresh.backends if b.status == "ok").results["recall"]
     recall.counts["queries_with_ties"] += 1  # floating-point near-ties: a handful may move
     assert differences(committed, fresh) == []
-    recall.counts["patients"] += 10
+    recall.counts["patients"] += recall.counts["patients"] // 10  # well beyond the 2% count tolerance
     assert differences(committed, fresh) == [f"{fresh.backends[0].label}/recall: count patients differs"]
