@@ -29,10 +29,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clinpred.atomic import check_directory_path, write_text
-from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksConfig
+from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksConfig, merge
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
-from clinpred.finetune.config import FinetuneConfig, _merge
+from clinpred.finetune.config import FinetuneConfig
 from clinpred.finetune.output import RUN_FILE, write_json_atomic
 
 ABLATION_FILE = "ablation.json"
@@ -73,7 +73,7 @@ class AblationConfig(BaseModel):
 
     def recipe_config(self, name: str, base_model: str) -> FinetuneConfig:
         """The recipe's FinetuneConfig: shared settings, then the recipe's, then the run's split."""
-        values = _merge(self.finetune, self.recipes[name])
+        values = merge(self.finetune, self.recipes[name])
         if self.max_seq_length is not None:
             values.setdefault("max_seq_length", self.max_seq_length)
         values.update(base_model=base_model, split=self.split.model_dump())

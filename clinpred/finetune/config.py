@@ -102,7 +102,9 @@ class FinetuneConfig(BaseModel):
             name = data.get("preset", "clinical")
             if name not in PRESETS:
                 raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-            data = _merge(PRESETS[name], data)
+            from clinpred.config import merge  # the experiment config's table-by-table merge
+
+            data = merge(PRESETS[name], data)
         return data
 
     @model_validator(mode="after")
@@ -119,10 +121,10 @@ class FinetuneConfig(BaseModel):
 
     @classmethod
     def demo(cls, base_model: str = "google/embeddinggemma-300m", preset: str = "seed") -> FinetuneConfig:
-        """What `clinpred demo` uses on the `demo` synthetic cohort (450 patients) with the bundled MiniLM.
+        """What `clinpred demo` uses on the `demo` synthetic cohort with the bundled MiniLM.
 
-        Sized for a few minutes on 2 idle CPU cores: at most 6 pairs from each of the ~200 training
-        patients, one epoch at 128 tokens, batches of 16, and validation recall measured before and after
+        Sized for a few minutes on 2 idle CPU cores (the demo lowers the pairs to one per patient): at
+        most 6 pairs from each training patient, one epoch at 128 tokens, batches of 16, and validation recall measured before and after
         only (each pass embeds the whole validation pool). The recipe is the named preset; the learning
         rate and epochs are the preset's demo schedule (DEMO_SCHEDULES). The patient split is left at its
         default so that the evaluation patients match the pipeline's.
@@ -169,17 +171,6 @@ class FinetuneConfig(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
             raise InputError(f"{source}: setting {where!r}: {first['msg']}.") from None
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``, table by table (a preset's ``pairs`` under the user's ``pairs``)."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 # Named recipes: the settings each one fixes; every other field keeps its default (or the user's value).
