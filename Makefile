@@ -56,7 +56,7 @@ test-fast: $(STAMP)
 
 # Each benchmark prints its figures and its ratio to a named peer measured in the same run (minutes each).
 bench: $(STAMP)
-	for b in read_notes synth embed recall finetune; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in read_notes synth embed recall finetune bootstrap; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check clinpred tests benchmarks

@@ -20,7 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 1800
 ) -> subprocess.CompletedProcess:
     """Run `clinpred ARGS` exactly as a user would: the installed console script, in a subprocess."""
     full_env = {**os.environ, **(env or {})}
@@ -31,7 +31,7 @@ def run_cli(
         text=True,
         cwd=cwd,
         env=full_env,
-        timeout=1800,
+        timeout=timeout,
     )
 
 

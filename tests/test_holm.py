@@ -32,9 +32,16 @@ def test_holm_step_down_by_hand():
 
 
 def test_bootstrap_p_value():
-    assert bootstrap_p_value(np.full(99, 0.2)) == pytest.approx(2 / 100)
-    assert bootstrap_p_value(np.r_[np.full(50, -1.0), np.full(49, 1.0)]) == 1.0
-    assert bootstrap_p_value(np.array([np.nan])) is None
+    from scipy.stats import norm
+
+    draws = np.random.default_rng(0).normal(0.05, 0.01, size=1000)
+    # observed 0.05 with a standard error of ~0.01: z ~ 5, far below what counting draws could give
+    p = bootstrap_p_value(draws, 0.05)
+    assert p == pytest.approx(2 * norm.sf(0.05 / np.std(draws, ddof=1)))
+    assert p < 0.05 / 27 < 2 / 1001  # a count-based p-value could never pass Holm over 27 comparisons
+    assert bootstrap_p_value(np.r_[np.full(50, -1.0), np.full(50, 1.0)], 0.0) == 1.0
+    assert bootstrap_p_value(np.array([np.nan]), 0.1) is None
+    assert bootstrap_p_value(draws, float("nan")) is None
 
 
 def test_comparison_marks_holm_and_counts_comparisons(tmp_path):

@@ -38,7 +38,7 @@ class Difference(BaseModel):
     reference: str
     patients: int
     difference: Estimate
-    p_value: float | None = None  # paired bootstrap, two-sided, of "no difference"
+    p_value: float | None = None  # two-sided, of "no difference": difference / paired-bootstrap SE
     holm: bool | None = None  # survives Holm's correction over the task's comparisons (family-wise 5%)
 
 
@@ -258,8 +258,8 @@ def differences_lines(comparison: Comparison) -> list[str]:
             "",
             f"## Paired differences against `{comparison.reference}`",
             "",
-            "Same patients on both sides; 95% paired bootstrap over patients. p: two-sided paired bootstrap "
-            f"p-value; Holm: survives Holm's correction at {HOLM_ALPHA:g} over each task's comparisons "
+            "Same patients on both sides; 95% paired bootstrap over patients. p: two-sided p-value of no "
+            "difference (the difference over its paired-bootstrap standard error); Holm: survives Holm's correction at {HOLM_ALPHA:g} over each task's comparisons "
             "("
             + ", ".join(
                 f"{t}: {sum(d.task == t for d in comparison.differences)}"

@@ -101,11 +101,16 @@ def results_markdown(results: RunResults, comparison: Comparison | None = None) 
     if skipped:
         lines += ["", "Not run:", ""]
         lines += [f"- **{r.label}** (`{r.name}`): {r.reason}" for r in skipped]
-    for r in results.backends:
-        for task, reason in r.tasks_not_run.items():
-            lines.append(f"- **{r.label}**, {task}: not run ({reason})")
-        for warning in r.warnings:
-            lines.append(f"- **{r.label}**: {warning}")
+    partial = [
+        f"- **{r.label}**, {t}: not run ({why})"
+        for r in results.backends
+        for t, why in r.tasks_not_run.items()
+    ]
+    if partial:
+        lines += ["", "Tasks not run:", "", *partial]
+    warned = [f"- **{r.label}**: {w}" for r in results.backends for w in r.warnings]
+    if warned:
+        lines += ["", "Warnings:", "", *warned]
     if comparison is not None:
         from clinpred.report.compare import differences_lines
 

@@ -79,21 +79,36 @@ def calibration_columns(y: np.ndarray, p: np.ndarray, iterations: int = 12) -> d
         mu = expit(a + z)
         grad = (y - mu).sum(axis=0)
         hess = (mu * (1 - mu)).sum(axis=0)
-        a = a + np.divide(grad, hess, out=np.zeros(m), where=hess > 0)
-    # slope: two parameters per column (intercept, slope), Newton steps solved in closed form
+        step = np.divide(grad, hess, out=np.zeros(m), where=hess > 0)
+        a = a + step
+        if np.all(np.abs(step) <= 1e-10 * np.maximum(1.0, np.abs(a))):
+            break
+    # slope: two parameters per column (intercept, slope), Newton steps solved in closed form, each
+    # column iterated until its step vanishes (most take a handful of steps; the bootstrap repeats this)
     b0, b1 = np.zeros(m), np.ones(m)
+    last_step = np.full(m, np.inf)
+    active = np.arange(m)
     for _ in range(iterations):
-        mu = expit(b0 + b1 * z)
+        za, ya = z[:, active], y[:, active]
+        mu = expit(b0[active] + b1[active] * za)
         w = mu * (1 - mu)
-        g0, g1 = (y - mu).sum(axis=0), ((y - mu) * z).sum(axis=0)
-        h00, h01, h11 = w.sum(axis=0), (w * z).sum(axis=0), (w * z * z).sum(axis=0)
+        g0, g1 = (ya - mu).sum(axis=0), ((ya - mu) * za).sum(axis=0)
+        h00, h01, h11 = w.sum(axis=0), (w * za).sum(axis=0), (w * za * za).sum(axis=0)
         det = h00 * h11 - h01**2
         ok = det > 1e-12
         safe = np.where(ok, det, 1.0)
         step0 = np.where(ok, (h11 * g0 - h01 * g1) / safe, 0.0)
         step1 = np.where(ok, (h00 * g1 - h01 * g0) / safe, 0.0)
-        b0, b1 = b0 + step0, b1 + step1
-    converged = (np.abs(step1) < 1e-6 * np.maximum(1.0, np.abs(b1))) & np.isfinite(b1)
+        b0[active] += step0
+        b1[active] += step1
+        last_step[active] = step1
+        moving = (np.abs(step0) > 1e-10 * np.maximum(1.0, np.abs(b0[active]))) | (
+            np.abs(step1) > 1e-10 * np.maximum(1.0, np.abs(b1[active]))
+        )
+        active = active[moving]
+        if not len(active):
+            break
+    converged = (np.abs(last_step) < 1e-6 * np.maximum(1.0, np.abs(b1))) & np.isfinite(b1)
     both = (y.sum(axis=0) > 0) & (y.sum(axis=0) < n)
     nan = np.full(m, np.nan)
     return {

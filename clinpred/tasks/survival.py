@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
 from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
+from clinpred.parallel import map_chunks
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
 from clinpred.tasks.diagnosis_metrics import calibration_columns
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
@@ -109,6 +110,14 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
     if "risk_at_horizon" in units:
         out.update(_horizon_calibration(units))
     return out
+
+
+def harrell_c_from_units(units: pd.DataFrame) -> dict[str, float]:
+    """The headline alone (what subgroups bootstrap): pooled Harrell's C on within-fold ranks."""
+    time, event, risk = (units[c].to_numpy() for c in ("time", "event", "risk"))
+    if "fold" in units:
+        risk = within_fold_ranks(risk, units["fold"].to_numpy())
+    return {"harrell_c": harrell_c(time.astype(float), event.astype(bool), risk.astype(float))}
 
 
 def _horizon_calibration(units: pd.DataFrame) -> dict[str, float]:
@@ -291,21 +300,16 @@ def _fit_predict(
     return np.asarray(risk, dtype=float), survival_at, None, None
 
 
-def _ipcw_intervals(fold_inputs: list[tuple], tau: float, config: SurvivalConfig, n: int) -> dict:
-    """Patient-bootstrap intervals of the fold-averaged Uno's C, time-dependent AUC and IBS.
-
-    Each resample draws each fold's test patients with replacement (every patient is scored in exactly
-    one fold) and keeps each fold's fitted model and training censoring distribution: the interval is
-    the spread from which patients were scored, as for Harrell's C. A resample in which a fold's metric
-    cannot be evaluated (no event before a time) leaves that fold out of that metric's mean, as the
-    point estimate does.
-    """
-    rng = np.random.default_rng(config.bootstrap.seed)
-    draws: dict[str, list[float]] = {}
-    for _ in range(n):
+def _ipcw_resamples(
+    picks: list[list[np.ndarray]], fold_inputs: list[tuple], tau: float, config: SurvivalConfig
+) -> list[dict[str, list[float]]]:
+    """For each resample, each metric's values over the folds where it could be evaluated."""
+    out = []
+    for fold_picks in picks:
         per_key: dict[str, list[float]] = {}
-        for train_time, train_event, test_time, test_event, risk, lookup in fold_inputs:
-            pick = rng.integers(0, len(test_time), size=len(test_time))
+        for pick, (train_time, train_event, test_time, test_event, risk, lookup) in zip(
+            fold_picks, fold_inputs, strict=True
+        ):
             try:
                 values, _ = fold_metrics(
                     train_time,
@@ -322,6 +326,27 @@ def _ipcw_intervals(fold_inputs: list[tuple], tau: float, config: SurvivalConfig
                 continue
             for key, value in values.items():
                 per_key.setdefault(key, []).append(value)
+        out.append(per_key)
+    return out
+
+
+def _ipcw_intervals(fold_inputs: list[tuple], tau: float, config: SurvivalConfig, n: int) -> dict:
+    """Patient-bootstrap intervals of the fold-averaged Uno's C, time-dependent AUC and IBS.
+
+    Each resample draws each fold's test patients with replacement (every patient is scored in exactly
+    one fold) and keeps each fold's fitted model and training censoring distribution: the interval is
+    the spread from which patients were scored, as for Harrell's C. A resample in which a fold's metric
+    cannot be evaluated (no event before a time) leaves that fold out of that metric's mean, as the
+    point estimate does.
+    """
+    n_units = sum(len(inputs[2]) for inputs in fold_inputs)
+    rng = np.random.default_rng(config.bootstrap.seed)
+    # drawn up front, in the order a loop would draw them, so the processes that score them do not matter
+    picks = [
+        [rng.integers(0, len(inputs[2]), size=len(inputs[2])) for inputs in fold_inputs] for _ in range(n)
+    ]
+    draws: dict[str, list[float]] = {}
+    for per_key in map_chunks(_ipcw_resamples, picks, fold_inputs, tau, config, cost_each=n_units):
         for key, values in per_key.items():
             draws.setdefault(key, []).append(float(np.mean(values)))
     tail = (1.0 - config.bootstrap.confidence) / 2.0
@@ -502,6 +527,6 @@ def evaluate_survival(
         warnings=warnings,
     ).with_units(units)
     result.subgroups = subgroup_metrics(
-        cohort, units, metrics_from_units, "harrell_c", config.bootstrap, config.subgroups
+        cohort, units, harrell_c_from_units, "harrell_c", config.bootstrap, config.subgroups
     )
     return result
