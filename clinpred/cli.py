@@ -16,6 +16,7 @@ from clinpred import usage
 from clinpred.atomic import check_directory_path
 from clinpred.errors import InputError
 from clinpred.interrupts import Terminated, exit_on_terminate
+from clinpred.parallel import jobs
 
 app = typer.Typer(
     help="How much clinical signal does a text-embedding model capture?",
@@ -334,12 +335,15 @@ def finetune_command(
 def ablate_command(
     config: Path = typer.Option(..., "--config", help="An ablation TOML (see examples/ablation.toml)."),
     out_dir: Path = typer.Option(..., "--out", help="The ablation folder (new, or an earlier ablation's)."),
+    recipe: list[str] = typer.Option(
+        [], "--recipe", "-r", help="Run only this recipe of the config (repeatable); default: every one."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Fine-tune every recipe on the same patients, evaluate them and the base in one run, compare."""
     from clinpred.finetune.ablation import read_ablation_config, run_ablation
 
-    cfg = read_ablation_config(config)
+    cfg = read_ablation_config(config).only(recipe)
     _silence_libraries(quiet)
     run_ablation(cfg, out_dir, progress=not quiet, log=_log(quiet))
     out.print(f"wrote {out_dir / 'RESULTS.md'}", highlight=False, markup=False, soft_wrap=True)
@@ -396,6 +400,7 @@ def main() -> None:
     """Entry point: user errors and usage errors exit 2 with one message; interrupts exit 130 (143 on SIGTERM)."""
     exit_on_terminate()
     try:
+        jobs()  # a bad CLINPRED_JOBS is a user error now, not after an hour of embedding
         code = app(standalone_mode=False)
     except InputError as exc:
         _error(str(exc))

@@ -96,8 +96,11 @@ class Prepared:
 
 
 def synthetic_cohort_dir(size: str, seed: int) -> Path:
-    """Where the generated synthetic cohort of a size and seed is kept between runs."""
-    return cache_root() / "synthetic" / f"{size}-seed{seed}-clinpred{clinpred.__version__}"
+    """Where the generated synthetic cohort of a size and seed is kept between runs: one folder per
+    generator version, so that a cohort written by an older generator is never read as the current one."""
+    from clinpred.data.synthetic.generate import GENERATOR_VERSION
+
+    return cache_root() / "synthetic" / f"{size}-seed{seed}-generator{GENERATOR_VERSION}"
 
 
 def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
@@ -387,4 +390,5 @@ def write_run(results: RunResults, out_dir: Path) -> None:
 
         comparison = compare_runs([out_dir])  # paired differences against the first backend, Holm marked
     write_text(out_dir / "RESULTS.md", results_markdown(results, comparison))
-    write_report_html(out_dir / "report.html", [out_dir])  # read back from the files just written
+    # read back from the files just written; the paired bootstrap is drawn once, for both pages
+    write_report_html(out_dir / "report.html", [out_dir], comparison, compare=comparison is not None)

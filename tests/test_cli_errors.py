@@ -60,6 +60,13 @@ def run_args(tmp: Path, *extra: str, data: Path | None = None) -> list[str]:
     return ["run", *source, "--out", str(tmp / "out"), "--quiet", *extra]
 
 
+def _old_demo_models(tmp):
+    models = tmp / "out" / "models"
+    models.mkdir(parents=True)
+    (models / "generator.json").write_text('{"generator": "1.0"}')
+    return ["demo", "--out", str(tmp / "out"), "--size", "tiny", "--quiet"]
+
+
 def _dup_admission(tmp):
     rows = [list(r) for r in ADMISSIONS] + [list(ADMISSIONS[1])]
     return ["data", "check", str(mimic(tmp, ADMISSIONS=rows))]
@@ -114,6 +121,18 @@ CASES = [
     Case("finetune --seed -1", lambda t: ["finetune", "--out", str(t / "m"), "--seed", "-1"], ("--seed",)),
     Case("synth --seed -5", lambda t: ["synth", "--out", str(t / "s"), "--seed", "-5"], ("--seed",)),
     Case("demo of an unknown size", lambda t: ["demo", "--out", str(t / "out"), "--size", "huge"], ("huge",)),
+    Case(
+        "demo into models of an older synthetic cohort",
+        lambda t: _old_demo_models(t),
+        ("generator 1.0", "remove it or use another --out"),
+        out_must_not_exist=False,
+    ),
+    Case(
+        "a bad process count",
+        lambda t: run_args(t, "--synthetic", "tiny", "-b", "tfidf"),
+        ("CLINPRED_JOBS",),
+        env={"CLINPRED_JOBS": "two"},
+    ),
     # the experiment as given
     Case("no data source", lambda t: run_args(t, "-b", "tfidf"), ("--data",)),
     Case("no backend", lambda t: run_args(t, data=mimic(t)), ("--backend",)),

@@ -15,9 +15,11 @@ from clinpred.data.synthetic.calibration import (
     CODES_TOLERANCE,
     IN_HOSPITAL_TOLERANCE,
     ONE_YEAR_TOLERANCE,
+    READMISSION_TOLERANCE,
     TARGET_CODES_PER_ADMISSION,
     TARGET_IN_HOSPITAL_MORTALITY,
     TARGET_ONE_YEAR_MORTALITY,
+    TARGET_READMISSION_30D,
     WORDS_PER_NOTE,
     calibration_figures,
 )
@@ -179,6 +181,28 @@ def test_mortality_is_near_mimic3(figures):
     ih, oy = figures["in_hospital_mortality"], figures["one_year_mortality"]
     assert abs(ih - TARGET_IN_HOSPITAL_MORTALITY) <= IN_HOSPITAL_TOLERANCE, ih
     assert abs(oy - TARGET_ONE_YEAR_MORTALITY) <= ONE_YEAR_TOLERANCE, oy
+
+
+def test_unplanned_30_day_readmissions_occur_and_follow_the_stay_s_content(demo, figures):
+    """About 6% of discharges alive are followed by an unplanned admission within 30 days, and the
+    notes of the stay carry the risk: TF-IDF embeddings predict it above chance, short of perfect."""
+    assert abs(figures["readmission_30d"] - TARGET_READMISSION_30D) <= READMISSION_TOLERANCE, figures[
+        "readmission_30d"
+    ]
+    from clinpred.backends.tfidf import TfidfBackend
+    from clinpred.tasks.readmission import ReadmissionConfig, evaluate_readmission
+    from clinpred.tasks.result import BootstrapScheme
+
+    text = demo.notes["text"].tolist()
+    embeddings = TfidfBackend().fit(text).embed(text)
+    config = ReadmissionConfig(bootstrap=BootstrapScheme(n_resamples=0, intervals=False))
+    result = evaluate_readmission(demo, embeddings, config=config)
+    auroc = result.metrics["auroc"].value
+    print(f"readmission {figures['readmission_30d']:.3f}; TF-IDF AUROC {auroc:.3f}, {result.counts}")
+    assert (
+        result.counts["positives"] >= 30 and result.counts["elective_admissions_not_counted_as_readmissions"]
+    )
+    assert 0.56 < auroc < 0.9  # the stay's notes carry the risk, with headroom
 
 
 def test_early_notes_carry_the_death_hazard(demo):

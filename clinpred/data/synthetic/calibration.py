@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from clinpred.data.labels import BENCHMARK_PHENOTYPES, label_matrix
 
 # MIMIC-III v1.4: 651,047 DIAGNOSES_ICD rows for 58,976 admissions (DESIGN.md)
@@ -23,6 +25,12 @@ IN_HOSPITAL_TOLERANCE = 0.035
 # table giving this exact figure was found to cite here; it is stated as an approximate target.
 TARGET_ONE_YEAR_MORTALITY = 0.25
 ONE_YEAR_TOLERANCE = 0.06
+# 30-day unplanned readmission: the share of discharges alive followed by a non-elective admission of the
+# same patient within 30 days. Adult MIMIC-III admissions are in the mid single digits by the definition
+# of ClinicalBERT (Huang et al. 2019); no table giving the exact share was found to cite here, so the
+# target is approximate, like the one-year mortality's.
+TARGET_READMISSION_30D = 0.06
+READMISSION_TOLERANCE = 0.03
 # Mean words per note, by category: what the generator declares (MIMIC-III: discharge summaries run to
 # thousands of words, ECG reads are a few lines, nursing notes short). (low, high) bounds.
 WORDS_PER_NOTE: dict[str, tuple[float, float]] = {
@@ -64,7 +72,19 @@ def calibration_figures(cohort: Any) -> dict[str, Any]:
         "words_per_note": {str(k): float(v) for k, v in words.items()},
         "in_hospital_mortality": float(adm["hospital_expire_flag"].mean()),
         "one_year_mortality": float(one_year),
+        "readmission_30d": _readmission_share(adm),
     }
+
+
+def _readmission_share(adm: Any) -> float:
+    """Discharges alive followed within 30 days by the patient's next admission, if not elective."""
+    adm = adm.sort_values(["subject_id", "admittime"])
+    following = adm.groupby("subject_id")["admittime"].shift(-1)
+    kind = adm.groupby("subject_id")["admission_type"].shift(-1).astype("string").str.upper()
+    alive = adm["hospital_expire_flag"].fillna(0).astype(int) == 0
+    soon = (following - adm["dischtime"]) <= pd.Timedelta(days=30)
+    unplanned = soon & kind.notna() & (kind != "ELECTIVE")
+    return float(unplanned[alive].mean()) if alive.any() else float("nan")
 
 
 def format_figures(figures: dict[str, Any]) -> str:
@@ -80,7 +100,9 @@ def format_figures(figures: dict[str, Any]) -> str:
         f"+/- {CODES_TOLERANCE}); phenotypes per patient {f['phenotypes_per_patient']:.2f}",
         f"in-hospital mortality {f['in_hospital_mortality']:.3f} (target {TARGET_IN_HOSPITAL_MORTALITY:.3f} "
         f"+/- {IN_HOSPITAL_TOLERANCE}); one-year mortality after the first admission "
-        f"{f['one_year_mortality']:.3f} (target {TARGET_ONE_YEAR_MORTALITY:.2f} +/- {ONE_YEAR_TOLERANCE})",
+        f"{f['one_year_mortality']:.3f} (target {TARGET_ONE_YEAR_MORTALITY:.2f} +/- {ONE_YEAR_TOLERANCE}); "
+        f"30-day unplanned readmission {f['readmission_30d']:.3f} (target {TARGET_READMISSION_30D:.2f} "
+        f"+/- {READMISSION_TOLERANCE})",
         "phenotype prevalence (patients) vs mimic3-benchmarks statistics.md:",
     ]
     for ph, target in TARGET_PREVALENCE.items():

@@ -181,6 +181,8 @@ def nursing_other(ctx: NoteCtx) -> str:
     lines += [f"{style.bullet}{x}" for x in c.negated(ctx, 1) if rng.random() < 0.5]
     if ctx.early or rng.random() < 0.5:  # the first 48 h always say how sick the patient is
         lines.append(f"Plan{style.label_sep}" + style.joiner.join(c.severity_cues(ctx)))
+    if ctx.adm is not None and ctx.adm.concerns and rng.random() < 0.5:
+        lines.append(f"Dispo{style.label_sep}" + style.joiner.join(ctx.pick(ctx.adm.concerns, 2)))
     return _finish(ctx, lines)
 
 
@@ -219,6 +221,8 @@ def nursing(ctx: NoteCtx) -> str:
         lines.append(f"Status{style.label_sep}" + style.joiner.join(c.severity_cues(ctx)))
     if rng.random() < 0.6:
         lines.append(f"Lines{style.label_sep}" + ", ".join(c.devices(ctx)))
+    if ctx.adm is not None and ctx.adm.concerns and rng.random() < 0.6:
+        lines.append(f"Dispo{style.label_sep}" + style.joiner.join(ctx.pick(ctx.adm.concerns, 2)))
     if rng.random() < 0.5:
         lines.append(
             f"Social{style.label_sep}{ctx.patient.social['living']}, {ctx.patient.social['support']} at bedside"

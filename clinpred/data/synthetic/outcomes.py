@@ -6,6 +6,7 @@ coefficients are set so that about 13% of admissions end in death and about a qu
 die within a year of their first admission (the targets and their sources are in ``calibration.py``).
 Severity carries most of the hazard, and severity is what the early notes show (pressors, lactate,
 intubation, GCS, goals-of-care talk, shifted vitals and labs), so the survival task can learn it.
+An early, unplanned readmission follows the same burden and severity (``early_readmission_probability``).
 """
 
 from __future__ import annotations
@@ -34,3 +35,11 @@ def yearly_death_rate(age: float, chronic: list[str], severity: float) -> float:
     """The post-discharge death rate per year (an exponential hazard until the next admission)."""
     log_rate = -3.7 + 0.04 * (age - 65.0) + 0.35 * acute_load(chronic) + 3.4 * severity
     return math.exp(log_rate)
+
+
+def early_readmission_probability(chronic: list[str], severity: float, fragility: float) -> float:
+    """Probability that a discharge alive is followed by an unplanned readmission within 30 days. It rises
+    with the chronic burden, the severity of the stay and its fragility (nonadherence, poor support, new
+    oxygen: the discharge concerns its notes mention), all written in that stay's notes, so that the
+    readmission task has content to find."""
+    return _sigmoid(-5.2 + 0.5 * acute_load(chronic) + 4.0 * severity + 1.0 * fragility)

@@ -7,13 +7,18 @@ trajectory can be simulated twice: once to count rows, once to write the notes.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from clinpred.data.synthetic.caregivers import Style
 from clinpred.data.synthetic.conditions import BY_KEY, CONDITIONS, FILLERS, Med, sample_conditions
-from clinpred.data.synthetic.outcomes import in_hospital_death_probability, yearly_death_rate
+from clinpred.data.synthetic.outcomes import (
+    early_readmission_probability,
+    in_hospital_death_probability,
+    yearly_death_rate,
+)
 
 ALLERGIES = (
     ("Penicillins", "rash"),
@@ -108,6 +113,21 @@ SUPPORTS = ("wife", "husband", "daughter", "son", "niece", "sister", "brother", 
 HOME_DEVICES = ("R chest port", "permanent pacemaker", "L arm PICC", "home CPAP", "IVC filter", "G-tube")
 ACUTE_DEVICES = ("foley", "R IJ CVL", "L subclavian CVL", "A-line", "PIV x2", "NGT", "rectal tube")
 CODE_STATUS = ("Full code", "DNR/DNI", "DNR, OK to intubate", "Full code (presumed)")
+# What nurses and physicians write about a stay that bodes badly for the weeks after discharge: the
+# drivers of early readmission that notes record (drawn per stay, so they do not name the patient)
+DISCHARGE_CONCERNS = (
+    "reports not taking home lasix, ran out of meds",
+    "poor PO intake, deconditioned",
+    "lives alone, limited support at home",
+    "3rd ED visit this month",
+    "still requiring 2L NC, new home O2",
+    "wants to leave AMA, counseled",
+    "missed HD sessions prior to admission",
+    "confused at night, needs supervision",
+    "unable to afford copays, SW consulted",
+    "PT recommends rehab, pt declines",
+)
+MAX_EXTRA_READMISSIONS = 3  # unplanned readmissions a patient may have beyond the planned stays
 ADMISSION_TYPES = ("EMERGENCY", "EMERGENCY", "EMERGENCY", "URGENT", "ELECTIVE")
 ACUTE_FILLERS = tuple(f for f in FILLERS if f.acute and f.prevalence > 0)
 SECONDARY_CODE_RATE = 0.6  # each further code of an active condition's phenotype
@@ -132,6 +152,7 @@ class Admission:
     devices: list[str] = field(default_factory=list)
     code_status: str = "Full code"
     weight: float = 80.0
+    concerns: list[str] = field(default_factory=list)  # discharge concerns the stay's notes mention
 
 
 @dataclass
@@ -279,7 +300,10 @@ def simulate(index: int, seed: int, density: Density) -> Patient:
     base_sev = rng.betavariate(2.0, 3.2)
     code_status = CODE_STATUS[0] if age < 80 or rng.random() < 0.5 else CODE_STATUS[1]
     when = first_admit
-    for j in range(n_adm):
+    unplanned = False  # the stay being written follows the last one within 30 days, unplanned
+    for j in range(n_adm + MAX_EXTRA_READMISSIONS):
+        if j >= n_adm:
+            break
         active = [k for k in acute if j in acute_in[k]] + [k for k in chronic if onset[k] <= j]
         if not active:
             active = [rng.choice(conditions)]
@@ -291,6 +315,8 @@ def simulate(index: int, seed: int, density: Density) -> Patient:
             1.0, min(60.0, n_notes / max(1.5, density.notes_per_admission / 6.0) * rng.uniform(0.6, 1.4))
         )
         died = rng.random() < in_hospital_death_probability(age_now, active, severity)
+        fragility = rng.gauss(0.0, 1.0)
+        concerns = [x for x in DISCHARGE_CONCERNS if rng.random() < 0.25 / (1.0 + math.exp(-2.0 * fragility))]
         if severity > 0.7 and rng.random() < 0.5:
             code_status = "DNR/DNI"
         admit = when
@@ -299,26 +325,37 @@ def simulate(index: int, seed: int, density: Density) -> Patient:
             _drift(rng, home_meds, devices)
         adm = Admission(
             index=j,
-            hadm_id=100000 + index * 4 + j,
+            hadm_id=100000 + index * 8 + j,  # room for 4 planned stays and MAX_EXTRA_READMISSIONS
             admit=admit,
             disch=disch,
             died=died,
             active=active,
             severity=severity,
             codes=_code_list(patient, active, rng, code_status.startswith("DNR"), died),
-            admission_type=rng.choice(ADMISSION_TYPES),
+            # an early readmission is unplanned (the readmission task does not count elective ones)
+            admission_type=rng.choice(ADMISSION_TYPES[:-1] if unplanned else ADMISSION_TYPES),
             n_notes=n_notes,
             home_meds=list(home_meds),
             devices=list(devices) + rng.sample(ACUTE_DEVICES, rng.randint(1, 3)),
             code_status=code_status,
             weight=round(weight + rng.gauss(0, 1.5), 1),
+            concerns=concerns,
         )
         patient.admissions.append(adm)
         if died:
             patient.dod = patient.dod_hosp = disch
             break
         # after discharge: the next stay, or death before it, or the end of follow-up
-        gap_days = rng.uniform(30, 900) if j + 1 < n_adm else rng.uniform(365, 365 * 6)
+        # an unplanned readmission within 30 days, as likely as the stay's burden, severity and fragility
+        # (what the discharge concerns say) make it; after what was to be the last stay, it adds one
+        unplanned = rng.random() < early_readmission_probability(
+            [k for k in chronic if onset[k] <= j], severity, fragility
+        )
+        if unplanned:
+            gap_days = rng.uniform(2, 30)
+            n_adm = max(n_adm, j + 2)
+        else:
+            gap_days = rng.uniform(30, 900) if j + 1 < n_adm else rng.uniform(365, 365 * 6)
         rate = yearly_death_rate(age_now, chronic, severity)
         death_in = rng.expovariate(rate) * 365.25 if rate > 0 else float("inf")
         horizon = disch + timedelta(days=gap_days)
