@@ -75,6 +75,12 @@ run = ["recall", "diagnosis"]
     assert "recipe seed: reused" in second.stderr and "recipe clinical-plus: reused" in second.stderr
     assert (out / "models" / "seed" / "clinpred-finetune.json").stat().st_mtime_ns == stamp
 
+    # --recipe: only the named recipe is evaluated beside the base
+    third = cli("ablate", "--config", str(config), "--out", str(out), "--recipe", "seed", "-q", env=env)
+    assert third.returncode == 0, third.stderr[-3000:]
+    run = json.loads((out / "run" / "results.json").read_text())
+    assert [b["label"] for b in run["backends"]] == ["base", "seed"]
+
 
 def test_ablate_refuses_a_foreign_out_folder(cli, tmp_path):
     config = tmp_path / "ablation.toml"
@@ -85,3 +91,11 @@ def test_ablate_refuses_a_foreign_out_folder(cli, tmp_path):
     result = cli("ablate", "--config", str(config), "--out", str(out))
     assert result.returncode == 2 and "notes.txt" in result.stderr
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_ablate_names_the_recipes_when_asked_for_one_it_lacks(cli, tmp_path):
+    config = tmp_path / "ablation.toml"
+    config.write_text('[data]\nsynthetic = "tiny"\n[recipes.seed]\npreset = "seed"\n')
+    result = cli("ablate", "--config", str(config), "--out", str(tmp_path / "out"), "--recipe", "sede")
+    assert result.returncode == 2 and "'sede'" in result.stderr and "seed" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

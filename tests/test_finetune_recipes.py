@@ -106,6 +106,21 @@ def test_masking_leaves_no_placeholder_with_digits_in_any_mined_text(tiny, split
     assert pairs["anchor"].str.contains(r"\[DATE\]", regex=True).any()
 
 
+def test_identity_masking_hides_ages_allergies_and_social_history_in_every_mined_text(tiny, split):
+    age = re.compile(r"\b\d{1,3} ?(?:yo|y/o|year old)\b", re.IGNORECASE)
+    kept = FinetuneConfig(pairs=PairConfig(negatives="style_matched"))
+    _, raw, _ = training_data(tiny, split, kept)
+    assert raw["anchor"].str.contains(age).any()  # the tiny cohort's notes open with the patient's age
+    masked = kept.model_copy(update={"identity_details": "mask"})
+    cohort, pairs, _ = training_data(tiny, split, masked)
+    for column in ("anchor", "positive", "negative"):
+        assert not pairs[column].str.contains(age).any(), column
+    assert not cohort.notes["text"].str.contains(age).any()
+    assert pairs["anchor"].str.contains(r"\[AGE\]", regex=True).any()
+    # clinical content stays: the same medications and vitals are written in both versions
+    assert raw["anchor"].str.count(r"\bmg\b").sum() == pairs["anchor"].str.count(r"\bmg\b").sum()
+
+
 def test_label_aware_loss_reads_only_the_finetuning_patients_codes(tiny, split, monkeypatch):
     seen: list[set[int]] = []
     real = pairs_module.label_matrix
@@ -195,6 +210,7 @@ def test_recipe_settings_round_trip_through_the_record(tiny, minilm_path, tmp_pa
         str(minilm_path),
         loss="label_aware",
         label_weight=0.25,
+        identity_details="mask",
         regulariser="distill",
         distill_weight=0.5,
         pairs={"positives": "window", "window_hours": 96, "negatives": "style_matched", "max_pairs_per_patient": 2},
@@ -204,6 +220,7 @@ def test_recipe_settings_round_trip_through_the_record(tiny, minilm_path, tmp_pa
     assert report.steps == 2 and all(np.isfinite(e["loss"]) for e in report.loss_curve)
     record = json.loads((tmp_path / "m" / "clinpred-finetune.json").read_text())
     assert record["config"]["phi_placeholders"] == "mask" and record["data"]["phi_placeholders"] == "mask"
+    assert record["config"]["identity_details"] == record["data"]["identity_details"] == "mask"
     assert record["config"]["preset"] == "clinical"
     assert FinetuneConfig.model_validate(record["config"]) == config
     assert record["counts"] if "counts" in record else record["data"]["counts"]["negatives_missing"] >= 0

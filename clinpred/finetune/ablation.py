@@ -64,6 +64,17 @@ class AblationConfig(BaseModel):
             BackendConfig(name="x", label=name)  # the label rule: a plain folder name
         return recipes
 
+    def only(self, names: list[str]) -> AblationConfig:
+        """The config with only the named recipes (all of them when ``names`` is empty), in its order."""
+        unknown = [n for n in names if n not in self.recipes]
+        if unknown:
+            raise InputError(
+                f"--recipe {unknown[0]!r}: the config has no such recipe; it has {', '.join(self.recipes)}."
+            )
+        if not names:
+            return self
+        return self.model_copy(update={"recipes": {k: v for k, v in self.recipes.items() if k in names}})
+
     def resolved_base(self) -> str:
         if self.base_model != BUNDLED_MINILM:
             return self.base_model
@@ -209,6 +220,7 @@ def recipe_summary(cfg: dict[str, Any]) -> str:
     pairs = cfg.get("pairs", {})
     parts = [
         f"phi {cfg.get('phi_placeholders')}",
+        f"identity {cfg.get('identity_details', 'keep')}",
         f"pos {pairs.get('positives')}"
         + (f" {pairs.get('window_hours'):g}h" if pairs.get("positives") == "window" else ""),
         f"neg {pairs.get('negatives')}",
@@ -217,6 +229,7 @@ def recipe_summary(cfg: dict[str, Any]) -> str:
         f"reg {cfg.get('regulariser')}"
         + (f" w{cfg.get('distill_weight'):g}" if cfg.get("regulariser") == "distill" else ""),
         f"lr {cfg.get('learning_rate'):g}",
+        f"epochs {cfg.get('epochs')}",
     ]
     return ", ".join(parts)
 

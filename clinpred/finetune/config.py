@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clinpred.data.identity import IdentityMode
 from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
@@ -55,6 +56,9 @@ class FinetuneConfig(BaseModel):
     base_model: str = "google/embeddinggemma-300m"  # a local directory or a model id in the local HF cache
     # de-identification placeholders in the note text before pairs are mined: masked by kind, or kept
     phi_placeholders: PhiMode = "mask"
+    # carried-forward personal details (ages, allergy lists, social history) in the fine-tuning text:
+    # kept, or masked so that matching them cannot be how a pair is found (clinpred.data.identity)
+    identity_details: IdentityMode = "keep"
     pairs: PairConfig = Field(default_factory=PairConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
 

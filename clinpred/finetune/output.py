@@ -114,7 +114,8 @@ Trained by `clinpred finetune` so that a patient's note at time t retrieves the 
 t+1 (anchor = note t, positive = note t+1, in-batch negatives from other patients only: no batch holds
 two pairs of one patient).
 
-- recipe: preset {cfg.get("preset")}, PHI placeholders {cfg.get("phi_placeholders", "keep")}, positives
+- recipe: preset {cfg.get("preset")}, PHI placeholders {cfg.get("phi_placeholders", "keep")}, identity
+  details {cfg.get("identity_details", "keep")}, positives
   {cfg["pairs"].get("positives", "next")}, negatives {cfg["pairs"].get("negatives", "in_batch")}, regulariser
   {cfg.get("regulariser", "none")}
 - loss: {cfg["loss"]} (scale {cfg["scale"]}), batch size {cfg["batch_size"]}, learning rate {cfg["learning_rate"]},

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from clinpred.data.cohort import Cohort
+from clinpred.data.identity import IdentityMode, apply_identity_setting
 from clinpred.data.labels import label_matrix
 from clinpred.data.phi import PhiMode, apply_phi_setting
 from clinpred.data.splits import PatientSplit
@@ -195,18 +196,22 @@ def mine_pairs(
     return pairs, counts
 
 
-def fine_tuning_cohort(cohort: Cohort, subject_ids: Sequence[int], phi: PhiMode) -> Cohort:
-    """Only the given (fine-tuning) patients, their note text under the PHI-placeholder setting.
+def fine_tuning_cohort(
+    cohort: Cohort, subject_ids: Sequence[int], phi: PhiMode, identity: IdentityMode = "keep"
+) -> Cohort:
+    """Only the given (fine-tuning) patients, their note text under the PHI-placeholder setting and the
+    identity-details setting (``clinpred.data.identity``).
 
     Every later step (pairs, negatives, phenotype labels, validation recall) reads this cohort, so it
     cannot see an evaluation patient; masking before mining masks anchors, positives and negatives alike.
     """
     sub = cohort.subset(subject_ids)
-    if phi == "keep":
+    if phi == "keep" and identity == "keep":
         return sub
     from dataclasses import replace
 
-    return replace(sub, notes=sub.notes.assign(text=apply_phi_setting(sub.notes["text"], phi)))
+    text = apply_identity_setting(apply_phi_setting(sub.notes["text"], phi), identity)
+    return replace(sub, notes=sub.notes.assign(text=text))
 
 
 def phenotype_labels(cohort: Cohort, subject_ids: Sequence[int]) -> pd.DataFrame:
@@ -221,12 +226,12 @@ def training_data(
     cohort: Cohort, split: PatientSplit, config: FinetuneConfig
 ) -> tuple[Cohort, pd.DataFrame, dict[str, int]]:
     """What ``finetune`` trains on: the fine-tuning patients' cohort (training and validation patients,
-    text under ``phi_placeholders``), the pairs mined from the training patients, and their counts.
+    text under ``phi_placeholders`` and ``identity_details``), the pairs mined from the training patients, and their counts.
 
     For the label-aware loss each pair gets its patient's phenotype indicators (``phenotypes``), read
     from the training patients' diagnoses only.
     """
-    cohort = fine_tuning_cohort(cohort, split.finetune_all, config.phi_placeholders)
+    cohort = fine_tuning_cohort(cohort, split.finetune_all, config.phi_placeholders, config.identity_details)
     pairs, counts = mine_pairs(cohort, split.finetune, config.pairs)
     if config.loss == "label_aware" and not pairs.empty:
         labels = phenotype_labels(cohort, split.finetune).loc[pairs["group"].to_numpy()]

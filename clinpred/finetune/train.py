@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from clinpred.data.cohort import Cohort
+from clinpred.data.identity import apply_identity_setting
 from clinpred.data.phi import apply_phi_setting
 from clinpred.data.splits import ids_sha256, split_patients
 from clinpred.errors import InputError
@@ -82,6 +83,7 @@ def finetune(
     )
     data = {
         "phi_placeholders": config.phi_placeholders,
+        "identity_details": config.identity_details,
         "source": cohort.source,
         "synthetic": cohort.synthetic,
         "pairs": len(pairs),
@@ -126,7 +128,10 @@ def finetune_pairs(
     frame = pd.DataFrame(
         {
             **{
-                c: apply_phi_setting(pairs[c].astype("string").fillna(""), config.phi_placeholders)
+                c: apply_identity_setting(
+                    apply_phi_setting(pairs[c].astype("string").fillna(""), config.phi_placeholders),
+                    config.identity_details,
+                )
                 for c in text_columns
             },
             "group": pairs["group"].astype(str)
@@ -148,6 +153,7 @@ def finetune_pairs(
     data = {
         "source": "pairs",
         "phi_placeholders": config.phi_placeholders,
+        "identity_details": config.identity_details,
         "pairs": len(frame),
         "counts": counts,
         "groups": counts["groups"],

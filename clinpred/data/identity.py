@@ -1,0 +1,52 @@
+"""Carried-forward personal details: kept as written, or masked in the text a fine-tune learns from.
+
+Beyond the de-identification placeholders (``clinpred.data.phi``), the notes of one patient repeat
+details that say who the patient is without saying what they have: the age in the opening line ("68 yo
+F", "92 year old man"), the allergy list, the social history (who they live with, what they did for a
+living). A temporal fine-tune (note t -> note t+1) learns to match them: that is identity, not clinical
+content (issue 15). ``mask`` replaces an age by ``[AGE]`` and the rest of an Allergies or Social
+(History) line, or the line under such a header, by ``[ALLERGIES]`` / ``[SOCIAL]``. Problems,
+medications, vitals and labs are left as written: they are the content the model should learn.
+
+A fine-tuning setting (``FinetuneConfig.identity_details``), not an evaluation one: every backend is
+scored on the same text, so a difference between them is the model, not what it was shown.
+Done with Arrow's RE2 kernels over the whole text column, as the placeholder masking is.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# keep: as written; mask: ages, allergy lists and social histories; mask_histories: allergy lists and
+# social histories only (the age stays: it identifies, but it is also what a death hazard rises with)
+IdentityMode = Literal["keep", "mask", "mask_histories"]
+
+_HEADER_END = r"[ \t]*[:=-][ \t]*\n?[^\n]*"  # the separator, then the rest of the line or the next line
+AGE = (
+    r"(?i)\b\d{1,3}[ \t]*-?[ \t]*(?:yo|y/o|y\.o\.|yr old|yrs old|year old|years old|year-old|years-old)\b",
+    "[AGE]",
+)
+HISTORIES: tuple[tuple[str, str], ...] = (
+    (r"(?im)^([ \t#*-]*allerg(?:ies|y))" + _HEADER_END, r"\1: [ALLERGIES]"),
+    (r"(?im)^([ \t#*-]*social(?: history)?)" + _HEADER_END, r"\1: [SOCIAL]"),
+)
+PATTERNS = (AGE, *HISTORIES)
+
+
+def mask_identity_details(text: pd.Series, *, ages: bool = True) -> pd.Series:
+    """Allergy lists, social histories and (``ages``) ages replaced by their tokens; all else unchanged."""
+    values = pa.chunked_array([pa.array(text, from_pandas=True)])
+    for pattern, replacement in PATTERNS if ages else HISTORIES:
+        values = pc.replace_substring_regex(values, pattern=pattern, replacement=replacement)
+    return pd.Series(pd.array(values, dtype=text.dtype), index=text.index, name=text.name)
+
+
+def apply_identity_setting(text: pd.Series, mode: IdentityMode) -> pd.Series:
+    """The note text under an identity-details setting (``keep``: the same series, not a copy)."""
+    if mode == "keep":
+        return text
+    return mask_identity_details(text, ages=mode == "mask")
