@@ -49,7 +49,7 @@ demo: $(STAMP)
 	$(BIN)/clinpred demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=5
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

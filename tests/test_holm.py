@@ -72,6 +72,7 @@ def test_comparison_marks_holm_and_counts_comparisons(tmp_path):
     assert by_metric["macro_auroc"].p_value < 0.01 and by_metric["macro_auroc"].holm is True
     md = comparison_markdown(comparison)
     assert f"diagnosis: {len(comparison.differences)}" in md and "| Holm |" in md
+    assert "Holm's correction at 0.05 over" in md and "{" not in md.split("## Paired")[-1]
 
 
 def test_results_md_lists_paired_differences_with_holm_marks(tmp_path):

@@ -259,7 +259,8 @@ def differences_lines(comparison: Comparison) -> list[str]:
             f"## Paired differences against `{comparison.reference}`",
             "",
             "Same patients on both sides; 95% paired bootstrap over patients. p: two-sided p-value of no "
-            "difference (the difference over its paired-bootstrap standard error); Holm: survives Holm's correction at {HOLM_ALPHA:g} over each task's comparisons "
+            "difference (the difference over its paired-bootstrap standard error); Holm: survives Holm's "
+            f"correction at {HOLM_ALPHA:g} over each task's comparisons "
             "("
             + ", ".join(
                 f"{t}: {sum(d.task == t for d in comparison.differences)}"
