@@ -20,7 +20,7 @@ def test_committed_synthetic_results_reproduce(cli, tmp_path):
         str(out),
         "--quiet",
         env={"CLINPRED_CACHE": str(tmp_path / "cache"), "OPENAI_API_KEY": ""},
-        timeout=3000,  # the demo takes ~15 min on an idle 2-core machine; CI machines run slower
+        timeout=3000,  # the demo takes ~24 min on an idle 2-core machine; CI machines run slower
     )
     assert proc.returncode == 0, proc.stderr
     fresh = RunResults.model_validate_json((out / "results.json").read_text())
