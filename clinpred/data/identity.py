@@ -10,7 +10,7 @@ medications, vitals and labs are left as written: they are the content the model
 
 A fine-tuning setting (``FinetuneConfig.identity_details``), not an evaluation one: every backend is
 scored on the same text, so a difference between them is the model, not what it was shown.
-Done with Arrow's RE2 kernels over the whole text column, as the placeholder masking is.
+Done with the placeholder masking's Arrow RE2 helper (``clinpred.data.phi.replace_regexes``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Literal
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+
+from clinpred.data.phi import replace_regexes
 
 # keep: as written; mask: ages, allergy lists and social histories; mask_histories: allergy lists and
 # social histories only (the age stays: it identifies, but it is also what a death hazard rises with)
@@ -39,10 +39,7 @@ PATTERNS = (AGE, *HISTORIES)
 
 def mask_identity_details(text: pd.Series, *, ages: bool = True) -> pd.Series:
     """Allergy lists, social histories and (``ages``) ages replaced by their tokens; all else unchanged."""
-    values = pa.chunked_array([pa.array(text, from_pandas=True)])
-    for pattern, replacement in PATTERNS if ages else HISTORIES:
-        values = pc.replace_substring_regex(values, pattern=pattern, replacement=replacement)
-    return pd.Series(pd.array(values, dtype=text.dtype), index=text.index, name=text.name)
+    return replace_regexes(text, PATTERNS if ages else HISTORIES)
 
 
 def apply_identity_setting(text: pd.Series, mode: IdentityMode) -> pd.Series:

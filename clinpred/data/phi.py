@@ -12,6 +12,7 @@ Done with Arrow's RE2 kernels over the whole text column: no Python string per n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import pandas as pd
@@ -47,12 +48,17 @@ KINDS: tuple[tuple[str, str], ...] = (
 _SPAN = r"\[\*\*({inner})\*\*\]"
 
 
+def replace_regexes(text: pd.Series, replacements: Iterable[tuple[str, str]]) -> pd.Series:
+    """Each (RE2 pattern, replacement) applied in order over the whole column with Arrow's kernels."""
+    values = pa.chunked_array([pa.array(text, from_pandas=True)])  # Arrow-backed text: no copy
+    for pattern, replacement in replacements:
+        values = pc.replace_substring_regex(values, pattern=pattern, replacement=replacement)
+    return pd.Series(pd.array(values, dtype=text.dtype), index=text.index, name=text.name)
+
+
 def mask_placeholders(text: pd.Series) -> pd.Series:
     """Every ``[** ... **]`` span replaced by its kind's token; everything else unchanged."""
-    values = pa.chunked_array([pa.array(text, from_pandas=True)])  # Arrow-backed text: no copy
-    for token, inner in KINDS:
-        values = pc.replace_substring_regex(values, pattern=_SPAN.format(inner=inner), replacement=token)
-    return pd.Series(pd.array(values, dtype=text.dtype), index=text.index, name=text.name)
+    return replace_regexes(text, ((_SPAN.format(inner=inner), token) for token, inner in KINDS))
 
 
 def apply_phi_setting(text: pd.Series, mode: PhiMode) -> pd.Series:
