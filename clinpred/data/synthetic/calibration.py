@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
 from clinpred.data.labels import BENCHMARK_PHENOTYPES, label_matrix
 
 # MIMIC-III v1.4: 651,047 DIAGNOSES_ICD rows for 58,976 admissions (DESIGN.md)
@@ -72,19 +70,17 @@ def calibration_figures(cohort: Any) -> dict[str, Any]:
         "words_per_note": {str(k): float(v) for k, v in words.items()},
         "in_hospital_mortality": float(adm["hospital_expire_flag"].mean()),
         "one_year_mortality": float(one_year),
-        "readmission_30d": _readmission_share(adm),
+        "readmission_30d": _readmission_share(cohort),
     }
 
 
-def _readmission_share(adm: Any) -> float:
-    """Discharges alive followed within 30 days by the patient's next admission, if not elective."""
-    adm = adm.sort_values(["subject_id", "admittime"])
-    following = adm.groupby("subject_id")["admittime"].shift(-1)
-    kind = adm.groupby("subject_id")["admission_type"].shift(-1).astype("string").str.upper()
-    alive = adm["hospital_expire_flag"].fillna(0).astype(int) == 0
-    soon = (following - adm["dischtime"]) <= pd.Timedelta(days=30)
-    unplanned = soon & kind.notna() & (kind != "ELECTIVE")
-    return float(unplanned[alive].mean()) if alive.any() else float("nan")
+def _readmission_share(cohort: Any) -> float:
+    """The readmission task's own label (clinpred.tasks.readmission): discharges alive followed within 30
+    days by a non-elective admission."""
+    from clinpred.tasks.readmission import discharge_outcomes
+
+    units, _ = discharge_outcomes(cohort, 30.0)
+    return float(units["y"].mean()) if len(units) else float("nan")
 
 
 def format_figures(figures: dict[str, Any]) -> str:
