@@ -8,6 +8,7 @@ read. The trainer's data parallelism is untouched, so the same code runs under `
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -40,6 +41,9 @@ from clinpred.finetune.output import (
 from clinpred.finetune.pairs import training_data
 
 CHECKPOINTS = "checkpoints"
+# Opt-in evidence of what each process trained on (see ``BatchTrace``): a folder, or unset.
+TRACE_ENV = "CLINPRED_TRACE_BATCHES"
+TRACE_COLUMN = "clinpred_trace_group"
 logger = logging.getLogger(__name__)
 
 
@@ -240,6 +244,20 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _cpu_processes() -> bool:
+    """Several processes (torchrun / accelerate launch) and no CUDA or XPU device: gloo on the CPU.
+
+    The trainer starts gloo data parallelism on the CPU only when asked (``use_cpu``); without it each
+    process of ``torchrun --nproc_per_node 2`` on a CPU machine trained alone on the same batches and
+    wrote the model twice (caught by tests/test_finetune_torchrun.py).
+    """
+    import torch
+
+    xpu = getattr(torch, "xpu", None)
+    accelerator = torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerator
+
+
 def _precision(config: FinetuneConfig, model: Any) -> tuple[bool, bool]:
     import torch
 
@@ -254,7 +272,43 @@ def _precision(config: FinetuneConfig, model: Any) -> tuple[bool, bool]:
     return bool(bf16), config.fp16
 
 
-def _make_trainer(model, args, dataset, loss, evaluator, groups, callbacks):
+class BatchTrace:
+    """Opt-in record of the patient ids of every batch each process trains on (``$CLINPRED_TRACE_BATCHES``).
+
+    Why: that the R batches trained at one step under ``torchrun`` are patient-disjoint is a property of
+    the sampler together with accelerate's sharding, which a unit test of the sampler alone cannot show.
+    With ``CLINPRED_TRACE_BATCHES=DIR`` the training set carries one more column (the pair's group, a
+    patient id; never text), this collator moves it out of the rows before the real collator sees them,
+    and the trainer's ``compute_loss`` appends ``{"step", "rank", "groups"}`` to ``DIR/rank-<r>.jsonl``
+    for each batch, so the batches of the real run can be compared across ranks
+    (tests/test_finetune_torchrun.py). Unset, nothing changes. ``step`` is the optimizer step the batch
+    counts toward, numbered from 1 as in the loss curve.
+    """
+
+    def __init__(self, collator: Any, folder: Path, rank: int) -> None:
+        self.collator = collator
+        self.path = Path(folder) / f"rank-{rank}.jsonl"
+        self.rank = rank
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __getattr__(self, name: str) -> Any:  # valid_label_columns and the like: the real collator's
+        if name == "collator":  # not yet set (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.collator, name)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        groups = [f.pop(TRACE_COLUMN) for f in features]
+        batch = self.collator(features)
+        batch[TRACE_COLUMN] = groups
+        return batch
+
+    def write(self, step: int, groups: list[Any]) -> None:
+        line = json.dumps({"step": step, "rank": self.rank, "groups": [int(g) for g in groups]})
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+def _make_trainer(model, args, dataset, loss, evaluator, groups, callbacks, trace_dir=None):
     from sentence_transformers import SentenceTransformerTrainer
 
     from clinpred.finetune.sampler import PatientBatchSampler
@@ -262,9 +316,17 @@ def _make_trainer(model, args, dataset, loss, evaluator, groups, callbacks):
     class PatientTrainer(SentenceTransformerTrainer):
         """The stock trainer with the patient-aware sampler and no data-derived model card."""
 
+        trace: BatchTrace | None = None
+
         def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
             # The stock card copies training rows (note text) into README.md as examples: skip it.
             return None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            traced = inputs.pop(TRACE_COLUMN, None)
+            if traced is not None and self.trace is not None and model.training:
+                self.trace.write(self.state.global_step + 1, traced)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def get_batch_sampler(
             self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0
@@ -284,7 +346,7 @@ def _make_trainer(model, args, dataset, loss, evaluator, groups, callbacks):
                 num_replicas=self.accelerator.num_processes,
             )
 
-    return PatientTrainer(
+    trainer = PatientTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -292,6 +354,10 @@ def _make_trainer(model, args, dataset, loss, evaluator, groups, callbacks):
         evaluator=evaluator,
         callbacks=list(callbacks),
     )
+    if trace_dir is not None:
+        trainer.trace = BatchTrace(trainer.data_collator, trace_dir, trainer.accelerator.process_index)
+        trainer.data_collator = trainer.trace
+    return trainer
 
 
 def _make_loss(model: Any, config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
@@ -390,6 +456,9 @@ def _train(
         )
     if label_parts:
         columns["label"] = np.concatenate(label_parts, axis=1).tolist()
+    trace_dir = os.environ.get(TRACE_ENV) or None
+    if trace_dir:
+        columns[TRACE_COLUMN] = pairs["group"].astype(np.int64).tolist()
 
     evaluator = None
     if validation is not None and len(validation.query):
@@ -419,6 +488,7 @@ def _train(
         fp16=fp16,
         **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
         dataloader_pin_memory=_cuda(),
+        **({"use_cpu": True} if _cpu_processes() else {}),
         eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps,
         save_strategy="steps",
@@ -433,7 +503,14 @@ def _train(
         prompts=prompts or None,
         log_level="error",
     )
-    trainer = _make_trainer(model, args, dataset, loss, evaluator, pairs["group"].to_numpy(), callbacks)
+    trainer = _make_trainer(
+        model, args, dataset, loss, evaluator, pairs["group"].to_numpy(), callbacks, trace_dir
+    )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if trainer.accelerator.num_processes != world:  # a bug, not a user error: never train R copies alone
+        raise RuntimeError(
+            f"{world} processes launched but the trainer sees {trainer.accelerator.num_processes}"
+        )
     if not progress:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
