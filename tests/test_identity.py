@@ -51,3 +51,16 @@ def test_mask_histories_keeps_the_age():
         apply_identity_setting(text, "mask_histories").iloc[0]
         == "68 yo F\nAllergies: [ALLERGIES]\n# Social: [SOCIAL]"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "rounded"),
+    [
+        ("68 YO F ADMITTED W/ CAD", "60 YO F ADMITTED W/ CAD"),
+        ("a 45-year-old and a 3 y/o", "a 40-year-old and a 0 y/o"),
+        ("A 102 year old man, HR 86, 30 pack-years", "A 100 year old man, HR 86, 30 pack-years"),
+        ("71yo\nAllergies: pcn\n# Social - lives alone", "70yo\nAllergies: [ALLERGIES]\n# Social: [SOCIAL]"),
+    ],
+)
+def test_decade_ages_rounds_each_age_down_and_masks_the_histories(text, rounded):
+    assert apply_identity_setting(pd.Series([text], dtype="string"), "decade_ages").iloc[0] == rounded

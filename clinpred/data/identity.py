@@ -22,14 +22,15 @@ import pandas as pd
 from clinpred.data.phi import replace_regexes
 
 # keep: as written; mask: ages, allergy lists and social histories; mask_histories: allergy lists and
-# social histories only (the age stays: it identifies, but it is also what a death hazard rises with)
-IdentityMode = Literal["keep", "mask", "mask_histories"]
+# social histories only (the age stays: it identifies, but it is also what a death hazard rises with);
+# decade_ages: the histories masked and each age rounded down to its decade (the risk kept, less identity)
+IdentityMode = Literal["keep", "mask", "mask_histories", "decade_ages"]
 
 _HEADER_END = r"[ \t]*[:=-][ \t]*\n?[^\n]*"  # the separator, then the rest of the line or the next line
-AGE = (
-    r"(?i)\b\d{1,3}[ \t]*-?[ \t]*(?:yo|y/o|y\.o\.|yr old|yrs old|year old|years old|year-old|years-old)\b",
-    "[AGE]",
-)
+_AGE_UNIT = r"[ \t]*-?[ \t]*(?:yo|y/o|y\.o\.|yr old|yrs old|year old|years old|year-old|years-old)\b"
+AGE = (r"(?i)\b\d{1,3}" + _AGE_UNIT, "[AGE]")
+# the last digit becomes 0 (RE2's rewrite reads "\10" as group 1, then a literal 0)
+AGE_DECADE = (r"(?i)\b(\d{0,2})\d(" + _AGE_UNIT + ")", r"\10\2")
 HISTORIES: tuple[tuple[str, str], ...] = (
     (r"(?im)^([ \t#*-]*allerg(?:ies|y))" + _HEADER_END, r"\1: [ALLERGIES]"),
     (r"(?im)^([ \t#*-]*social(?: history)?)" + _HEADER_END, r"\1: [SOCIAL]"),
@@ -46,4 +47,6 @@ def apply_identity_setting(text: pd.Series, mode: IdentityMode) -> pd.Series:
     """The note text under an identity-details setting (``keep``: the same series, not a copy)."""
     if mode == "keep":
         return text
+    if mode == "decade_ages":
+        return replace_regexes(text, (AGE_DECADE, *HISTORIES))
     return mask_identity_details(text, ages=mode == "mask")
