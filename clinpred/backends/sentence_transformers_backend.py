@@ -4,18 +4,39 @@ One class serves all three; they differ in defaults. A model is found as a local
 local Hugging Face cache, never silently downloaded when the hub is off (``HF_HUB_OFFLINE``). The
 fingerprint is computed from the files (or the hub commit) and the settings without loading the model,
 so a run whose vectors are all cached never pays for loading torch weights.
+
+On a GPU (issue 17) the backend runs the fast path by itself, with the settings' defaults:
+
+- ``dtype=auto``: bfloat16 on a CUDA device that supports it, float32 elsewhere (CPU, MPS), so CPU
+  numbers and fingerprints are what they were before ``auto`` existed (the fingerprint holds the
+  resolved dtype). float16 stays refused for Gemma3.
+- attention through PyTorch's SDPA, or FlashAttention-2 when the ``flash_attn`` package is importable
+  on a CUDA device in bfloat16; sentence-transformers then also packs the texts of a batch without
+  padding (``DataCollatorWithFlattening``). A model that supports neither loads with its default.
+- notes sorted by length into batches: ``SentenceTransformer.encode`` already sorts every call's texts
+  by length (longest first) and restores the order, and the cache wrapper hands over missing texts
+  longest first, so nothing here sorts again. Long notes in ``long_notes=chunk`` mode become windows
+  of exactly ``chunk_tokens`` tokens (``clinpred.backends.chunking``), which batch without padding.
+- ``batch_size=auto``: 32 on CPU/MPS (as before); on CUDA a start of 2^17 tokens per batch, halved on
+  every CUDA out-of-memory error until a batch fits (``encode_with_backoff``); the size used is in
+  ``describe()``.
+- several visible CUDA devices: sentence-transformers' own multi-process pool, one process per device
+  (``device_plan``), started once and reused for every ``embed`` call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import math
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -50,9 +71,17 @@ class SentenceTransformerSettings(BaseModel):
         None, gt=0, description="Matryoshka: keep the first N dims, re-normalise"
     )
     max_seq_length: int | None = Field(None, gt=0, description="tokens per input; None: the model's own")
-    batch_size: int = Field(32, gt=0)
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="texts per forward pass; auto: 32 on CPU/MPS, on CUDA 2^17 tokens' worth; halved on "
+        "CUDA out-of-memory either way",
+    )
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="auto: bfloat16 on a CUDA GPU that supports it, float32 elsewhere; float16 is refused "
+        "for Gemma3 models",
+    )
     long_notes: Literal["truncate", "chunk"] = "truncate"
     quantize: Literal["none", "int8"] = Field(
         "none",
@@ -198,6 +227,108 @@ def is_gemma3(directory: Path) -> bool:
     return model_type.startswith("gemma3") or "Gemma3" in architectures
 
 
+# --------------------------------------------------------------------------- the GPU path: plain decisions
+
+CPU_BATCH_SIZE = 32  # batch_size=auto off CUDA: the size every CPU figure so far was measured with
+CUDA_BATCH_TOKENS = 1 << 17  # batch_size=auto on CUDA starts at this many tokens per batch
+_T = TypeVar("_T")
+
+
+def resolve_dtype(setting: str, device: str, bf16_supported: bool) -> str:
+    """The dtype a model is loaded in: ``auto`` is bfloat16 on a CUDA device that supports it, else float32."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if device.startswith("cuda") and bf16_supported else "float32"
+
+
+def flash_attention_available() -> bool:
+    """True where the ``flash_attn`` package can be imported (it is never a requirement)."""
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def attention_plan(device: str, dtype: str, flash_available: bool) -> list[str | None]:
+    """Attention implementations to try in order; None is the model's own default (the last resort).
+
+    FlashAttention-2 runs on CUDA in 16-bit only; SDPA (PyTorch's fused attention) everywhere else.
+    """
+    plan: list[str | None] = []
+    if flash_available and device.startswith("cuda") and dtype == "bfloat16":
+        plan.append("flash_attention_2")
+    return [*plan, "sdpa", None]
+
+
+def device_plan(device: str, cuda_count: int) -> list[str]:
+    """One entry per encoding process: every visible CUDA device when there are several, else ``device``."""
+    if device == "cuda" and cuda_count > 1:
+        return [f"cuda:{i}" for i in range(cuda_count)]
+    return [device]
+
+
+def start_batch_size(setting: int | str, device: str, max_seq_length: int | None) -> int:
+    """The first batch size tried: the setting, or for ``auto`` 32 off CUDA and 2^17 tokens' worth on CUDA
+    (a power of two between 8 and 1024: 256 texts at 512 tokens, 64 at 2048)."""
+    if setting != "auto":
+        return int(setting)
+    if not device.startswith("cuda"):
+        return CPU_BATCH_SIZE
+    fits = CUDA_BATCH_TOKENS // max(int(max_seq_length or 512), 1)
+    return int(min(1024, max(8, 2 ** int(math.log2(max(fits, 1))))))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error, raised here or re-raised from a pool worker (where it may arrive as a
+    RuntimeError carrying the worker's traceback text)."""
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover - the models extra is what calls this
+        pass
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def encode_with_backoff(
+    encode: Callable[[int], _T], batch_size: int, *, on_backoff: Callable[[int], None] | None = None
+) -> tuple[_T, int]:
+    """``encode(batch_size)``, halving the batch size after every out-of-memory error until it fits.
+
+    Returns the result and the batch size that worked; a batch of one that does not fit re-raises.
+    ``on_backoff(new_size)`` runs before each retry (the backend frees the CUDA cache there).
+    """
+    size = int(batch_size)
+    while True:
+        try:
+            return encode(size), size
+        except Exception as exc:
+            if size <= 1 or not is_out_of_memory(exc):
+                raise
+        size = max(1, size // 2)
+        if on_backoff is not None:
+            on_backoff(size)
+
+
+def _free_cuda_cache(_: int) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _about_attention(exc: BaseException) -> bool:
+    return "attention" in str(exc).lower() or "attn" in str(exc).lower()
+
+
+def _stop_pool(pool: dict[str, Any]) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    with contextlib.suppress(Exception):  # processes already gone at interpreter exit
+        SentenceTransformer.stop_multi_process_pool(pool)
+
+
 # --------------------------------------------------------------------------- the backend
 
 
@@ -206,8 +337,17 @@ class SentenceTransformerBackend:
 
     sends_text_off_machine = False
 
-    def __init__(self, settings: SentenceTransformerSettings, *, name: str = "sentence-transformers") -> None:
+    def __init__(
+        self,
+        settings: SentenceTransformerSettings,
+        *,
+        name: str = "sentence-transformers",
+        devices: Sequence[str] | None = None,
+    ) -> None:
+        """``devices``: an explicit list of encoding processes (e.g. ``["cpu", "cpu"]`` in a test); default
+        ``device_plan`` (every visible CUDA device when there are several)."""
         self.name = name
+        self._devices_asked = list(devices) if devices is not None else None
         self.settings = settings
         self.resolved = resolve_model(settings.model, settings.revision)
         if settings.dtype == "float16" and is_gemma3(self.resolved.path):
@@ -229,6 +369,10 @@ class SentenceTransformerBackend:
         }
         self._model: Any = None
         self._fingerprint: str | None = None
+        self._pool: dict[str, Any] | None = None
+        self._attention: str | None = None
+        self._batch_size: int | None = None  # the size that last worked (after any back-off)
+        self._backoffs = 0
 
     # ---- identity
 
@@ -247,7 +391,7 @@ class SentenceTransformerBackend:
                 "prompts": self.prompts,
                 "dim": s.truncate_dim or "full",
                 "max_seq_length": s.max_seq_length or "model",
-                "dtype": s.dtype,
+                "dtype": self.resolved_dtype(),  # float32 on CPU for dtype=auto: CPU caches unchanged
                 "long_notes": s.long_notes,
             }
             if s.quantize != "none":  # absent when off: fingerprints of float models are unchanged
@@ -266,6 +410,15 @@ class SentenceTransformerBackend:
         model = self._load()
         return {
             "backend": self.name,
+            "dtype": self.resolved_dtype(),
+            "device": self._device(),
+            "devices": self.devices(),
+            "attention": self._attention,
+            "batch_size": {
+                "start": self._start_batch_size(),
+                "used": self._batch_size,  # None until something was embedded
+                "out_of_memory_backoffs": self._backoffs,
+            },
             "model": self.resolved.model_id,
             "revision": self.resolved.revision or f"sha256:{directory_hash(self.resolved.path)}",
             "path": str(self.resolved.path),
@@ -299,6 +452,43 @@ class SentenceTransformerBackend:
             )
         return wanted
 
+    def resolved_dtype(self) -> str:
+        """The dtype the model runs in: the setting, or for ``auto`` bfloat16 on a CUDA GPU that supports
+        it and float32 elsewhere. Needs no model loaded (the fingerprint calls it)."""
+        if self.settings.dtype != "auto":
+            return self.settings.dtype
+        device = self._device()
+        if not device.startswith("cuda"):
+            return "float32"
+        import torch
+
+        return resolve_dtype("auto", device, bool(torch.cuda.is_bf16_supported()))
+
+    def devices(self) -> list[str]:
+        """The encoding processes: one device, or one process per visible CUDA device."""
+        if self._devices_asked is not None:
+            return list(self._devices_asked)
+        device = self._device()
+        if device != "cuda":
+            return [device]
+        import torch
+
+        return device_plan(device, torch.cuda.device_count())
+
+    def _start_batch_size(self) -> int:
+        max_len = self.settings.max_seq_length
+        if max_len is None and self._model is not None:
+            max_len = self._model.max_seq_length
+        return start_batch_size(self.settings.batch_size, self._device(), max_len)
+
+    @property
+    def preferred_chunk_size(self) -> int | None:
+        """Texts per call from the cache wrapper: its default (512) off CUDA; on CUDA 8,192 per device, so
+        that each call fills many large batches (a killed run loses at most one such chunk)."""
+        if self.settings.quantize == "int8" or self._device() != "cuda":
+            return None
+        return 8192 * len(self.devices())
+
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
@@ -307,22 +497,36 @@ class SentenceTransformerBackend:
         from transformers.utils import logging as transformers_logging
 
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        device, dtype_name = self._device(), self.resolved_dtype()
+        plan = attention_plan(device, dtype_name, flash_attention_available())
+        if self.settings.quantize == "int8":
+            plan = [None]  # as before: dynamic quantisation wraps whatever the model's default is
         bars_were_on = transformers_logging.is_progress_bar_enabled()
         transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every run
         try:
-            model = SentenceTransformer(
-                str(self.resolved.path),
-                device=self._device(),
-                local_files_only=True,
-                model_kwargs={"dtype": dtype[self.settings.dtype]},
-            )
-        except (OSError, ValueError) as exc:
-            raise InputError(
-                f"model '{self.settings.model}' at {self.resolved.path} could not be loaded: {exc}"
-            ) from None
+            for attention in plan:
+                model_kwargs: dict[str, Any] = {"dtype": dtype[dtype_name]}
+                if attention is not None:
+                    model_kwargs["attn_implementation"] = attention
+                try:
+                    model = SentenceTransformer(
+                        str(self.resolved.path),
+                        device=device,
+                        local_files_only=True,
+                        model_kwargs=model_kwargs,
+                    )
+                    break
+                except (OSError, ValueError, ImportError) as exc:
+                    if attention is not None and _about_attention(exc):
+                        continue  # this model does not support it: the next implementation
+                    raise InputError(
+                        f"model '{self.settings.model}' at {self.resolved.path} could not be loaded: {exc}"
+                    ) from None
         finally:
             if bars_were_on:
                 transformers_logging.enable_progress_bar()
+        # what transformers really chose (e.g. 'sdpa' when the default was taken), for describe()
+        self._attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
         if self.settings.max_seq_length is not None:
             model.max_seq_length = self.settings.max_seq_length
         if self.settings.quantize == "int8":
@@ -334,7 +538,17 @@ class SentenceTransformerBackend:
             )
         self._full_dimension = full
         self._model = model
+        devices = self.devices()
+        if len(devices) > 1:  # one process per device, started once; moves the model to the CPU
+            self._pool = model.start_multi_process_pool(devices)
+            weakref.finalize(self, _stop_pool, self._pool)
         return model
+
+    def close(self) -> None:
+        """Stop the multi-process pool, if one was started (it also stops when the backend is collected)."""
+        if self._pool is not None:
+            _stop_pool(self._pool)
+            self._pool = None
 
     @property
     def dimension(self) -> int:
@@ -365,14 +579,27 @@ class SentenceTransformerBackend:
     # ---- embedding
 
     def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
-        vectors = self._model.encode(
-            list(texts),
-            prompt=prompt,
-            batch_size=self.settings.batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-        )
+        """One ``SentenceTransformer.encode`` call (which sorts the texts by length into batches itself),
+        through the pool when there is one, with the batch size halved on CUDA out-of-memory."""
+        texts = list(texts)
+
+        def encode(batch_size: int) -> Any:
+            return self._model.encode(
+                texts,
+                prompt=prompt,
+                batch_size=batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                **({"pool": self._pool} if self._pool is not None else {}),
+            )
+
+        def backed_off(size: int) -> None:
+            self._backoffs += 1
+            _free_cuda_cache(size)
+
+        start = self._batch_size or self._start_batch_size()
+        vectors, self._batch_size = encode_with_backoff(encode, start, on_backoff=backed_off)
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.settings.truncate_dim is not None:
             vectors = vectors[:, : self.settings.truncate_dim]
