@@ -16,13 +16,26 @@ Pools differ per query (the query is never in its own pool; optionally only note
 seeded sample), so each query carries a ``PoolSpec`` description that is turned into a mask block by
 block, never materialised as an N x N array. Ties in the top-k lists are broken by the lower pool
 index, so the result does not depend on the block sizes.
+
+Where torch sees a CUDA device and the work is large (``GPU_MIN_PAIRS`` query-pool pairs or more), the
+same blocks run on the GPU (``device="auto"``, the default): torch matmul in full float32 (TF32 off),
+``torch.topk`` per block, and a stable sort to merge, with the same tie rule (lower pool index first),
+the same masks, the same rank counts and the same outputs. ``device="cpu"`` is the numpy path below,
+unchanged; ``device="torch-cpu"`` runs the torch block path on the CPU (tests compare it with numpy). A
+different matrix-product library may round a score differently in the last bit, so two near-tied
+candidates can swap between devices; exactly tied scores never do.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+GPU_MIN_PAIRS = 50_000_000  # below this many query x pool scores, the numpy path is as quick as a GPU
 
 
 @dataclass(frozen=True)
@@ -142,21 +155,44 @@ def chunked_topk(
     spec: PoolSpec | None = None,
     targets: np.ndarray | None = None,
     tie_tolerance: float = 0.0,
-    query_block: int = 1024,
-    pool_block: int = 8192,
+    query_block: int | None = None,
+    pool_block: int | None = None,
+    device: str = "auto",
 ) -> TopKResult:
     """Exact top-k pool rows by dot product for every query, and exact target rank counts.
 
     ``k=0`` skips the top-k lists (ranks only). ``targets[q]`` is the pool row whose rank is counted;
-    it must be in query q's pool. Memory is ``O(query_block * pool_block + n_queries * k)``.
+    it must be in query q's pool. Memory is ``O(query_block * pool_block + n_queries * k)``; the blocks
+    default to 1024 x 8192 on the CPU and 4096 x 32768 on a GPU.
+
+    ``device``: ``auto`` (a CUDA device for large inputs where torch has one, else numpy), ``cpu``
+    (numpy), ``cuda`` / ``cuda:N`` (torch on that GPU), ``torch-cpu`` (torch's block path on the CPU).
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     pool = np.ascontiguousarray(pool, dtype=np.float32)
     if queries.ndim != 2 or pool.ndim != 2 or queries.shape[1] != pool.shape[1]:
         raise ValueError(f"chunked_topk: shapes {queries.shape} and {pool.shape} do not match")
+    target = topk_device(device, len(queries) * len(pool))
+    torch_path = target != "cpu"
+    if query_block is None:
+        query_block = 4096 if torch_path else 1024
+    if pool_block is None:
+        pool_block = 32768 if torch_path else 8192
     if k < 0 or query_block < 1 or pool_block < 1:
         raise ValueError("chunked_topk: k must be >= 0 and block sizes >= 1")
     spec = spec or PoolSpec()
+    if torch_path:
+        return _torch_topk(
+            queries,
+            pool,
+            k,
+            spec,
+            targets,
+            tie_tolerance,
+            query_block,
+            pool_block,
+            target.replace("torch-", ""),
+        )
     n_q, n_p = len(queries), len(pool)
     k_eff = min(k, n_p)
     top_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
@@ -199,4 +235,179 @@ def chunked_topk(
                 _merge(run_scores, run_index, block, p0, k_eff)
         top_scores[q, :k_eff] = run_scores
         top_index[q, :k_eff] = np.where(np.isfinite(run_scores), run_index, -1)
+    return TopKResult(top_index, top_scores, pool_size, n_greater, n_tied, target_score)
+
+
+# --------------------------------------------------------------------------- the torch block path
+
+
+def topk_device(device: str, pairs: int) -> str:
+    """Where ``chunked_topk`` runs: ``cpu`` (numpy), ``torch-cpu``, or a CUDA device name.
+
+    ``auto`` picks CUDA only for ``pairs >= GPU_MIN_PAIRS`` and only where torch is installed and sees a
+    GPU (torch is imported for that check only when the work is that large or torch is loaded already).
+    """
+    if device in ("cpu", "torch-cpu") or device.startswith("cuda"):
+        return device
+    if device != "auto":
+        raise ValueError(f"chunked_topk: device must be auto, cpu, torch-cpu or cuda[:N], not {device!r}")
+    if pairs < GPU_MIN_PAIRS:
+        return "cpu"
+    if "torch" not in sys.modules and importlib.util.find_spec("torch") is None:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class _FullFloat32:
+    """Matrix products in IEEE float32 on CUDA for the duration (TF32 would round the scores to 10 bits)."""
+
+    def __init__(self, torch: Any) -> None:
+        self.matmul = torch.backends.cuda.matmul
+
+    def __enter__(self) -> None:
+        if hasattr(self.matmul, "fp32_precision"):
+            self.saved = ("fp32_precision", self.matmul.fp32_precision)
+            self.matmul.fp32_precision = "ieee"
+        else:  # pragma: no cover - older torch
+            self.saved = ("allow_tf32", self.matmul.allow_tf32)
+            self.matmul.allow_tf32 = False
+
+    def __exit__(self, *exc: object) -> None:
+        setattr(self.matmul, *self.saved)
+
+
+def _block_best(torch: Any, block: Any, k: int) -> tuple[Any, Any]:
+    """Each row's k best (score, column) of one block, columns in ascending order.
+
+    The k-th score may be shared by more columns than fit: those of lower column win, as in the numpy
+    path. torch.topk picks some k of them; rows where that matters are redone from the mask.
+    """
+    values, columns = torch.topk(block, k, dim=1, sorted=True)
+    kth = values[:, -1:]
+    if bool(((block >= kth).sum(dim=1) == k).all()):  # no row has spare ties at its k-th score
+        columns = columns.sort(dim=1).values
+        return torch.gather(block, 1, columns), columns
+    greater = block > kth
+    tied = block == kth  # -inf == -inf: a row short of k finite scores fills with -inf columns
+    need = k - greater.sum(dim=1, keepdim=True)
+    keep = greater | (tied & (torch.cumsum(tied, dim=1) <= need))
+    columns = torch.nonzero(keep)[:, 1].reshape(block.shape[0], k)
+    return torch.gather(block, 1, columns), columns
+
+
+def _torch_topk(
+    queries: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    spec: PoolSpec,
+    targets: np.ndarray | None,
+    tie_tolerance: float,
+    query_block: int,
+    pool_block: int,
+    device: str,
+) -> TopKResult:
+    """``chunked_topk`` with torch blocks on ``device``: the same outputs as the numpy path."""
+    import torch
+
+    dev = torch.device(device)
+    n_q, n_p = len(queries), len(pool)
+    k_eff = min(k, n_p)
+
+    def on(array: np.ndarray | None) -> Any:
+        return None if array is None else torch.as_tensor(np.asarray(array)).to(dev)
+
+    pool_t = torch.as_tensor(pool).to(dev)
+    exclude, always = on(spec.exclude), on(spec.always)
+    query_group, pool_group = on(spec.query_group), on(spec.pool_group)
+    pool_order, query_cutoff = on(spec.pool_order), on(spec.query_cutoff)
+    grouped = query_group is not None and pool_group is not None
+    sampled = pool_order is not None and query_cutoff is not None
+    masked = spec.query_group is not None or spec.query_cutoff is not None
+
+    top_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
+    top_index = np.full((n_q, k), -1, dtype=np.int64)
+    pool_size = np.zeros(n_q, dtype=np.int64)
+    target_score = n_greater = n_tied = None
+    targets_t = None
+    if targets is not None:
+        targets = np.asarray(targets, dtype=np.int64)
+        if targets.shape != (n_q,) or (n_q and (targets.min() < 0 or targets.max() >= n_p)):
+            raise ValueError("chunked_topk: targets must be one pool row per query")
+        # the same float32 reduction as the numpy path, so both count against the same target score
+        target_score = np.einsum("ij,ij->i", queries, pool[targets]).astype(np.float32)
+        n_greater = np.zeros(n_q, dtype=np.int64)
+        n_tied = np.zeros(n_q, dtype=np.int64)
+        targets_t = on(targets)
+        target_score_t = on(target_score)
+    if not masked:
+        pool_size[:] = n_p
+        if spec.exclude is not None:
+            pool_size -= (spec.exclude >= 0) & (spec.exclude < n_p)
+    minus_inf = torch.tensor(-torch.inf, device=dev)
+
+    def local(index: Any, q: slice, p0: int, width: int) -> tuple[Any, Any]:
+        """(rows, block columns) of the per-query pool rows in ``index`` that fall in this pool block."""
+        col = index[q] - p0
+        rows = torch.nonzero((col >= 0) & (col < width)).flatten()
+        return rows, col[rows]
+
+    with torch.inference_mode(), _FullFloat32(torch):
+        for q0 in range(0, n_q, query_block):
+            q = slice(q0, min(q0 + query_block, n_q))
+            n_rows = q.stop - q.start
+            query_t = torch.as_tensor(queries[q]).to(dev)
+            run_scores = torch.full((n_rows, k_eff), -torch.inf, device=dev)
+            run_index = torch.full((n_rows, k_eff), -1, dtype=torch.int64, device=dev)
+            greater_q = torch.zeros(n_rows, dtype=torch.int64, device=dev)
+            tied_q = torch.zeros(n_rows, dtype=torch.int64, device=dev)
+            size_q = torch.zeros(n_rows, dtype=torch.int64, device=dev)
+            for p0 in range(0, n_p, pool_block):
+                p = slice(p0, min(p0 + pool_block, n_p))
+                width = p.stop - p.start
+                block = query_t @ pool_t[p].T
+                out = None
+                if grouped:
+                    out = query_group[q][:, None] != pool_group[p][None, :]
+                if sampled:
+                    beyond = pool_order[p][None, :] > query_cutoff[q][:, None]
+                    out = beyond if out is None else out | beyond
+                if out is not None:
+                    if always is not None:
+                        rows, cols = local(always, q, p0, width)
+                        out[rows, cols] = False
+                    block = torch.where(out, minus_inf, block)
+                if exclude is not None:
+                    rows, cols = local(exclude, q, p0, width)
+                    block[rows, cols] = -torch.inf
+                if masked:
+                    size_q += (block > -torch.inf).sum(dim=1)
+                if targets_t is not None:
+                    ts = target_score_t[q][:, None]
+                    greater_q += (block > ts + tie_tolerance).sum(dim=1)
+                    tied = (block - ts).abs() <= tie_tolerance
+                    rows, cols = local(targets_t, q, p0, width)
+                    if not bool(torch.isfinite(block[rows, cols]).all()):
+                        raise ValueError("chunked_topk: a target is outside its query's pool")
+                    tied[rows, cols] = False
+                    tied_q += tied.sum(dim=1)
+                if k_eff:
+                    best, columns = _block_best(torch, block, min(k_eff, width))
+                    # running entries come from lower pool rows than this block's, and each part is in
+                    # ascending pool row among equal scores, so a stable sort keeps the lower row first
+                    scores = torch.cat([run_scores, best], dim=1)
+                    index = torch.cat([run_index, columns + p0], dim=1)
+                    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_eff]
+                    run_scores = torch.gather(scores, 1, order)
+                    run_index = torch.gather(index, 1, order)
+            if masked:
+                pool_size[q] = size_q.cpu().numpy()
+            if targets_t is not None:
+                n_greater[q] = greater_q.cpu().numpy()
+                n_tied[q] = tied_q.cpu().numpy()
+            if k_eff:
+                scores_np = run_scores.cpu().numpy()
+                top_scores[q, :k_eff] = scores_np
+                top_index[q, :k_eff] = np.where(np.isfinite(scores_np), run_index.cpu().numpy(), -1)
     return TopKResult(top_index, top_scores, pool_size, n_greater, n_tied, target_score)
