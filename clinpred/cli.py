@@ -327,6 +327,8 @@ def finetune_command(
         resume=resume,
         progress=not quiet,
     )
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun the summary is rank 0's: the other processes wrote nothing
     for line in summary_lines(report):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 

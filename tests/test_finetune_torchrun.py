@@ -100,6 +100,7 @@ def test_torchrun_two_processes_train_patient_disjoint_steps_and_save_once(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert result.stdout.count(f"wrote {out}") == 1, result.stdout  # rank 0 alone prints the summary
 
     # saved once: one record (world_size 2) and one model folder, no staging left behind
     records = list(out.rglob("clinpred-finetune.json"))
