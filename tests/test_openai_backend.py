@@ -384,3 +384,19 @@ def test_with_the_real_cache_answered_chunks_survive_a_failure(server, tmp_path)
     resent = [t for r in server.requests[sent_before:] for t in r.inputs]
     assert len(resent) == 14 - 8
     np.testing.assert_allclose(out, expected(texts), atol=1e-6)
+
+
+def test_prompts_are_prepended_by_role_and_fingerprinted(server):
+    """A prompted model behind a server (EmbeddingGemma on vLLM/TEI/infinity) gets its prompts from us."""
+    plain = backend(server)
+    prompted = backend(
+        server, document_prompt="title: none | text: ", query_prompt="task: search result | query: "
+    )
+    docs, queries = prompted.embed(CLINICAL[:2]), prompted.embed(CLINICAL[:2], role="query")
+    np.testing.assert_allclose(docs, expected([f"title: none | text: {t}" for t in CLINICAL[:2]]), atol=1e-6)
+    np.testing.assert_allclose(
+        queries, expected([f"task: search result | query: {t}" for t in CLINICAL[:2]]), atol=1e-6
+    )
+    assert "title: none" not in prompted.plan(CLINICAL[:2])  # the plan gives counts, never text
+    assert plain.fingerprint() != prompted.fingerprint() and "prompts=" not in plain.fingerprint()
+    assert prompted.describe()["document_prompt"] == "title: none | text: "

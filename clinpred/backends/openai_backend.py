@@ -15,6 +15,7 @@ arrives, for a caller that wants to store partial progress at request granularit
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -65,6 +66,11 @@ class OpenAISettings(BaseModel):
     backoff_base: float = Field(0.5, ge=0, description="first backoff in seconds; doubles each retry")
     backoff_max: float = Field(30.0, ge=0, description="longest backoff and longest Retry-After honoured")
     timeout: float = Field(60.0, gt=0, description="seconds per request")
+    # an OpenAI-compatible server (vLLM, TEI, infinity) serving a prompted model such as EmbeddingGemma
+    # embeds what it is sent: the model's prompts are prepended here, so its vectors match the local
+    # sentence-transformers backend's (e.g. document_prompt="title: none | text: ")
+    document_prompt: str = Field("", description="prepended to every document (notes)")
+    query_prompt: str = Field("", description="prepended to every query")
     token_counter: Literal["auto", "estimate"] = "auto"
     prices_per_million_tokens: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
@@ -177,10 +183,20 @@ class OpenAIBackend:
         """Provider, host, model, dimensions, per-input token cap and counter: what makes vectors comparable."""
         s = self.settings
         dim = s.dimensions if s.dimensions is not None else "native"
+        prompts = (
+            f":prompts={json.dumps([s.document_prompt, s.query_prompt])}"
+            if s.document_prompt or s.query_prompt
+            else ""  # no prompt: the fingerprint (and the cache) of every earlier run stays valid
+        )
         return (
             f"openai:{s.api_type}:{self.host}:{s.model}:dim={dim}"
-            f":max_tokens={s.max_tokens_per_input}:counter={self.counter.name}"
+            f":max_tokens={s.max_tokens_per_input}:counter={self.counter.name}{prompts}"
         )
+
+    def _prompted(self, texts: Sequence[str], role: Role) -> list[str]:
+        """The texts as sent: the role's prompt first (none by default)."""
+        prompt = self.settings.query_prompt if role == "query" else self.settings.document_prompt
+        return [prompt + t for t in texts] if prompt else list(texts)
 
     @property
     def preferred_chunk_size(self) -> int:
@@ -218,6 +234,8 @@ class OpenAIBackend:
             "max_in_flight": s.max_in_flight,
             "max_retries": s.max_retries,
             "timeout": s.timeout,
+            "document_prompt": s.document_prompt,
+            "query_prompt": s.query_prompt,
             "token_counter": self.counter.name,
             "token_counts_exact": self.tokens_exact,
             "sends_text_off_machine": self.sends_text_off_machine,
@@ -254,6 +272,7 @@ class OpenAIBackend:
 
     def plan(self, texts: Sequence[str]) -> str:
         """One line for the user before anything is sent: texts, tokens, truncations, requests, cost."""
+        texts = self._prompted(texts, "document")  # what plan counts is what embed will send
         unique = list(dict.fromkeys(texts))
         self._prepared = dict(zip(unique, self._prepare(unique), strict=True))
         prepared = [self._prepared[t] for t in texts]
@@ -314,7 +333,7 @@ class OpenAIBackend:
         return self._client
 
     def embed(self, texts: Sequence[str], *, role: Role = "document") -> np.ndarray:
-        """float32 (len(texts), dim), L2-normalised, in input order. ``role`` changes nothing for OpenAI."""
+        """float32 (len(texts), dim), L2-normalised, in input order; ``role`` picks the prompt (if any)."""
         texts = list(texts)
         if not texts:
             dim = self.settings.dimensions or 0
@@ -336,7 +355,7 @@ class OpenAIBackend:
         self, texts: Sequence[str], *, role: Role = "document"
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (row indices into ``texts``, float32 L2-normalised vectors) as each request is answered."""
-        texts = list(texts)
+        texts = self._prompted(texts, role)
         if not texts:
             return
         client = self._get_client()
