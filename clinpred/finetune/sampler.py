@@ -4,10 +4,14 @@ With in-batch negatives, every other positive in the batch is a negative. A seco
 patient would make that patient's own notes negatives (false negatives that teach the model to push a
 patient's notes apart, the opposite of the goal), so each batch holds at most one pair per patient.
 
-Construction (deterministic from seed and epoch, so a resumed run replays the same batches):
-shuffle the patients and each patient's pairs, lay the pairs out patient after patient, and deal
-position p to batch p mod n_batches, with n_batches = max(ceil(n / batch_size), largest patient). A
-patient's pairs occupy a contiguous run no longer than n_batches, so they land in distinct batches.
+Construction (deterministic from seed and epoch, so a resumed run replays the same batches), with
+n_batches = max(ceil(n / batch_size), largest patient):
+- one pair per patient (the demo): shuffle the patients and deal position p to batch p mod n_batches;
+- several pairs per patient: patient after patient in a random order, each pair goes to a batch drawn
+  at random among the least filled ones that do not hold the patient yet. Batches stay within one pair
+  of each other in size, and a patient's pairs meet new patients in each of their batches. (Dealing a
+  patient's contiguous run of pairs to consecutive batches, as before, made k-pair patients share
+  (k-1)/k of their batches with the same few neighbours: the same in-batch negatives again and again.)
 The batch order is then shuffled.
 
 Several processes (torchrun / accelerate launch): accelerate hands batch i to process i mod R. The
@@ -49,22 +53,22 @@ def patient_batches(
         return []
     rng = np.random.default_rng([seed, epoch])
     uniq, inverse = np.unique(groups, return_inverse=True)
-    group_rank = rng.permutation(len(uniq))[inverse]  # a random order of patients
-    order = np.lexsort((rng.random(n), group_rank))  # patient after patient, pairs shuffled within
-    if drop_last:  # shrink until every patient fits: then the first n_super * size pairs fill each batch
-        sorted_groups = inverse[order]
-        starts = np.r_[0, np.flatnonzero(sorted_groups[1:] != sorted_groups[:-1]) + 1]
-        within = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-        n_super = n // size
-        while n_super > 0 and int((within < n_super).sum()) < n_super * size:
-            n_super -= 1
-        if n_super == 0:
-            return []
-        order = order[within < n_super][: n_super * size]
-    else:
-        n_super = max(math.ceil(n / size), int(np.bincount(inverse).max()))
+    if np.bincount(inverse).max() > 1:
+        return _spread_batches(inverse, batch_size, rng, num_replicas, drop_last)
+    # one pair per patient: a random order of patients dealt round the super-batches
+    patient_rank = rng.permutation(len(uniq))[inverse]
+    order = np.lexsort((rng.random(n), patient_rank))
+    n_super = n // size if drop_last else math.ceil(n / size)
+    order = order[: n_super * size] if drop_last else order
     slot = np.arange(len(order)) % n_super
     supers = [order[slot == b] for b in rng.permutation(n_super)]
+    return _split(supers, inverse, n, batch_size, num_replicas, drop_last)
+
+
+def _split(
+    supers: list[np.ndarray], inverse: np.ndarray, n: int, batch_size: int, num_replicas: int, drop_last: bool
+) -> list[list[int]]:
+    """Each super-batch cut into one batch per process (checked: every process gets one)."""
     if num_replicas > 1 and min(len(sb) for sb in supers) < num_replicas:
         raise InputError(
             f"one patient has {int(np.bincount(inverse).max())} of the {n} pairs: too many to give each of "
@@ -74,6 +78,48 @@ def patient_batches(
     if drop_last:
         batches = [b for b in batches if len(b) == batch_size]
     return batches
+
+
+def _spread_batches(
+    inverse: np.ndarray, batch_size: int, rng: np.random.Generator, num_replicas: int, drop_last: bool
+) -> list[list[int]]:
+    """Patients with several pairs: each pair to a random least-filled super-batch without the patient."""
+    n, size = len(inverse), batch_size * num_replicas
+    counts = np.bincount(inverse)
+    if drop_last:  # the most full super-batches the patients allow (a patient fills at most one slot each)
+        n_super = n // size
+        while n_super > 0 and int(np.minimum(counts, n_super).sum()) < n_super * size:
+            n_super -= 1
+        if n_super == 0:
+            return []
+        capacity = n_super * size
+    else:
+        n_super, capacity = max(math.ceil(n / size), int(counts.max())), n
+    members = np.argsort(inverse, kind="stable")  # pair indices, patient by patient
+    starts = np.r_[0, np.cumsum(counts)]
+    supers: list[list[int]] = [[] for _ in range(n_super)]
+    pool: list[int] = []  # super-batches at the lowest fill not yet given a pair at that fill, random order
+    placed = 0
+    for patient in rng.permutation(len(counts)):
+        pairs = rng.permutation(members[starts[patient] : starts[patient + 1]])[:n_super]
+        taken: set[int] = set()
+        skipped: list[int] = []  # at the current fill but already holding this patient: for later patients
+        for pair in pairs:
+            if placed == capacity:
+                break
+            while True:
+                if not pool:
+                    pool = rng.permutation(n_super).tolist()
+                slot = pool.pop()
+                if slot not in taken:
+                    break
+                skipped.append(slot)
+            supers[slot].append(int(pair))
+            taken.add(slot)
+            placed += 1
+        pool.extend(skipped)
+    order = [np.asarray(supers[b], dtype=np.int64) for b in rng.permutation(n_super)]
+    return _split(order, inverse, n, batch_size, num_replicas, drop_last)
 
 
 class PatientBatchSampler(DefaultBatchSampler):
