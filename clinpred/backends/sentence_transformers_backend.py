@@ -281,7 +281,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     try:
         import torch
 
-        if isinstance(exc, torch.OutOfMemoryError):
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
             return True
     except ImportError:  # pragma: no cover - the models extra is what calls this
         pass

@@ -18,7 +18,7 @@ block, never materialised as an N x N array. Ties in the top-k lists are broken 
 index, so the result does not depend on the block sizes.
 
 Where torch sees a CUDA device and the work is large (``GPU_MIN_PAIRS`` query-pool pairs or more), the
-same blocks run on the GPU (``device="auto"``, the default): torch matmul in full float32 (TF32 off),
+same blocks run on the GPU (``device="auto"``, the default): torch matmul in full float32 (no TF32),
 ``torch.topk`` per block, and a stable sort to merge, with the same tie rule (lower pool index first),
 the same masks, the same rank counts and the same outputs. ``device="cpu"`` is the numpy path below,
 unchanged; ``device="torch-cpu"`` runs the torch block path on the CPU (tests compare it with numpy). A
@@ -28,6 +28,7 @@ candidates can swap between devices; exactly tied scores never do.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -261,21 +262,25 @@ def topk_device(device: str, pairs: int) -> str:
 
 
 class _FullFloat32:
-    """Matrix products in IEEE float32 on CUDA for the duration (TF32 would round the scores to 10 bits)."""
+    """Matrix products in full float32 for the duration: TF32 (10-bit mantissas) would make the scores,
+    and so the top-k, differ from the exact ones. torch's long-standing global setting is used; where a
+    process mixed torch's two TF32 APIs and reading it fails, the setting is left as it is."""
 
     def __init__(self, torch: Any) -> None:
-        self.matmul = torch.backends.cuda.matmul
+        self.torch = torch
+        self.saved: str | None = None
 
     def __enter__(self) -> None:
-        if hasattr(self.matmul, "fp32_precision"):
-            self.saved = ("fp32_precision", self.matmul.fp32_precision)
-            self.matmul.fp32_precision = "ieee"
-        else:  # pragma: no cover - older torch
-            self.saved = ("allow_tf32", self.matmul.allow_tf32)
-            self.matmul.allow_tf32 = False
+        try:
+            self.saved = self.torch.get_float32_matmul_precision()
+            self.torch.set_float32_matmul_precision("highest")
+        except RuntimeError:  # pragma: no cover - depends on what else the process did
+            self.saved = None
 
     def __exit__(self, *exc: object) -> None:
-        setattr(self.matmul, *self.saved)
+        if self.saved is not None:
+            with contextlib.suppress(RuntimeError):
+                self.torch.set_float32_matmul_precision(self.saved)
 
 
 def _block_best(torch: Any, block: Any, k: int) -> tuple[Any, Any]:
