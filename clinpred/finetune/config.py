@@ -191,8 +191,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the generator-1 demo cohort). Identity details stay as written: on the generator-2.1 demo
     # (examples/ablation-identity.toml) masking ages, allergies and social histories turned diagnosis
     # from -0.007 to +0.018 macro-AUROC against the base but survival C from +0.081 to -0.026 (age is
-    # the patient's identity and the death hazard's strongest term), and masking only the histories
-    # changed neither; no recipe there meets all three of issue 15's targets (results/README.md)
+    # the patient's identity and the death hazard's strongest term); masking only the histories, or
+    # also rounding ages to their decade, changed neither; no recipe there meets all three of issue
+    # 15's targets (results/README.md)
     "clinical": {
         "phi_placeholders": "mask",
         "pairs": {"positives": "next", "negatives": "in_batch"},
