@@ -250,6 +250,8 @@ def evaluate_backend(
         run.seconds["embed"] = round(time.perf_counter() - t0, 2)
         run.notes_embedded = len(texts)
         run.notes_newly_embedded = cached.last_embedded
+        if hasattr(backend, "describe"):  # again: what embedding used (batch size, requests) is known now
+            run.description = backend.describe()
     except InputError as exc:
         return run.model_copy(update={"status": "not run", "reason": str(exc)}), None
     for task in config.tasks.run:
