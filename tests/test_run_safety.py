@@ -123,6 +123,9 @@ def _start_and_signal(tmp_path: Path, signum: int, out: Path) -> subprocess.Comp
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "CLINPRED_CACHE": str(tmp_path / "cache")},
+        # a suite started as a background job (`pytest &`) ignores SIGINT and its children inherit that
+        # (POSIX), so Ctrl-C would be ignored by design; the run under test gets the usual disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not list(out.parent.glob(f".{out.name}.*.tmp-*")) and time.monotonic() < deadline:
