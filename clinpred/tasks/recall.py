@@ -74,8 +74,10 @@ class RecallConfig(BaseModel):
     tie_rule: Literal["pessimistic", "optimistic"] = "pessimistic"
     tie_tolerance: float = Field(1e-5, ge=0.0)
     seed: int = 0
-    query_block: int = Field(1024, ge=1)  # memory bound only: results do not depend on block sizes
-    pool_block: int = Field(8192, ge=1)
+    # memory bound only: results do not depend on block sizes; None: the device's (1024 x 8192 on the
+    # CPU, 4096 x 32768 on a GPU: clinpred.tasks.topk)
+    query_block: int | None = Field(None, ge=1)
+    pool_block: int | None = Field(None, ge=1)
     bootstrap: BootstrapScheme = BootstrapScheme()
     subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
 
