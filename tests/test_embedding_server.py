@@ -25,6 +25,7 @@ from conftest import REPO
 from clinpred.backends.cache import CachedBackend, EmbeddingCache
 from clinpred.backends.openai_backend import EmbeddingRequestError
 from clinpred.backends.registry import create_backend
+from tests.test_openai_backend import CLINICAL as NOTES  # the same seven note-like texts
 
 SERVER_ENV = Path(os.environ.get("CLINPRED_EMBEDDING_SERVER_ENV") or REPO / ".cache" / "servers" / "infinity")
 INFINITY = SERVER_ENV / "bin" / "infinity_emb"
@@ -39,15 +40,6 @@ pytestmark = [
     ),
 ]
 
-NOTES = [
-    "Admission Date:  [**2151-7-16**]       Discharge Date:  [**2151-8-4**]\n\nSex:  F\nService: MEDICINE",
-    "Na 140 K 4.2 Cl 101 HCO3 24 BUN 18 Cr 1.1 Glu 132 WBC 11.2 Hgb 9.8 Plt 245",
-    "FINDINGS: Small left pleural effusion. No pneumothorax.\nIMPRESSION: Improved bibasilar atelectasis.",
-    "pt c/o SOB, HR 110s, BP 90/50, SpO2 88% on 4L NC -> NRB, ABG 7.31/48/62; lasix 40mg IV x1, -1.2L.",
-    "Sinus rhythm. PR 0.16, QRS 0.08, QTc 0.42. Left axis deviation. Nonspecific ST-T wave changes.",
-    "Patient is a 67 yo man with h/o CAD s/p CABG [**2145**], DM2, CKD stage III, who presents with CP.",
-    "Nutrition: Pt NPO; TF Jevity 1.2 @ 60 mL/hr goal; BMI 31.4; albumin 2.9 g/dL.",
-]
 # Longer than the model's 256 tokens: the server and the local backend must truncate alike.
 LONG = " ".join(f"day {d}: afebrile, tolerating diet, creatinine {1 + d / 100:.2f}." for d in range(120))
 

@@ -148,6 +148,20 @@ def _merge(
     run_index[sorted_rows[keep], position[keep]] = all_index[order][keep]
 
 
+def _target_counters(
+    queries: np.ndarray, pool: np.ndarray, targets: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Checked targets, each query's target score, and zeroed greater/tied counts (all None: no targets)."""
+    if targets is None:
+        return None, None, None, None
+    n_q = len(queries)
+    targets = np.asarray(targets, dtype=np.int64)
+    if targets.shape != (n_q,) or (n_q and (targets.min() < 0 or targets.max() >= len(pool))):
+        raise ValueError("chunked_topk: targets must be one pool row per query")
+    target_score = np.einsum("ij,ij->i", queries, pool[targets]).astype(np.float32)
+    return targets, target_score, np.zeros(n_q, dtype=np.int64), np.zeros(n_q, dtype=np.int64)
+
+
 def chunked_topk(
     queries: np.ndarray,
     pool: np.ndarray,
@@ -199,14 +213,7 @@ def chunked_topk(
     top_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
     top_index = np.full((n_q, k), -1, dtype=np.int64)
     pool_size = np.zeros(n_q, dtype=np.int64)
-    target_score = n_greater = n_tied = None
-    if targets is not None:
-        targets = np.asarray(targets, dtype=np.int64)
-        if targets.shape != (n_q,) or (n_q and (targets.min() < 0 or targets.max() >= n_p)):
-            raise ValueError("chunked_topk: targets must be one pool row per query")
-        target_score = np.einsum("ij,ij->i", queries, pool[targets]).astype(np.float32)
-        n_greater = np.zeros(n_q, dtype=np.int64)
-        n_tied = np.zeros(n_q, dtype=np.int64)
+    targets, target_score, n_greater, n_tied = _target_counters(queries, pool, targets)
     masked = spec.query_group is not None or spec.query_cutoff is not None
     if not masked:  # every pool row but the excluded one: no need to count block by block
         pool_size[:] = n_p
@@ -334,16 +341,10 @@ def _torch_topk(
     top_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
     top_index = np.full((n_q, k), -1, dtype=np.int64)
     pool_size = np.zeros(n_q, dtype=np.int64)
-    target_score = n_greater = n_tied = None
+    # the numpy path's float32 reduction, so both paths count against the same target score
+    targets, target_score, n_greater, n_tied = _target_counters(queries, pool, targets)
     targets_t = None
     if targets is not None:
-        targets = np.asarray(targets, dtype=np.int64)
-        if targets.shape != (n_q,) or (n_q and (targets.min() < 0 or targets.max() >= n_p)):
-            raise ValueError("chunked_topk: targets must be one pool row per query")
-        # the same float32 reduction as the numpy path, so both count against the same target score
-        target_score = np.einsum("ij,ij->i", queries, pool[targets]).astype(np.float32)
-        n_greater = np.zeros(n_q, dtype=np.int64)
-        n_tied = np.zeros(n_q, dtype=np.int64)
         targets_t = on(targets)
         target_score_t = on(target_score)
     if not masked:
