@@ -70,8 +70,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DOCUMENT_PROMPT = "title: none | text: "
-PROMPTS = {"query": "task: search result | query: ", "document": DOCUMENT_PROMPT}
+from tests.tiny_gemma import _WORDS as tiny_words  # noqa: E402
+from tests.tiny_gemma import GEMMA_PROMPTS, build_gemma  # noqa: E402  (the tests' builder, any size)
+
+DOCUMENT_PROMPT = GEMMA_PROMPTS["document"]
 
 
 @dataclass(frozen=True)
@@ -160,14 +162,14 @@ PEAKS: list[tuple[str, str, float | None, float]] = [
     ("T4", "T4 (no bf16)", None, 8.1),
 ]
 
+# the tests' toy words, and a few more a note holds
 _WORDS = (
-    "patient admitted with chest pain shortness of breath fever cough sepsis pneumonia heart failure "
-    "renal insufficiency diabetes hypertension atrial fibrillation stroke seizure bleeding anemia "
-    "discharged home stable improved worsening intubated extubated icu floor nursing radiology "
-    "impression findings no acute process effusion consolidation edema cardiomegaly title none text "
-    "task search result query sentence similarity the a of and to with on in was is for mg dose day "
-    "lasix heparin insulin metoprolol vancomycin cefepime creatinine lactate troponin bnp wbc hgb plt"
-).split()
+    tiny_words
+    + (
+        "mg dose day lasix heparin insulin metoprolol vancomycin cefepime creatinine lactate troponin bnp wbc "
+        "hgb plt"
+    ).split()
+)
 
 
 # --------------------------------------------------------------------------- the model
@@ -180,35 +182,16 @@ def vocabulary(arch: Arch) -> list[str]:
 
 def build_model(directory: Path, arch: Arch, device: str) -> Path:
     """Write a sentence-transformers directory holding ``arch`` with random weights; return its path."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Dense, Normalize, Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import Gemma3TextConfig, Gemma3TextModel, PreTrainedTokenizerFast
-
-    torch.manual_seed(0)
-    backbone = directory / "_backbone"
-    backbone.mkdir(parents=True, exist_ok=True)
-    words = vocabulary(arch)
-    raw = Tokenizer(models.WordPiece(unk_token="<unk>"))
-    raw.normalizer = normalizers.Lowercase()
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.train_from_iterator(
-        [" ".join(words)] * 3 + [DOCUMENT_PROMPT, PROMPTS["query"]],
-        trainers.WordPieceTrainer(
-            vocab_size=arch.tokenizer_vocab,
-            special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
-            show_progress=False,
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
-    )
-    tokenizer.model_max_length = arch.max_position_embeddings
-    tokenizer.save_pretrained(backbone)
-    config = Gemma3TextConfig(
+    return build_gemma(
+        directory,
+        texts=[" ".join(vocabulary(arch))] * 3 + [GEMMA_PROMPTS["document"], GEMMA_PROMPTS["query"]],
+        tokenizer_vocab=arch.tokenizer_vocab,
+        max_seq_length=arch.max_position_embeddings,
+        dense_size=arch.dense_size,
+        output_dim=arch.output_dim,
+        name="model",
         vocab_size=arch.vocab_size,
+        device=device,
         hidden_size=arch.hidden_size,
         intermediate_size=arch.intermediate_size,
         num_hidden_layers=arch.num_hidden_layers,
@@ -219,24 +202,7 @@ def build_model(directory: Path, arch: Arch, device: str) -> Path:
         sliding_window=arch.sliding_window,
         query_pre_attn_scalar=arch.query_pre_attn_scalar,
         layer_types=arch.layer_types(),
-        use_bidirectional_attention=True,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
     )
-    with torch.device(device):  # random initialisation where it is quick (300M parameters)
-        Gemma3TextModel(config).save_pretrained(backbone)
-    first = Transformer(str(backbone), max_seq_length=arch.max_position_embeddings)
-    modules = [
-        first,
-        Pooling(arch.hidden_size, pooling_mode="mean"),
-        Dense(arch.hidden_size, arch.dense_size, bias=False, activation_function=None),
-        Dense(arch.dense_size, arch.output_dim, bias=False, activation_function=None),
-        Normalize(),
-    ]
-    out = directory / "model"
-    SentenceTransformer(modules=modules, prompts=dict(PROMPTS), device="cpu").save(str(out))
-    return out
 
 
 # --------------------------------------------------------------------------- FLOPs and peaks

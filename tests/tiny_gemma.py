@@ -1,4 +1,4 @@
-"""A tiny, randomly initialised Gemma3 embedding model, built offline in well under a second.
+"""EmbeddingGemma's architecture with random weights, built offline (a tiny one in well under a second).
 
 It has the architecture of EmbeddingGemma (a Gemma3 text encoder with bidirectional attention, mean
 pooling, two Dense projections, Normalize, and EmbeddingGemma's prompts) at toy size, so tests run the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 # EmbeddingGemma's prompts, as its config_sentence_transformers.json ships them.
 GEMMA_PROMPTS = {
@@ -35,8 +36,28 @@ def _training_texts(n: int = 300) -> list[str]:
     return texts
 
 
-def build_tiny_gemma(directory: Path, *, hidden_size: int = 32, output_dim: int = 48) -> Path:
-    """Write a sentence-transformers directory holding a toy EmbeddingGemma and return its path."""
+def build_gemma(
+    directory: Path,
+    *,
+    texts: list[str],
+    tokenizer_vocab: int,
+    max_seq_length: int,
+    dense_size: int,
+    output_dim: int,
+    name: str,
+    vocab_size: int | None = None,
+    device: str = "cpu",
+    **gemma3: Any,
+) -> Path:
+    """Write EmbeddingGemma's architecture with random weights as a sentence-transformers folder.
+
+    A WordPiece tokenizer of ``tokenizer_vocab`` entries is trained on ``texts``; the Gemma3 text
+    encoder (``gemma3``: Gemma3TextConfig sizes, bidirectional attention) has ``vocab_size`` embedding
+    rows (default: the tokenizer's), is initialised on ``device``, then mean pooling, Dense to
+    ``dense_size``, Dense to ``output_dim``, Normalize, and EmbeddingGemma's prompts. The tests build it
+    at toy size; ``benchmarks/gpu.py`` at EmbeddingGemma-300m's size (random weights cost what trained
+    ones do).
+    """
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Dense, Normalize, Transformer
@@ -54,17 +75,51 @@ def build_tiny_gemma(directory: Path, *, hidden_size: int = 32, output_dim: int 
     raw.normalizer = normalizers.Lowercase()
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     raw.train_from_iterator(
-        _training_texts(),
-        trainers.WordPieceTrainer(vocab_size=400, special_tokens=special, show_progress=False),
+        texts,
+        trainers.WordPieceTrainer(vocab_size=tokenizer_vocab, special_tokens=special, show_progress=False),
     )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
     )
-    tokenizer.model_max_length = 256
+    tokenizer.model_max_length = max_seq_length
     tokenizer.save_pretrained(backbone_dir)
 
     config = Gemma3TextConfig(
-        vocab_size=raw.get_vocab_size(),
+        vocab_size=vocab_size or raw.get_vocab_size(),
+        use_bidirectional_attention=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        **gemma3,
+    )
+    with torch.device(device):  # random initialisation where it is quick (300M parameters at full size)
+        Gemma3TextModel(config).save_pretrained(backbone_dir)
+
+    hidden_size = config.hidden_size
+    modules = [
+        Transformer(str(backbone_dir), max_seq_length=max_seq_length),
+        Pooling(hidden_size, pooling_mode="mean"),
+        Dense(hidden_size, dense_size, bias=False, activation_function=None),
+        Dense(dense_size, output_dim, bias=False, activation_function=None),
+        Normalize(),
+    ]
+    out = directory / name
+    SentenceTransformer(modules=modules, prompts=dict(GEMMA_PROMPTS), device="cpu").save(str(out))
+    # The saved config carries the model type the backend checks; make sure it says gemma3_text.
+    assert json.loads((out / "config.json").read_text())["model_type"] == "gemma3_text"
+    return out
+
+
+def build_tiny_gemma(directory: Path, *, hidden_size: int = 32, output_dim: int = 48) -> Path:
+    """Write a sentence-transformers directory holding a toy EmbeddingGemma and return its path."""
+    return build_gemma(
+        directory,
+        texts=_training_texts(),
+        tokenizer_vocab=400,
+        max_seq_length=256,
+        dense_size=hidden_size * 4,
+        output_dim=output_dim,
+        name="tiny-embeddinggemma",
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=2,
@@ -74,24 +129,4 @@ def build_tiny_gemma(directory: Path, *, hidden_size: int = 32, output_dim: int 
         max_position_embeddings=512,
         sliding_window=64,
         query_pre_attn_scalar=16,
-        use_bidirectional_attention=True,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
     )
-    Gemma3TextModel(config).save_pretrained(backbone_dir)
-
-    transformer = Transformer(str(backbone_dir), max_seq_length=256)
-    modules = [
-        transformer,
-        Pooling(hidden_size, pooling_mode="mean"),
-        Dense(hidden_size, hidden_size * 4, bias=False, activation_function=None),
-        Dense(hidden_size * 4, output_dim, bias=False, activation_function=None),
-        Normalize(),
-    ]
-    model = SentenceTransformer(modules=modules, prompts=dict(GEMMA_PROMPTS), device="cpu")
-    out = directory / "tiny-embeddinggemma"
-    model.save(str(out))
-    # The saved config carries the model type the backend checks; make sure it says gemma3_text.
-    assert json.loads((out / "config.json").read_text())["model_type"] == "gemma3_text"
-    return out
