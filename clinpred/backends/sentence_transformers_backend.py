@@ -455,14 +455,12 @@ class SentenceTransformerBackend:
     def resolved_dtype(self) -> str:
         """The dtype the model runs in: the setting, or for ``auto`` bfloat16 on a CUDA GPU that supports
         it and float32 elsewhere. Needs no model loaded (the fingerprint calls it)."""
-        if self.settings.dtype != "auto":
-            return self.settings.dtype
-        device = self._device()
-        if not device.startswith("cuda"):
-            return "float32"
-        import torch
+        device, bf16 = self._device(), False
+        if self.settings.dtype == "auto" and device.startswith("cuda"):
+            import torch
 
-        return resolve_dtype("auto", device, bool(torch.cuda.is_bf16_supported()))
+            bf16 = bool(torch.cuda.is_bf16_supported())
+        return resolve_dtype(self.settings.dtype, device, bf16)
 
     def devices(self) -> list[str]:
         """The encoding processes: one device, or one process per visible CUDA device."""
