@@ -94,20 +94,22 @@ def brute_topk(q: np.ndarray, p: np.ndarray, k: int, allowed: np.ndarray) -> np.
     return out
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_topk_equals_brute_force_with_ties_and_pool_masks(seed):
-    rng = np.random.default_rng(seed)
-    n_q, n_p, dim = int(rng.integers(5, 70)), int(rng.integers(5, 90)), int(rng.integers(1, 4))
-    # small integer vectors: exact products in any summation order, and many exact ties
-    q = rng.integers(-2, 3, size=(n_q, dim)).astype(np.float32)
-    p = rng.integers(-2, 3, size=(n_p, dim)).astype(np.float32)
+def random_spec(
+    rng: np.random.Generator,
+    n_q: int,
+    n_p: int,
+    exclude: np.ndarray | None = None,
+    always: np.ndarray | None = None,
+) -> tuple[PoolSpec, np.ndarray]:
+    """A pool description with every part set (``exclude`` / ``always`` random unless given), and the
+    allowed (query, pool row) matrix it means."""
     spec = PoolSpec(
-        exclude=rng.integers(-1, n_p, size=n_q),
+        exclude=rng.integers(-1, n_p, size=n_q) if exclude is None else exclude,
         query_group=rng.integers(0, 3, size=n_q),
         pool_group=rng.integers(0, 3, size=n_p),
         pool_order=rng.permutation(n_p),
         query_cutoff=rng.integers(0, n_p, size=n_q),
-        always=rng.integers(-1, n_p, size=n_q),
+        always=rng.integers(-1, n_p, size=n_q) if always is None else always,
     )
     allowed = (spec.query_group[:, None] == spec.pool_group[None, :]) & (
         spec.pool_order[None, :] <= spec.query_cutoff[:, None]
@@ -116,6 +118,17 @@ def test_topk_equals_brute_force_with_ties_and_pool_masks(seed):
     allowed[rows, spec.always[rows]] = True
     rows = np.flatnonzero(spec.exclude >= 0)
     allowed[rows, spec.exclude[rows]] = False
+    return spec, allowed
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_topk_equals_brute_force_with_ties_and_pool_masks(seed):
+    rng = np.random.default_rng(seed)
+    n_q, n_p, dim = int(rng.integers(5, 70)), int(rng.integers(5, 90)), int(rng.integers(1, 4))
+    # small integer vectors: exact products in any summation order, and many exact ties
+    q = rng.integers(-2, 3, size=(n_q, dim)).astype(np.float32)
+    p = rng.integers(-2, 3, size=(n_p, dim)).astype(np.float32)
+    spec, allowed = random_spec(rng, n_q, n_p)
     k = int(rng.integers(1, 12))
     found = chunked_topk(
         q, p, k, spec=spec, query_block=int(rng.integers(1, 25)), pool_block=int(rng.integers(1, 25))
@@ -124,6 +137,36 @@ def test_topk_equals_brute_force_with_ties_and_pool_masks(seed):
     assert np.array_equal(found.pool_size, allowed.sum(axis=1))
     expected_scores = np.where(found.indices >= 0, (q @ p.T)[np.arange(n_q)[:, None], found.indices], -np.inf)
     assert np.array_equal(found.scores, expected_scores.astype(np.float32))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("same_array", [True, False])
+def test_wide_blocks_and_one_array_as_queries_and_pool_equal_brute_force(seed, same_array):
+    """Blocks wide enough for the group-maximum bound (more than 32 x k columns), and queries that are
+    the pool itself (each product read both ways), with exact ties, masks and target ranks."""
+    rng = np.random.default_rng(100 + seed)
+    n, dim, k = int(rng.integers(700, 1300)), int(rng.integers(1, 4)), int(rng.integers(1, 12))
+    x = rng.integers(-2, 3, size=(n, dim)).astype(np.float32)  # exact products, many exact ties
+    targets = (np.arange(n) + rng.integers(1, n, size=n)) % n  # never the query's own row
+    if seed % 2:  # groups and a sample; the target kept whatever they say, as recall keeps it
+        spec, allowed = random_spec(rng, n, n, exclude=np.arange(n), always=targets)
+    else:
+        spec, allowed = PoolSpec(exclude=np.arange(n)), ~np.eye(n, dtype=bool)
+    found = chunked_topk(
+        x,
+        x if same_array else x.copy(),
+        k,
+        spec=spec,
+        targets=targets,
+        query_block=int(rng.integers(200, 500)),
+        pool_block=int(rng.integers(400, 900)),
+    )
+    assert np.array_equal(found.indices, brute_topk(x, x, k, allowed))
+    assert np.array_equal(found.pool_size, allowed.sum(axis=1))
+    scores = np.where(allowed, x @ x.T, -np.inf)
+    target_scores = (x @ x.T)[np.arange(n), targets]
+    assert np.array_equal(found.n_greater, (scores > target_scores[:, None]).sum(axis=1))
+    assert np.array_equal(found.n_tied, (scores == target_scores[:, None]).sum(axis=1) - 1)
 
 
 def test_topk_ranks_equal_brute_force_and_never_contain_the_excluded_row():

@@ -5,9 +5,9 @@ hundreds of thousands of notes, so the full query-by-pool similarity matrix (N x
 100,000 notes) is never built. Queries are taken in blocks, the pool in blocks; each block of scores
 (``query_block x pool_block`` float32) is used three ways before it is dropped:
 
-- the running top-k of each query is merged with the block's candidates (candidates above the
-  running k-th score only, found with one comparison; a dense block is first cut to its k best per
-  row with ``np.partition``), so the top-k is exact;
+- the running top-k of each query is merged with the block's candidates (scores above the running
+  k-th score and not below a lower bound on the block's own k-th best, taken from maxima over groups
+  of columns, so no row is sorted or partitioned whole), so the top-k is exact;
 - the candidates scoring above the target's score are counted, so the rank of the target is exact;
 - the candidates tied with the target (within ``tie_tolerance``) are counted, so the tie rule is
   applied by the caller, not by chance of ordering.
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +112,39 @@ def _local(index: np.ndarray | None, q: slice, p: slice) -> np.ndarray | None:
     return np.where((local >= 0) & (local < p.stop - p.start), local, -1)
 
 
+GROUP = 32  # columns per group when bounding a block's k-th best score by its group maxima
+
+
+def _candidates(block: np.ndarray, threshold: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the block's scores that can enter each row's running top-k.
+
+    A candidate scores strictly above the running k-th score (an equal score here has a higher pool
+    index and loses) and not below the block's own k-th best. That k-th best is bounded from below
+    without sorting the block: the columns are dealt into groups (column ``c`` into group ``c % G``),
+    and the k-th largest group maximum is reached by k distinct scores, so nothing below it can be in
+    the top-k. One maximum over the groups (a contiguous, vectorised pass) and a look inside the few
+    groups at or above the bound replace a partition of every row.
+    """
+    n_rows, width = block.shape
+    n_groups = width // GROUP
+    if n_groups < k:  # a narrow block: every score above the running k-th is a candidate
+        return np.nonzero(block > threshold[:, None])
+    grouped = block[:, : n_groups * GROUP].reshape(n_rows, GROUP, n_groups)
+    group_max = grouped.max(axis=1)
+    bound = np.partition(group_max, n_groups - k, axis=1)[:, n_groups - k]
+    rows, groups = np.nonzero((group_max >= bound[:, None]) & (group_max > threshold[:, None]))
+    values = grouped[rows, :, groups]  # (candidate groups, GROUP): column c * n_groups + group
+    keep = (values >= bound[rows, None]) & (values > threshold[rows, None])
+    at, within = np.nonzero(keep)
+    rows_out, cols_out = [rows[at]], [within * n_groups + groups[at]]
+    if n_groups * GROUP < width:  # the columns that do not fill a last group
+        tail = block[:, n_groups * GROUP :]
+        tail_rows, tail_cols = np.nonzero((tail >= bound[:, None]) & (tail > threshold[:, None]))
+        rows_out.append(tail_rows)
+        cols_out.append(tail_cols + n_groups * GROUP)
+    return np.concatenate(rows_out), np.concatenate(cols_out)
+
+
 def _merge(
     run_scores: np.ndarray,
     run_index: np.ndarray,
@@ -118,25 +153,14 @@ def _merge(
     k: int,
 ) -> None:
     """Merge one score block into the running top-k (in place); ties go to the lower pool index."""
-    # strictly above the running k-th score: an equal score in this block has a higher index and loses
-    threshold = run_scores[:, -1]
-    above = block > threshold[:, None]
-    counts = above.sum(axis=1)
-    dense = np.flatnonzero(counts > 2 * k)
-    if len(dense) == len(block):  # typically the first pool block: no running top-k yet
-        kth = np.partition(block, block.shape[1] - k, axis=1)[:, block.shape[1] - k]
-        above &= block >= kth[:, None]
-    elif len(dense):
-        # cut dense rows to their k best (plus ties at the k-th score) before the sparse merge
-        kth = np.partition(block[dense], block.shape[1] - k, axis=1)[:, block.shape[1] - k]
-        above[dense] &= block[dense] >= kth[:, None]
-    rows, cols = np.nonzero(above)
+    rows, cols = _candidates(block, run_scores[:, -1], k)
     if len(rows) == 0:
         return
-    n_rows = run_scores.shape[0]
-    all_rows = np.concatenate([np.repeat(np.arange(n_rows), k), rows])
-    all_scores = np.concatenate([run_scores.ravel(), block[rows, cols]])
-    all_index = np.concatenate([run_index.ravel(), cols.astype(np.int64) + offset])
+    # only the rows with a candidate are sorted: after the first blocks, most rows have none
+    touched = np.flatnonzero(np.bincount(rows, minlength=run_scores.shape[0]))
+    all_rows = np.concatenate([np.repeat(touched, k), rows])
+    all_scores = np.concatenate([run_scores[touched].ravel(), block[rows, cols]])
+    all_index = np.concatenate([run_index[touched].ravel(), cols.astype(np.int64) + offset])
     # -1 (empty slot) sorts after every real index among equal (-inf) scores
     tiebreak = np.where(all_index < 0, np.iinfo(np.int64).max, all_index)
     order = np.lexsort((tiebreak, -all_scores, all_rows))
@@ -146,6 +170,35 @@ def _merge(
     keep = position < k
     run_scores[sorted_rows[keep], position[keep]] = all_scores[order][keep]
     run_index[sorted_rows[keep], position[keep]] = all_index[order][keep]
+
+
+def _block_pairs(
+    n_q: int, n_p: int, query_block: int, pool_block: int, symmetric: bool
+) -> Iterator[tuple[slice, slice]]:
+    """The (query rows, pool rows) blocks to compute, each query's pool blocks in ascending order.
+
+    ``symmetric`` (queries and pool are one array): square tiles of the same area, upper triangle
+    only; the caller reads each off-diagonal tile a second time transposed, so half the products are
+    computed. Tile (i, j), i < j, gives query tile j its pool tile i before the diagonal tile (j, j)
+    and the tiles after it, so the order stays ascending for every query.
+    """
+    if not symmetric:
+        for q0 in range(0, n_q, query_block):
+            for p0 in range(0, n_p, pool_block):
+                yield slice(q0, min(q0 + query_block, n_q)), slice(p0, min(p0 + pool_block, n_p))
+        return
+    side = max(1, math.isqrt(query_block * pool_block))
+    for i0 in range(0, n_q, side):
+        for j0 in range(i0, n_q, side):
+            yield slice(i0, min(i0 + side, n_q)), slice(j0, min(j0 + side, n_q))
+
+
+def _transpose_into(block: np.ndarray, out: np.ndarray, strip: int = 64) -> np.ndarray:
+    """``block.T`` copied into ``out`` a strip of rows at a time: a strip's transpose stays in the
+    cache, where one whole-array copy walks memory by columns and is about three times slower."""
+    for r0 in range(0, block.shape[0], strip):
+        out[:, r0 : r0 + strip] = block[r0 : r0 + strip].T
+    return out
 
 
 def _target_counters(
@@ -183,8 +236,9 @@ def chunked_topk(
     ``device``: ``auto`` (a CUDA device for large inputs where torch has one, else numpy), ``cpu``
     (numpy), ``cuda`` / ``cuda:N`` (torch on that GPU), ``torch-cpu`` (torch's block path on the CPU).
     """
+    symmetric = queries is pool  # every note against every note: each product serves both ways
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    pool = np.ascontiguousarray(pool, dtype=np.float32)
+    pool = queries if symmetric else np.ascontiguousarray(pool, dtype=np.float32)
     if queries.ndim != 2 or pool.ndim != 2 or queries.shape[1] != pool.shape[1]:
         raise ValueError(f"chunked_topk: shapes {queries.shape} and {pool.shape} do not match")
     target = topk_device(device, len(queries) * len(pool))
@@ -219,30 +273,43 @@ def chunked_topk(
         pool_size[:] = n_p
         if spec.exclude is not None:
             pool_size -= (spec.exclude >= 0) & (spec.exclude < n_p)
-    for q0 in range(0, n_q, query_block):
-        q = slice(q0, min(q0 + query_block, n_q))
-        run_scores = np.full((q.stop - q.start, k_eff), -np.inf, dtype=np.float32)
-        run_index = np.full((q.stop - q.start, k_eff), -1, dtype=np.int64)
-        for p0 in range(0, n_p, pool_block):
-            p = slice(p0, min(p0 + pool_block, n_p))
-            block = queries[q] @ pool[p].T
-            _mask_block(block, spec, q, p, _local(spec.always, q, p))
-            if masked:
-                pool_size[q] += (block > -np.inf).sum(axis=1)
-            if targets is not None:
-                ts = target_score[q][:, None]
-                n_greater[q] += (block > ts + tie_tolerance).sum(axis=1)
-                tied = np.abs(block - ts) <= tie_tolerance  # -inf (outside the pool) is never tied
-                target_local = _local(targets, q, p)
-                rows = np.flatnonzero(target_local >= 0)
-                if not np.all(np.isfinite(block[rows, target_local[rows]])):
-                    raise ValueError("chunked_topk: a target is outside its query's pool")
-                tied[rows, target_local[rows]] = False
-                n_tied[q] += tied.sum(axis=1)
-            if k_eff:
-                _merge(run_scores, run_index, block, p0, k_eff)
-        top_scores[q, :k_eff] = run_scores
-        top_index[q, :k_eff] = np.where(np.isfinite(run_scores), run_index, -1)
+    run_scores = np.full((n_q, k_eff), -np.inf, dtype=np.float32)
+    run_index = np.full((n_q, k_eff), -1, dtype=np.int64)
+
+    def use(q: slice, p: slice, block: np.ndarray) -> None:
+        """Mask one block of scores, count it against the targets and merge it into the top-k."""
+        _mask_block(block, spec, q, p, _local(spec.always, q, p))
+        if masked:
+            pool_size[q] += (block > -np.inf).sum(axis=1)
+        if targets is not None:
+            ts = target_score[q][:, None]
+            n_greater[q] += (block > ts + tie_tolerance).sum(axis=1)
+            tied = np.abs(block - ts) <= tie_tolerance  # -inf (outside the pool) is never tied
+            target_local = _local(targets, q, p)
+            rows = np.flatnonzero(target_local >= 0)
+            if not np.all(np.isfinite(block[rows, target_local[rows]])):
+                raise ValueError("chunked_topk: a target is outside its query's pool")
+            tied[rows, target_local[rows]] = False
+            n_tied[q] += tied.sum(axis=1)
+        if k_eff:
+            _merge(run_scores[q], run_index[q], block, p.start, k_eff)
+
+    buffer = mirror = None
+    for q, p in _block_pairs(n_q, n_p, query_block, pool_block, symmetric):
+        shape = (q.stop - q.start, p.stop - p.start)
+        if buffer is None or buffer.shape != shape:  # reused: a fresh 32 MB array per block costs
+            buffer = np.empty(shape, dtype=np.float32)
+        block = np.matmul(queries[q], pool[p].T, out=buffer)
+        mirrored = None
+        if symmetric and q != p:  # the same scores read the other way: pool rows p as queries
+            if mirror is None or mirror.shape != shape[::-1]:
+                mirror = np.empty(shape[::-1], dtype=np.float32)
+            mirrored = _transpose_into(block, mirror)
+        use(q, p, block)
+        if mirrored is not None:
+            use(p, q, mirrored)
+    top_scores[:, :k_eff] = run_scores
+    top_index[:, :k_eff] = np.where(np.isfinite(run_scores), run_index, -1)
     return TopKResult(top_index, top_scores, pool_size, n_greater, n_tied, target_score)
 
 
