@@ -41,7 +41,7 @@ from clinpred.data.synthetic_seal import write_seal
 from clinpred.errors import InputError
 from clinpred.temporaries import remove_stale_temporaries, temporary_directory
 
-GENERATOR_VERSION = "2.1"
+GENERATOR_VERSION = "2.2"
 Size = Literal["tiny", "demo", "mimic3"]
 # size -> number of patients: the demo's 2,000 give 1,000 evaluation patients (the split's 50%) and,
 # at about a quarter dying within a year, well over 150 deaths within the survival horizon among them

@@ -100,6 +100,12 @@ SYSTEM_OF: dict[str, str] = {
 }
 
 
+# How often a note of a stay with discharge concerns writes them down (a "Dispo" or "Barriers" line):
+# nurses chart discharge planning in most shift notes, physicians in most progress notes. Case
+# management always writes them. These concerns are what the readmission task can find.
+DISPO_WRITTEN = {"nursing": 0.9, "physician": 0.8}
+
+
 def _sex(ctx: NoteCtx, short: bool = True) -> str:
     if short:
         return ctx.patient.gender
@@ -181,8 +187,8 @@ def nursing_other(ctx: NoteCtx) -> str:
     lines += [f"{style.bullet}{x}" for x in c.negated(ctx, 1) if rng.random() < 0.5]
     if ctx.early or rng.random() < 0.5:  # the first 48 h always say how sick the patient is
         lines.append(f"Plan{style.label_sep}" + style.joiner.join(c.severity_cues(ctx)))
-    if ctx.adm is not None and ctx.adm.concerns and rng.random() < 0.5:
-        lines.append(f"Dispo{style.label_sep}" + style.joiner.join(ctx.pick(ctx.adm.concerns, 2)))
+    if ctx.adm is not None and ctx.adm.concerns and rng.random() < DISPO_WRITTEN["nursing"]:
+        lines.append(f"Dispo{style.label_sep}" + style.joiner.join(ctx.pick(ctx.adm.concerns, 3)))
     return _finish(ctx, lines)
 
 
@@ -221,8 +227,8 @@ def nursing(ctx: NoteCtx) -> str:
         lines.append(f"Status{style.label_sep}" + style.joiner.join(c.severity_cues(ctx)))
     if rng.random() < 0.6:
         lines.append(f"Lines{style.label_sep}" + ", ".join(c.devices(ctx)))
-    if ctx.adm is not None and ctx.adm.concerns and rng.random() < 0.6:
-        lines.append(f"Dispo{style.label_sep}" + style.joiner.join(ctx.pick(ctx.adm.concerns, 2)))
+    if ctx.adm is not None and ctx.adm.concerns and rng.random() < DISPO_WRITTEN["nursing"]:
+        lines.append(f"Dispo{style.label_sep}" + style.joiner.join(ctx.pick(ctx.adm.concerns, 3)))
     if rng.random() < 0.5:
         lines.append(
             f"Social{style.label_sep}{ctx.patient.social['living']}, {ctx.patient.social['support']} at bedside"
@@ -303,6 +309,8 @@ def physician(ctx: NoteCtx) -> str:
         f"Code status{sep}{ctx.adm.code_status if ctx.adm else 'Full code'}",
         f"Disposition{sep}" + "; ".join(c.severity_cues(ctx)),
     ]
+    if ctx.adm is not None and ctx.adm.concerns and rng.random() < DISPO_WRITTEN["physician"]:
+        lines.append(f"Barriers to discharge{sep}" + "; ".join(ctx.pick(ctx.adm.concerns, 3)))
     return _finish(ctx, lines)
 
 
@@ -551,6 +559,8 @@ def general(ctx: NoteCtx, category: str) -> str:
             "Dispo plan: " + rng.choice(("home with services", "rehab screening", "SNF referral sent")),
             ", ".join(c.quirks(ctx)),
         ]
+        if ctx.adm is not None and ctx.adm.concerns:  # what case management is there to find
+            lines.append(f"Barriers{sep}" + "; ".join(ctx.pick(ctx.adm.concerns, 3)))
     elif category == "Rehab Services":
         lines += [
             "Evaluation: " + (", ".join(c.quirks(ctx)) or "ambulating with assist"),

@@ -7,7 +7,6 @@ trajectory can be simulated twice: once to count rows, once to write the notes.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from datetime import datetime, timedelta
 from clinpred.data.synthetic.caregivers import Style
 from clinpred.data.synthetic.conditions import BY_KEY, CONDITIONS, FILLERS, Med, sample_conditions
 from clinpred.data.synthetic.outcomes import (
+    concern_probability,
     early_readmission_probability,
     in_hospital_death_probability,
     yearly_death_rate,
@@ -316,7 +316,7 @@ def simulate(index: int, seed: int, density: Density) -> Patient:
         )
         died = rng.random() < in_hospital_death_probability(age_now, active, severity)
         fragility = rng.gauss(0.0, 1.0)
-        concerns = [x for x in DISCHARGE_CONCERNS if rng.random() < 0.25 / (1.0 + math.exp(-2.0 * fragility))]
+        concerns = [x for x in DISCHARGE_CONCERNS if rng.random() < concern_probability(fragility)]
         if severity > 0.7 and rng.random() < 0.5:
             code_status = "DNR/DNI"
         admit = when
