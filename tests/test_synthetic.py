@@ -202,7 +202,7 @@ def test_unplanned_30_day_readmissions_occur_and_follow_the_stay_s_content(demo,
     assert (
         result.counts["positives"] >= 30 and result.counts["elective_admissions_not_counted_as_readmissions"]
     )
-    assert 0.56 < auroc < 0.9  # the stay's notes carry the risk, with headroom
+    assert 0.58 < auroc < 0.9  # the stay's notes carry the risk (0.630 at generator 2.2), with headroom
 
 
 def test_early_notes_carry_the_death_hazard(demo):
