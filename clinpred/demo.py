@@ -20,6 +20,7 @@ from pathlib import Path
 from clinpred.atomic import check_output_directory
 from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksConfig
 from clinpred.errors import InputError
+from clinpred.finetune.output import check_models_generator
 from clinpred.pipeline import Log, RunResults, build_cohort, run_experiment
 
 DEMO_MAX_SEQ_LENGTH = 128
@@ -83,29 +84,6 @@ def demo_finetune_config(recipe: str, config: ExperimentConfig):
     )
 
 
-def _check_models_generator(models: Path) -> None:
-    """Fine-tunes in ``models`` were trained on this generator's cohort (stamped beside them): a model
-    of an older cohort would otherwise be reused, its record's settings being the same."""
-    from clinpred.atomic import write_text
-    from clinpred.data.synthetic.generate import GENERATOR_VERSION
-
-    stamp = models / "generator.json"
-    if stamp.is_file():
-        trained_on = json.loads(stamp.read_text()).get("generator")
-        if trained_on != GENERATOR_VERSION:
-            raise InputError(
-                f"{models} holds models fine-tuned on the synthetic cohort of generator {trained_on}, not "
-                f"{GENERATOR_VERSION}: remove it or use another --out."
-            )
-    elif models.is_dir() and any(models.iterdir()):
-        raise InputError(
-            f"{models} holds models of an unknown synthetic cohort (no generator.json): remove it or use "
-            "another --out."
-        )
-    models.mkdir(parents=True, exist_ok=True)
-    write_text(stamp, json.dumps({"generator": GENERATOR_VERSION}) + "\n")
-
-
 def run_demo(
     out: Path, *, size: str = "demo", seed: int = 0, progress: bool = True, log: Log = print
 ) -> RunResults:
@@ -116,7 +94,7 @@ def run_demo(
     check_output_directory(out)  # before the fine-tunes write into it
     models = out / "models"
     config = demo_config(models, size=size, seed=seed)
-    _check_models_generator(models)
+    check_models_generator(models)
     cohort = None
     for recipe in DEMO_RECIPES:
         ft = demo_finetune_config(recipe, config)

@@ -99,3 +99,21 @@ def test_ablate_names_the_recipes_when_asked_for_one_it_lacks(cli, tmp_path):
     result = cli("ablate", "--config", str(config), "--out", str(tmp_path / "out"), "--recipe", "sede")
     assert result.returncode == 2 and "'sede'" in result.stderr and "seed" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("stamp", ['{"generator": "2.1"}', None])
+def test_ablate_refuses_models_of_another_synthetic_cohort(cli, tmp_path, stamp):
+    """A recipe's record names its settings and patient ids, which a regenerated cohort keeps: without
+    the generator stamp beside the models, a model of the old cohort would be reused on the new text."""
+    config = tmp_path / "ablation.toml"
+    config.write_text('[data]\nsynthetic = "tiny"\n[recipes.seed]\npreset = "seed"\n')
+    out = tmp_path / "out"
+    (out / "models" / "seed").mkdir(parents=True)
+    (out / "models" / "seed" / "clinpred-finetune.json").write_text('{"config": {}}')
+    if stamp is not None:
+        (out / "models" / "generator.json").write_text(stamp)
+    result = cli("ablate", "--config", str(config), "--out", str(out), env={"CLINPRED_CACHE": str(tmp_path)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert ("generator 2.1" if stamp else "no generator.json") in result.stderr
+    assert "remove it or use another --out" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "models" / "seed" / "clinpred-finetune.json").read_text() == '{"config": {}}'

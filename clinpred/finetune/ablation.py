@@ -10,6 +10,8 @@ The folder it writes:
     OUT/ablation.json       the ablation's config (written first: it marks the folder as an ablation)
     OUT/models/NAME/        each recipe's model and clinpred-finetune.json (reused when its record's
                             config matches the recipe's; an interrupted fine-tune resumes)
+    OUT/models/generator.json  the synthetic generator the models were trained on (a synthetic
+                            cohort only): models of another generator's cohort are refused, not reused
     OUT/run/                one `clinpred run` over the base and every model (embeddings cached)
     OUT/comparison.*        paired differences against the base (clinpred.report.compare)
     OUT/RESULTS.md          one row per recipe: its settings, the headline metrics, the differences
@@ -33,7 +35,7 @@ from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksCo
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
-from clinpred.finetune.output import RUN_FILE, write_json_atomic
+from clinpred.finetune.output import RUN_FILE, check_models_generator, write_json_atomic
 
 ABLATION_FILE = "ablation.json"
 ENTRIES = {ABLATION_FILE, "models", "run", "RESULTS.md", "comparison.md", "comparison.csv", "comparison.json"}
@@ -166,6 +168,8 @@ def run_ablation(
     out = Path(out)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
+    if config.data.synthetic is not None:  # models of another generator's cohort are not reused
+        check_models_generator(out / "models")
     write_json_atomic(out / ABLATION_FILE, config.model_dump(mode="json"))
     base = config.resolved_base()
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clinpred.errors import InputError
+
 RUN_FILE = "clinpred-finetune.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -134,3 +136,30 @@ from sentence_transformers import SentenceTransformer
 model = SentenceTransformer("path/to/this/folder")
 ```
 """
+
+
+def check_models_generator(models: Path) -> None:
+    """Fine-tunes in ``models`` were trained on this generator's synthetic cohort (stamped beside them).
+
+    ``clinpred demo`` and ``clinpred ablate`` reuse a model whose record has the recipe's settings; a
+    model of an older cohort has the same settings (and the same patient ids), so without the stamp it
+    would be reused and scored on text it never saw. Writes the stamp where there is none yet.
+    """
+    from clinpred.atomic import write_text
+    from clinpred.data.synthetic.generate import GENERATOR_VERSION
+
+    stamp = models / "generator.json"
+    if stamp.is_file():
+        trained_on = json.loads(stamp.read_text()).get("generator")
+        if trained_on != GENERATOR_VERSION:
+            raise InputError(
+                f"{models} holds models fine-tuned on the synthetic cohort of generator {trained_on}, not "
+                f"{GENERATOR_VERSION}: remove it or use another --out."
+            )
+    elif models.is_dir() and any(models.iterdir()):
+        raise InputError(
+            f"{models} holds models of an unknown synthetic cohort (no generator.json): remove it or use "
+            "another --out."
+        )
+    models.mkdir(parents=True, exist_ok=True)
+    write_text(stamp, json.dumps({"generator": GENERATOR_VERSION}) + "\n")
