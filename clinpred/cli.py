@@ -430,9 +430,23 @@ def _exit_now(code: int) -> None:
     left can be a read-ahead task of pyarrow's I/O pool still calling into a Python stream that a failed
     read abandoned; if the interpreter is finalising when it does, the process aborts ("terminate
     called without an active exception", exit 134) instead of exiting 2. So: flush, then leave.
+
+    Leaving that way skips the atexit hooks that stop worker processes, so they are stopped here: a
+    worker left behind (seen once: the generator's, interrupted as its pool started) holds this
+    process's stdout and stderr open, and whatever reads them (``clinpred run | tee log``) hangs.
     """
     sys.stdout.flush()
     sys.stderr.flush()
+    if "multiprocessing" in sys.modules:  # no worker was ever started otherwise
+        import multiprocessing
+
+        children = multiprocessing.active_children()
+        for child in children:
+            child.terminate()
+        for child in children:  # one that was interrupted before it could take SIGTERM's default
+            child.join(timeout=1)
+            if child.is_alive():
+                child.kill()
     os._exit(code)
 
 

@@ -9,10 +9,11 @@ sibling directory that is renamed into place at the end: a cohort appears whole 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -320,8 +321,11 @@ def _write_notes(tmp: Path, config: SynthConfig, chunk_notes: list[int], *, prog
             n = _write_chunk(*job)
             bar(n)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for n in pool.map(_write_chunk_star, jobs):
+        # multiprocessing's Pool, not concurrent.futures': leaving its block terminates the workers, so
+        # an interrupt stops them at once (the temporary folder is then removed) instead of waiting for
+        # every chunk, and none is left behind
+        with multiprocessing.Pool(workers, initializer=_worker_signals) as pool:
+            for n in pool.imap(_write_chunk_star, jobs):
                 bar(n)
     bar(None)
     concatenate(tmp / "NOTEEVENTS.csv.gz", [header, *[Path(j[3]) for j in jobs]])
@@ -343,6 +347,14 @@ def _progress_bar(enabled: bool, total: int):
             prog.advance(task, n)
 
     return advance
+
+
+def _worker_signals() -> None:
+    """A worker leaves Ctrl-C to its parent and dies on SIGTERM: it must not inherit the CLI's SIGTERM
+    handler, which unwinds through clean-up code meant for the parent (and can wait there forever on
+    a queue nobody reads)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _write_chunk_star(job: tuple) -> int:
