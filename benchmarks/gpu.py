@@ -71,7 +71,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.tiny_gemma import _WORDS as tiny_words  # noqa: E402
-from tests.tiny_gemma import GEMMA_PROMPTS, build_gemma  # noqa: E402  (the tests' builder, any size)
+from tests.tiny_gemma import GEMMA_PROMPTS, TINY_SHAPE, build_gemma  # noqa: E402  (the tests' builder, any size)
 
 DOCUMENT_PROMPT = GEMMA_PROMPTS["document"]
 
@@ -125,13 +125,7 @@ ARCHS = {
         vocab_size=1024,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=512,
-        sliding_window=64,
-        query_pre_attn_scalar=16,
+        **TINY_SHAPE,
         dense_size=128,
         output_dim=48,
         tokenizer_vocab=1000,

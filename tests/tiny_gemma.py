@@ -27,6 +27,18 @@ _WORDS = (
 ).split()
 
 
+# The toy backbone's layer and attention sizes (benchmarks/gpu.py's --tiny architecture uses them too).
+TINY_SHAPE: dict[str, int] = {
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 16,
+    "max_position_embeddings": 512,
+    "sliding_window": 64,
+    "query_pre_attn_scalar": 16,
+}
+
+
 def _training_texts(n: int = 300) -> list[str]:
     """A few hundred short note-like texts, deterministic, to train the toy tokenizer on."""
     texts = []
@@ -122,11 +134,5 @@ def build_tiny_gemma(directory: Path, *, hidden_size: int = 32, output_dim: int 
         name="tiny-embeddinggemma",
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=512,
-        sliding_window=64,
-        query_pre_attn_scalar=16,
+        **TINY_SHAPE,
     )
