@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from clinpred.data.tables import BIRTH_YEARS, EVENT_YEARS
+
 
 @dataclass(frozen=True)
 class Repair:
@@ -42,3 +44,40 @@ def declare(*repairs: Repair) -> None:
 def repairs_made(counts: Mapping[str, object]) -> list[tuple[Repair, int]]:
     """The declared repair classes with a non-zero count, in declaration order."""
     return [(r, int(counts[r.key])) for r in REPAIRS.values() if int(counts.get(r.key, 0) or 0) > 0]
+
+
+# ---- dates outside their plausible years, and stays that end before they begin (tables.py) ----------
+# The plausible years of each column are chosen in tables.PLAUSIBLE_YEARS; a required date (CHARTDATE,
+# ADMITTIME, MIMIC-IV's note CHARTTIME) outside them is refused instead.
+
+declare(
+    Repair(
+        "charttime_out_of_range_set_missing",
+        "notes",
+        f"a note CHARTTIME outside {EVENT_YEARS} was set missing: the note is dated by its CHARTDATE",
+    ),
+    Repair(
+        "dischtime_out_of_range_set_missing",
+        "admissions",
+        f"a DISCHTIME outside {EVENT_YEARS} was set missing",
+    ),
+    Repair(
+        "deathtime_out_of_range_set_missing",
+        "admissions",
+        f"a DEATHTIME outside {EVENT_YEARS} was set missing",
+    ),
+    Repair(
+        "discharge_before_admission_set_missing",
+        "admissions",
+        "a DISCHTIME before its ADMITTIME was set missing",
+    ),
+    Repair(
+        "death_before_admission_set_missing", "admissions", "a DEATHTIME before its ADMITTIME was set missing"
+    ),
+    Repair(
+        "dob_out_of_range_set_missing",
+        "patients",
+        f"a date of birth outside {BIRTH_YEARS} (MIMIC-IV: anchor_year - anchor_age) was set missing",
+    ),
+    Repair("dod_out_of_range_set_missing", "patients", f"a DOD outside {EVENT_YEARS} was set missing"),
+)

@@ -22,9 +22,11 @@ from clinpred.data.cohort import ADMISSION_DTYPES, DIAGNOSIS_DTYPES, PATIENT_DTY
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
 from clinpred.data.synthetic_seal import MARKER, is_sealed_synthetic
 from clinpred.data.tables import (
+    PLAUSIBLE_YEARS,
+    admission_times,
     locate,
+    optional_datetimes,
     optional_text,
-    parse_datetimes,
     parse_ints,
     read_header,
     read_table,
@@ -54,10 +56,17 @@ D_ICD_COLUMNS = ["ICD9_CODE", "SHORT_TITLE", "LONG_TITLE"]
 
 
 def _normalise_noteevents(block: pa.Table, ctx: BlockContext) -> pa.Table:
-    """One NOTEEVENTS block -> the note cache schema."""
+    """One NOTEEVENTS block -> the note cache schema.
+
+    CHARTDATE is required (empty or outside its plausible years is refused); a CHARTTIME outside its
+    plausible years (tables.PLAUSIBLE_YEARS) is set missing and flagged, and the note falls back to its
+    CHARTDATE, as MIMIC's date-only notes do.
+    """
     row_id = to_int(block, "ROW_ID", ctx, nullable=False)
-    chartdate = to_time(block, "CHARTDATE", ctx)
-    charttime = to_time(block, "CHARTTIME", ctx)
+    chartdate, _ = to_time(block, "CHARTDATE", ctx, PLAUSIBLE_YEARS["mimic3"]["CHARTDATE"], required=True)
+    charttime, cleared = to_time(
+        block, "CHARTTIME", ctx, PLAUSIBLE_YEARS["mimic3"]["CHARTTIME"], required=False
+    )
     missing_date = pc.is_null(chartdate)
     if pc.any(missing_date).as_py():
         raise ctx.error("CHARTDATE", pc.index(missing_date, True).as_py(), "", "a date (it is required)")
@@ -69,6 +78,7 @@ def _normalise_noteevents(block: pa.Table, ctx: BlockContext) -> pa.Table:
             "hadm_id": to_int(block, "HADM_ID", ctx, nullable=True),
             "time": pc.coalesce(charttime, chartdate),
             "time_is_date": pc.is_null(charttime),
+            "charttime_out_of_range": cleared,
             "category": strings(block, "CATEGORY"),
             "description": strings(block, "DESCRIPTION"),
             "cgid": to_int(block, "CGID", ctx, nullable=True),
@@ -78,40 +88,38 @@ def _normalise_noteevents(block: pa.Table, ctx: BlockContext) -> pa.Table:
     )
 
 
-def read_patients(directory: Path) -> pd.DataFrame:
+def read_patients(directory: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """PATIENTS, and the counts of DOB / DOD values set missing for lying outside their plausible years."""
     path = locate(directory, "PATIENTS")
     raw = read_table(path, PATIENT_COLUMNS)
-    return conform(
-        raw.assign(
-            subject_id=unique_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
-            gender=raw["GENDER"].str.strip(),
-            dob=parse_datetimes(raw["DOB"], path, "DOB"),
-            dod=parse_datetimes(raw["DOD"], path, "DOD"),
-        ),
-        PATIENT_DTYPES,
+    dob, dob_counts = optional_datetimes(raw, path, "DOB", "mimic3")
+    dod, dod_counts = optional_datetimes(raw, path, "DOD", "mimic3")
+    frame = raw.assign(
+        subject_id=unique_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
+        gender=raw["GENDER"].str.strip(),
+        dob=dob,
+        dod=dod,
     )
+    return conform(frame, PATIENT_DTYPES), {**dob_counts, **dod_counts}
 
 
-def read_admissions(directory: Path) -> pd.DataFrame:
+def read_admissions(directory: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """ADMISSIONS in patient and time order, and the counts of the date repairs (tables.admission_times)."""
     path = locate(directory, "ADMISSIONS")
     raw = read_table(path, ADMISSION_COLUMNS, optional=("ADMISSION_TYPE", "ETHNICITY", "INSURANCE"))
     flag = raw["HOSPITAL_EXPIRE_FLAG"].where(raw["HOSPITAL_EXPIRE_FLAG"].str.strip() != "", "0")
+    times, counts = admission_times(raw, path, "mimic3")
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
         hadm_id=unique_ints(raw["HADM_ID"], path, "HADM_ID"),
-        admittime=parse_datetimes(raw["ADMITTIME"], path, "ADMITTIME"),
-        dischtime=parse_datetimes(raw["DISCHTIME"], path, "DISCHTIME"),
-        deathtime=parse_datetimes(raw["DEATHTIME"], path, "DEATHTIME"),
+        **times,
         hospital_expire_flag=parse_ints(flag, path, "HOSPITAL_EXPIRE_FLAG"),
         admission_type=optional_text(raw, "ADMISSION_TYPE"),
         race=optional_text(raw, "ETHNICITY"),
         insurance=optional_text(raw, "INSURANCE"),
     )
-    missing = frame["admittime"].isna()
-    if missing.any():
-        row = int(missing.to_numpy().nonzero()[0][0])
-        raise InputError(f"{path}: column ADMITTIME, data row {row + 1}: the admission time is empty.")
-    return conform(frame, ADMISSION_DTYPES).sort_values(["subject_id", "admittime"], ignore_index=True)
+    frame = conform(frame, ADMISSION_DTYPES).sort_values(["subject_id", "admittime"], ignore_index=True)
+    return frame, counts
 
 
 def read_diagnoses(directory: Path, admissions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -169,8 +177,8 @@ def read_mimic3(
     if d_icd is not None:
         require_columns(d_icd, read_header(d_icd), D_ICD_COLUMNS)
 
-    patients = read_patients(directory)
-    admissions = read_admissions(directory)
+    patients, patient_counts = read_patients(directory)
+    admissions, admission_counts = read_admissions(directory)
     diagnoses, no_code = read_diagnoses(directory, admissions)
     keep = None if subject_ids is None else frozenset(int(s) for s in subject_ids)
     filters = NoteFilters(
@@ -196,6 +204,6 @@ def read_mimic3(
         source="mimic3",
         path=directory,
         synthetic=is_sealed_synthetic(directory),
-        counts={**counts, "diagnosis_rows_without_code": no_code},
+        counts={**counts, "diagnosis_rows_without_code": no_code, **patient_counts, **admission_counts},
     ).without_unknown_patients()
     return cohort if keep is None else cohort.subset(keep)

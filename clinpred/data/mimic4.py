@@ -26,9 +26,12 @@ from clinpred.data.cohort import (
 from clinpred.data.mimic3 import order_diagnoses
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
 from clinpred.data.tables import (
+    OUT_OF_RANGE_SET_MISSING,
+    PLAUSIBLE_YEARS,
+    admission_times,
     locate,
+    optional_datetimes,
     optional_text,
-    parse_datetimes,
     parse_ints,
     read_table,
     unique_ints,
@@ -47,7 +50,7 @@ def _normalise_note(block: pa.Table, ctx: BlockContext) -> pa.Table:
         pc.take(pa.array(list(NOTE_TYPES.values())), pc.index_in(note_type, pa.array(list(NOTE_TYPES)))),
         note_type,
     )
-    charttime = to_time(block, "CHARTTIME", ctx)
+    charttime, _ = to_time(block, "CHARTTIME", ctx, PLAUSIBLE_YEARS["mimic4"]["CHARTTIME"], required=True)
     missing = pc.is_null(charttime)
     if pc.any(missing).as_py():
         raise ctx.error("CHARTTIME", pc.index(missing, True).as_py(), "", "a datetime (it is required)")
@@ -60,6 +63,7 @@ def _normalise_note(block: pa.Table, ctx: BlockContext) -> pa.Table:
             "hadm_id": to_int(block, "HADM_ID", ctx, nullable=True),
             "time": charttime,
             "time_is_date": pa.repeat(False, n),
+            "charttime_out_of_range": pa.repeat(False, n),  # refused above: no date to fall back to
             "category": category,
             "description": note_type,
             "cgid": pa.nulls(n, pa.int64()),
@@ -69,39 +73,45 @@ def _normalise_note(block: pa.Table, ctx: BlockContext) -> pa.Table:
     )
 
 
-def _patients(hosp: Path) -> pd.DataFrame:
+def _patients(hosp: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """patients, and the counts of DOB (anchor_year - anchor_age) / DOD values set missing for lying
+    outside their plausible years."""
     path = locate(hosp, "patients")
     raw = read_table(path, ["SUBJECT_ID", "GENDER", "ANCHOR_AGE", "ANCHOR_YEAR", "DOD"])
     age = parse_ints(raw["ANCHOR_AGE"], path, "ANCHOR_AGE")
     year = parse_ints(raw["ANCHOR_YEAR"], path, "ANCHOR_YEAR")
-    dob = pd.to_datetime((year - age).astype(str) + "-01-01", format="%Y-%m-%d")
-    return conform(
-        raw.assign(
-            subject_id=unique_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
-            gender=raw["GENDER"].str.strip(),
-            dob=dob,
-            dod=parse_datetimes(raw["DOD"], path, "DOD"),
-        ),
-        PATIENT_DTYPES,
+    born, births = year - age, PLAUSIBLE_YEARS["mimic4"]["DOB"]
+    outside = (born < births.first) | (born > births.last)
+    dob = pd.to_datetime(born.astype(str).where(~outside) + "-01-01", format="%Y-%m-%d")
+    dod, counts = optional_datetimes(raw, path, "DOD", "mimic4")
+    if outside.any():
+        counts = {OUT_OF_RANGE_SET_MISSING.format("dob"): int(outside.sum()), **counts}
+    frame = raw.assign(
+        subject_id=unique_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
+        gender=raw["GENDER"].str.strip(),
+        dob=dob,
+        dod=dod,
     )
+    return conform(frame, PATIENT_DTYPES), counts
 
 
-def _admissions(hosp: Path) -> pd.DataFrame:
+def _admissions(hosp: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """admissions in patient and time order, and the counts of the date repairs (tables.admission_times)."""
     path = locate(hosp, "admissions")
     cols = ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME", "HOSPITAL_EXPIRE_FLAG"]
     raw = read_table(path, cols, optional=("ADMISSION_TYPE", "RACE", "ETHNICITY", "INSURANCE"))
+    times, counts = admission_times(raw, path, "mimic4")
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
         hadm_id=unique_ints(raw["HADM_ID"], path, "HADM_ID"),
-        admittime=parse_datetimes(raw["ADMITTIME"], path, "ADMITTIME"),
-        dischtime=parse_datetimes(raw["DISCHTIME"], path, "DISCHTIME"),
-        deathtime=parse_datetimes(raw["DEATHTIME"], path, "DEATHTIME"),
+        **times,
         hospital_expire_flag=parse_ints(raw["HOSPITAL_EXPIRE_FLAG"], path, "HOSPITAL_EXPIRE_FLAG"),
         admission_type=optional_text(raw, "ADMISSION_TYPE"),
         race=optional_text(raw, "RACE", "ETHNICITY"),  # "ethnicity" before MIMIC-IV v2.0
         insurance=optional_text(raw, "INSURANCE"),
     )
-    return conform(frame, ADMISSION_DTYPES).sort_values(["subject_id", "admittime"], ignore_index=True)
+    frame = conform(frame, ADMISSION_DTYPES).sort_values(["subject_id", "admittime"], ignore_index=True)
+    return frame, counts
 
 
 def _diagnoses(hosp: Path, admissions: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +153,8 @@ def read_mimic4(
     note_files = [p for name in NOTE_FILES if (p := locate(note, name, required=False)) is not None]
     if not note_files:
         raise InputError(f"{note}: neither discharge.csv.gz nor radiology.csv.gz is here.")
-    admissions = _admissions(hosp)
+    admissions, admission_counts = _admissions(hosp)
+    patients, patient_counts = _patients(hosp)
     keep = None if subject_ids is None else frozenset(int(s) for s in subject_ids)
     filters = NoteFilters(
         categories=None if categories is None else frozenset(categories), subject_ids=keep, drop_errors=False
@@ -161,10 +172,11 @@ def read_mimic4(
     )
     cohort = Cohort(
         notes=notes,
-        patients=_patients(hosp),
+        patients=patients,
         admissions=admissions,
         diagnoses=_diagnoses(hosp, admissions),
         source="mimic4",
         path=root,
+        counts={**patient_counts, **admission_counts},
     ).without_unknown_patients()
     return cohort if keep is None else cohort.subset(keep)

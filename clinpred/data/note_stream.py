@@ -8,7 +8,7 @@ parsed, and only the small columns are sorted in memory (``text_spill``). Severa
 discharge and radiology notes) are read as one and sorted together.
 
 The sorted notes are then written, a slice at a time on a second thread, to an uncompressed Arrow IPC
-file: the cache (keyed by each source's path, size and modification time; every note, sorted by error
+file: the cache (keyed by each source's content, a SHA-256 of its bytes; every note, sorted by error
 flag, patient, time, file and source order), or an unnamed temporary file when the cache is off. The result
 is a memory map of that file, on the first read as on every later one. So the text is held once, in
 page-cache pages that the kernel can drop and read back under pressure, and a later read, whatever
@@ -27,7 +27,7 @@ import hashlib
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,13 +41,23 @@ from clinpred.atomic import atomic_path
 from clinpred.data.cohort import NOTE_DTYPES, conform
 from clinpred.data.csv_integrity import InvalidRows, QuoteCountingStream
 from clinpred.data.memory import map_file, return_freed_memory
-from clinpred.data.tables import GZIP_ERRORS, read_raw_header, require_columns, unreadable
+from clinpred.data.tables import (
+    GZIP_ERRORS,
+    Years,
+    parse_time_strings,
+    parse_whole_numbers,
+    read_raw_header,
+    require_columns,
+    unreadable,
+)
 from clinpred.data.text_spill import TextSpill
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
 from clinpred.temporaries import remove_stale_temporaries
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6
+# The count (integrity.py) of notes whose CHARTTIME lay outside its plausible years and was set missing.
+CHARTTIME_SET_MISSING = "charttime_out_of_range_set_missing"
 
 CACHE_SCHEMA = pa.schema(
     [
@@ -58,6 +68,7 @@ CACHE_SCHEMA = pa.schema(
         ("hadm_id", pa.int64()),
         ("time", pa.timestamp("s")),
         ("time_is_date", pa.bool_()),
+        ("charttime_out_of_range", pa.bool_()),  # CHARTTIME outside its plausible years, set missing
         ("category", pa.large_string()),
         ("description", pa.large_string()),
         ("cgid", pa.int64()),
@@ -74,6 +85,11 @@ BLOCK_SCHEMA = pa.schema(
 # so that the memory beyond the result stays small.
 SLICE_ROWS = 2_048
 BLOCK_BYTES = 2 << 20  # CSV bytes parsed per block
+# pyarrow's reader needs each row to end within the block after its own: a note longer than a block
+# (MIMIC's longest are about 100 KB, but a damaged file or another export can hold one of 50 MB) fails
+# with "straddling object". The read is then started again with blocks this large, the real limit on
+# one field: a longer one is refused, named as such.
+LARGE_BLOCK_BYTES = 256 << 20
 # Patient ranges the spilled text is split into (bounds from the ADMISSIONS patients a reader passes,
 # else from the first block's), so that the sorted text is gathered from a few spill buckets at a
 # time; error notes, stored last, go apart.
@@ -106,6 +122,13 @@ class BlockContext:
             f"({len(value)} characters, not shown: note files hold protected text) as {expected}."
         )
 
+    def refuse(self, column: str, offset: int, problem: str) -> InputError:
+        """A value that parses but cannot be used (never shown, as in ``error``)."""
+        return InputError(
+            f"{self.path}: column {column}, data row {self.first_row + offset + 1}: its value (not shown: "
+            f"note files hold protected text) {problem}."
+        )
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -117,6 +140,7 @@ class _Job:
     normalise: Normaliser
     progress: bool
     bounds: np.ndarray | None  # None: ranges drawn from the first block
+    block_bytes: int | None = None  # None: BLOCK_BYTES; LARGE_BLOCK_BYTES on a second try
 
 
 def default_cache_dir() -> Path:
@@ -125,16 +149,29 @@ def default_cache_dir() -> Path:
 
 
 def cache_path(sources: Path | Sequence[Path], cache_dir: Path | None) -> Path:
-    """The cache file for one or more source files: keyed by each one's absolute path, size and
-    modification time, in the order given."""
+    """The cache file for one or more source files: keyed by each one's content (a SHA-256 of every
+    byte), in the order given.
+
+    Not by path, size and modification time: an edit in place that keeps both (a script that restores
+    the mtime with ``touch -r`` or ``os.utime``) would be served the old notes. Measured on a 110 MB
+    NOTEEVENTS.csv.gz of 400,000 notes (benchmarks/read_notes.py's writer, page cache warm, 2 shared
+    cores): the hash takes 0.24 s, a whole cached read 0.28 s with it, the first read 15 s; full
+    MIMIC-III's 1.1 GB file, about 2.5 s a read, against hours of embedding.
+    """
     sources = _as_list(sources)
-    keys = []
-    for source in sources:
-        stat = source.stat()
-        keys.append(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+    keys = [f"{content_digest(source)}|{source.stat().st_size}" for source in sources]
     digest = hashlib.sha256("|".join([*keys, f"v{CACHE_VERSION}"]).encode()).hexdigest()[:24]
     stem = "+".join(source.name.split(".")[0].lower() for source in sources)
     return (cache_dir or default_cache_dir()) / f"{stem}-{digest}.arrow"
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (as stored: a .gz file's compressed bytes)."""
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}).") from None
 
 
 def _as_list(sources: Path | Sequence[Path]) -> list[Path]:
@@ -149,36 +186,51 @@ def strings(table: pa.Table, column: str) -> pa.ChunkedArray:
     return pc.utf8_trim_whitespace(table.column(column))
 
 
-def to_int(table: pa.Table, column: str, ctx: BlockContext, *, nullable: bool) -> pa.ChunkedArray:
-    """Whole numbers; empty strings become null where ``nullable``, else are errors."""
+def to_int(table: pa.Table, column: str, ctx: BlockContext, *, nullable: bool) -> pa.Array:
+    """Whole numbers from 0 to int64's maximum (tables.parse_whole_numbers: the rule of every table);
+    empty strings become null where ``nullable``, else are errors."""
     values = strings(table, column)
-    empty = pc.equal(values, "")
-    if nullable:
-        values = pc.if_else(empty, pa.scalar(None, pa.string()), values)
-    try:
-        return pc.cast(values, pa.int64())
+    try:  # the common case: one cast (an empty cell, an overflow, a stray character fail it)
+        numbers = pc.cast(pc.if_else(pc.equal(values, ""), None, values) if nullable else values, pa.int64())
+        if (pc.min(numbers).as_py() or 0) >= 0:
+            return numbers.combine_chunks()
     except pa.ArrowInvalid:
-        for i, v in enumerate(values.to_pylist()):
-            if v is None and nullable:
-                continue
-            try:
-                int(v)
-            except (TypeError, ValueError):
-                raise ctx.error(column, i, v or "", "a whole number") from None
-        raise
+        pass  # found and named below
+    numbers, row, problem = parse_whole_numbers(values)
+    if row is None and not nullable and numbers.null_count:
+        row, problem = pc.index(pc.is_null(numbers), True).as_py(), "is empty: a whole number is required"
+    if row is not None:
+        raise ctx.refuse(column, row, str(problem))
+    return numbers
 
 
-def to_time(table: pa.Table, column: str, ctx: BlockContext) -> pa.ChunkedArray:
-    """MIMIC datetimes (`YYYY-MM-DD HH:MM:SS` or a bare date); empty -> null; anything else an error."""
-    values = strings(table, column)
-    full = pc.strptime(values, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-    date = pc.strptime(values, format="%Y-%m-%d", unit="s", error_is_null=True)
-    parsed = pc.coalesce(full, date)
-    bad = pc.and_(pc.not_equal(values, ""), pc.is_null(parsed))
-    if pc.any(bad).as_py():
-        i = pc.index(bad, True).as_py()
-        raise ctx.error(column, i, values[i].as_py(), "a datetime (YYYY-MM-DD HH:MM:SS or YYYY-MM-DD)")
-    return parsed
+def to_time(
+    table: pa.Table, column: str, ctx: BlockContext, years: Years, *, required: bool
+) -> tuple[pa.Array, pa.Array]:
+    """MIMIC datetimes (`YYYY-MM-DD HH:MM:SS` or a bare date); empty -> null.
+
+    A value that is not a datetime or not a calendar date (February 30) is an error. A datetime outside
+    ``years`` (tables.PLAUSIBLE_YEARS) is an error where the column is ``required``, else null. Returns
+    the times (seconds) and which were set null for lying outside ``years``.
+    """
+    parsed = parse_time_strings(strings(table, column), years)
+    for mask, expected in (
+        (parsed.unparseable, "a datetime (YYYY-MM-DD HH:MM:SS or YYYY-MM-DD)"),
+        (parsed.impossible, "a date on the calendar (it names a day or second that does not exist)"),
+    ):
+        if pc.any(mask).as_py():
+            i = pc.index(mask, True).as_py()
+            raise ctx.error(column, i, strings(table, column)[i].as_py(), expected)
+    if required and pc.any(parsed.implausible).as_py():
+        i = pc.index(parsed.implausible, True).as_py()
+        n = pc.sum(parsed.implausible).as_py()
+        raise ctx.refuse(
+            column,
+            i,
+            f"lies outside the years {years} ({years.why}); the column is required ({n} such row(s) in "
+            "this block). Is the file from MIMIC, and were its dates written as the release has them?",
+        )
+    return parsed.times, parsed.implausible
 
 
 def nulls(n: int, type_: pa.DataType) -> pa.Array:
@@ -250,7 +302,8 @@ def _parse(
     raw = read_raw_header(path)
     require_columns(path, [h.strip().upper() for h in raw], job.columns)
     original = {h.strip().upper(): h for h in raw}
-    read_opts = pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
+    block_bytes = job.block_bytes or BLOCK_BYTES
+    read_opts = pacsv.ReadOptions(block_size=block_bytes, use_threads=True)
     invalid = InvalidRows()
     parse_opts = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid)
     convert_opts = pacsv.ConvertOptions(
@@ -304,6 +357,14 @@ def _parse(
             source is not None and source.error is not None and exc is not source.error
         ):  # the real cause of a parse error
             raise unreadable(path, source.error) from None
+        if isinstance(exc, pa.ArrowInvalid) and "straddling" in str(exc):  # a field longer than a block
+            if block_bytes < LARGE_BLOCK_BYTES:
+                raise _FieldTooLong from None
+            raise InputError(
+                f"{path}: a field in the rows after data row {n_rows:,} is longer than "
+                f"{LARGE_BLOCK_BYTES >> 20} MiB, the longest note (or other value) clinpred reads. Is a "
+                "quote unbalanced (one field running on over many rows)? Else split the note at the source."
+            ) from None
         # pyarrow's messages can quote the row: only its kind is kept (never note text)
         if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
             raise InputError(
@@ -420,6 +481,10 @@ class _ArrowFileWriter:
             self._file.flush()
 
 
+class _FieldTooLong(Exception):
+    """A field longer than the block size: the read starts again with LARGE_BLOCK_BYTES."""
+
+
 def _sort_into(
     file: BinaryIO,
     job: _Job,
@@ -431,8 +496,23 @@ def _sort_into(
     IPC, CACHE_SCHEMA).
 
     Returns the number of error notes matching the subject/category filters of ``keep``. Nothing of
-    the sort is held once it returns: the caller maps ``file`` for the result.
+    the sort is held once it returns: the caller maps ``file`` for the result. A note longer than a
+    block is found while parsing, before anything is written: the parse starts again, in larger blocks.
     """
+    try:
+        return _sort_once(file, job, keep, sort_keys, spill_dir)
+    except _FieldTooLong:
+        return_freed_memory()
+        return _sort_once(file, replace(job, block_bytes=LARGE_BLOCK_BYTES), keep, sort_keys, spill_dir)
+
+
+def _sort_once(
+    file: BinaryIO,
+    job: _Job,
+    keep: NoteFilters | None,
+    sort_keys: list[tuple[str, str]],
+    spill_dir: Path | None,
+) -> int:
     with TextSpill(spill_dir) as spill:
         parts, errors, bounds = [], 0, job.bounds
         for part, path in enumerate(job.sources):
@@ -539,10 +619,14 @@ def read_notes(
         job = _Job(sources, columns, normalise, progress, bounds)
         table, errors = _read_source(job, filters, cache_file)
         from_cache = 0
+    repaired: dict[str, int] = {}
+    if charttimes_cleared := pc.sum(table.column("charttime_out_of_range")).as_py():
+        repaired = {**repaired, CHARTTIME_SET_MISSING: int(charttimes_cleared)}
     frame = _frame(table)
     del table
     counts = {
         "error_notes_dropped": int(errors) if filters.drop_errors else 0,
         "notes_read_from_cache": from_cache,
+        **repaired,
     }
     return conform(frame, NOTE_DTYPES), counts
