@@ -370,3 +370,39 @@ def test_unchanged_file_is_served_from_cache(cli, tmp_path):
     assert _check(cli, a, cache).returncode == 0
     assert _check(cli, b, cache).returncode == 0
     assert len(list((cache / "notes").glob("*.arrow"))) == 1
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 16 KiB, and 64 KiB on the second try: the limit on one field, at a size a test can write."""
+    from clinpred.data import note_stream
+
+    monkeypatch.setattr(note_stream, "BLOCK_BYTES", 16 << 10)
+    monkeypatch.setattr(note_stream, "LARGE_BLOCK_BYTES", 64 << 10)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_note_longer_than_a_block_is_read_and_one_beyond_the_limit_refused(small_blocks, tmp_path, use_cache):
+    from clinpred.data.mimic3 import NOTE_COLUMNS, _normalise_noteevents
+    from clinpred.data.note_stream import NoteFilters, read_notes
+    from clinpred.errors import InputError
+
+    long_text = "Lungs clear, plan unchanged. " * 1_400  # 40 KiB: more than a block, less than the limit
+    notes = _edit(NOTES, 3, COLUMNS["TEXT"], long_text)
+    path = write_mimic3(tmp_path / "m3", notes=notes) / "NOTEEVENTS.csv.gz"
+    cache = tmp_path / "cache"
+    frame, _ = read_notes(
+        path, NOTE_COLUMNS, _normalise_noteevents, NoteFilters(), use_cache=use_cache, cache_dir=cache
+    )
+    assert frame.set_index("note_id").loc["13", "text"] == long_text
+    assert len(frame) == len(NOTES) - 2
+
+    too_long = _edit(NOTES, 3, COLUMNS["TEXT"], "Lungs clear, plan unchanged. " * 10_000)  # 290 KiB
+    path = write_mimic3(tmp_path / "m3b", notes=too_long) / "NOTEEVENTS.csv.gz"
+    with pytest.raises(InputError, match=r"longer than 0.0625 MiB, the longest note") as refused:
+        read_notes(
+            path, NOTE_COLUMNS, _normalise_noteevents, NoteFilters(), use_cache=use_cache, cache_dir=cache
+        )
+    assert "gzip" not in str(refused.value) and "Lungs" not in str(refused.value)
+    left = [p.name for p in cache.rglob("*") if p.is_file()]  # the first file's cache, nothing of this one
+    assert len(left) == (1 if use_cache else 0) and all(n.endswith(".arrow") for n in left), left

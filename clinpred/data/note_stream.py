@@ -362,7 +362,7 @@ def _parse(
                 raise _FieldTooLong from None
             raise InputError(
                 f"{path}: a field in the rows after data row {n_rows:,} is longer than "
-                f"{LARGE_BLOCK_BYTES >> 20} MiB, the longest note (or other value) clinpred reads. Is a "
+                f"{LARGE_BLOCK_BYTES / 2**20:g} MiB, the longest note (or other value) clinpred reads. Is a "
                 "quote unbalanced (one field running on over many rows)? Else split the note at the source."
             ) from None
         # pyarrow's messages can quote the row: only its kind is kept (never note text)
