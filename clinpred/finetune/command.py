@@ -50,7 +50,7 @@ def run_finetune_command(
     progress: bool,
 ):
     """Load the one data source the user named and fine-tune on it."""
-    from clinpred.finetune.train import finetune, finetune_pairs
+    from clinpred.run_folder import RESUME_HINT, check_output_folder
 
     given = [name for name, v in (("--data", data), ("--synthetic", synthetic), ("--pairs", pairs)) if v]
     if len(given) != 1:
@@ -58,6 +58,10 @@ def run_finetune_command(
             "give exactly one of --data PATH, --synthetic SIZE or --pairs FILE"
             + (f" (got {' and '.join(given)})." if given else ".")
         )
+    # before any work: never into someone's folder, the data or the pairs (rank 0 writes the mark later)
+    check_output_folder(out, "finetune", inputs=[("--data", data), ("--pairs", pairs)], hint=RESUME_HINT)
+    from clinpred.finetune.train import finetune, finetune_pairs  # torch: only once the folder is known good
+
     if pairs is not None:
         return finetune_pairs(read_pairs_file(pairs), config, out, progress=progress, resume=resume)
     if synthetic is not None and synthetic not in SYNTHETIC_SIZES:
@@ -89,5 +93,9 @@ def summary_lines(report: Any) -> list[str]:
             )
             + f" ({int(after['queries'])} queries, pool {int(after['pool'])})"
         )
+    if report.audit is not None:
+        from clinpred.privacy.audit import audit_line
+
+        lines.append(audit_line(report.audit))
     lines.append(f"wrote {report.out} (SentenceTransformer folder, clinpred-finetune.json)")
     return lines

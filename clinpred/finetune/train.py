@@ -39,6 +39,7 @@ from clinpred.finetune.output import (
     write_json_atomic,
 )
 from clinpred.finetune.pairs import training_data
+from clinpred.run_folder import RESUME_HINT, check_output_folder, read_mark, write_mark
 
 CHECKPOINTS = "checkpoints"
 # Opt-in evidence of what each process trained on (see ``BatchTrace``): a folder, or unset.
@@ -182,6 +183,8 @@ def _check_out(out: Path, resume: bool) -> str | None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory. Choose a new --out folder.")
     first_process = os.environ.get("RANK", "0") == "0"  # torchrun: others may see rank 0's files
+    if first_process and out.is_dir() and any(out.iterdir()):  # someone's folder: refused, --resume or not
+        check_output_folder(out, "finetune", hint=RESUME_HINT)
     if first_process and out.is_dir() and any(out.iterdir()) and not resume:
         raise InputError(
             f"{out}: folder is not empty. Choose a new --out folder, or pass --resume to continue an "
@@ -473,6 +476,8 @@ def _train(
     steps_per_epoch = math.ceil(len(pairs) / config.batch_size)  # at least; a huge patient adds batches
     eval_steps = config.eval_steps if evaluator is not None and config.eval_steps else None
     out.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("RANK", "0") == "0" and read_mark(out) is None:
+        write_mark(out, "finetune")  # from the first step on, an interrupted fine-tune here is clinpred's
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / CHECKPOINTS),
         num_train_epochs=config.epochs,

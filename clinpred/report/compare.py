@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from clinpred.atomic import write_text
 from clinpred.errors import InputError
 from clinpred.report.markdown import cell, table, tasks_in
+from clinpred.run_folder import RunResults
 from clinpred.tasks.registry import find_task
 from clinpred.tasks.result import Estimate, TaskResult, paired_difference_test
 
@@ -107,8 +108,6 @@ def _definition_differences(results: dict[str, dict[str, TaskResult]], reference
 
 def load_run(run_dir: Path):
     """A run directory's results.json as RunResults; a user error when it is not a finished run."""
-    from clinpred.pipeline import RunResults
-
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise InputError(f"{run_dir}: no results.json here. Give a directory written by `clinpred run`.")

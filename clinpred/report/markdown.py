@@ -12,8 +12,8 @@ from clinpred.tasks.registry import BUILT_INS, task_order, task_title
 from clinpred.tasks.result import Estimate, TaskResult
 
 if TYPE_CHECKING:
-    from clinpred.pipeline import RunResults
     from clinpred.report.compare import Comparison
+    from clinpred.run_folder import RunResults
 
 # the built-in tasks' titles, in report order; any task's title: task_title (clinpred.tasks.registry)
 TASK_TITLES = {name: spec.title for name, spec in BUILT_INS.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clinpred.pipeline import RunResults
+    from clinpred.run_folder import RunResults
 
 TOLERANCE = 0.02  # measured spread between 1 and 2 torch/BLAS threads: at most 1.5e-5 (results/README.md)
 COUNT_TOLERANCE = 0.02

@@ -15,7 +15,7 @@ from clinpred.report.table_rows import Row, table_rows
 from clinpred.tasks.result import Estimate
 
 if TYPE_CHECKING:
-    from clinpred.pipeline import RunResults
+    from clinpred.run_folder import RunResults
 
 WIDTH = 100
 

@@ -38,6 +38,7 @@ from clinpred.data.synthetic.writer import (
     header_line,
     write_table,
 )
+from clinpred.data.synthetic_seal import MARKER as SYNTHETIC_MARKER
 from clinpred.data.synthetic_seal import write_seal
 from clinpred.errors import InputError
 from clinpred.temporaries import remove_stale_temporaries, temporary_directory
@@ -162,9 +163,20 @@ def generate_cohort(
     return write_cohort(Path(out), config, progress=progress)
 
 
+def _check_out(out: Path) -> None:
+    """A new path or an empty folder; a cohort is never written over anything (clinpred's or not)."""
+    from clinpred.run_folder import check_output_folder, folder_kind
+
+    if out.is_dir() and any(out.iterdir()) and folder_kind(out) == "synth":
+        raise InputError(
+            f"{out}: already exists and is not empty (a synthetic cohort clinpred wrote). Choose a new --out "
+            "directory or remove this one."
+        )
+    check_output_folder(out, "synth")  # a file, someone's folder, a dangling link, the current directory
+
+
 def _prepare(out: Path) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: already exists and is not empty. Choose a new --out directory or empty it.")
+    _check_out(out)
     parent = out.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -194,13 +206,37 @@ def write_cohort(out: Path, config: SynthConfig, *, progress: bool = False) -> P
             "seed": config.seed,
         }
         write_seal(tmp, description)  # last: lists and seals exactly the files written
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
+        _put_in_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder
         raise
     return out
+
+
+def _put_in_place(tmp: Path, out: Path) -> None:
+    """Rename the finished cohort to ``out``, which must still be missing or empty.
+
+    Two generators started at once into one folder both pass the first check; the second to finish
+    finds ``out`` filled. It then leaves the folder as the first wrote it: the same cohort when the
+    settings were the same (the generator is deterministic), else an error that says so.
+    """
+    real = out.resolve()
+    try:
+        if real.is_dir() and not any(real.iterdir()):
+            real.rmdir()  # empty, checked before generating
+        os.replace(tmp, real)
+        return
+    except OSError as exc:
+        if not (real.is_dir() and any(real.iterdir())):
+            raise InputError(f"{out}: cannot write here ({exc.strerror}).") from None
+    ours, theirs = (tmp / SYNTHETIC_MARKER).read_bytes(), real / SYNTHETIC_MARKER
+    if theirs.is_file() and theirs.read_bytes() == ours:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own copy of what is already there
+        return  # another generator wrote this same cohort meanwhile: the files are byte-identical
+    raise InputError(
+        f"{out}: another process wrote into this folder while the cohort was generated; nothing of it was "
+        "replaced. Choose a new --out directory."
+    )
 
 
 # ---- the small tables ----------------------------------------------------------------------------
