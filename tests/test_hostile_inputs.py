@@ -1,0 +1,85 @@
+"""The hostile-input suite (issue 27): every damaged input of tests/hostile/cases.py through the real CLI.
+
+Each case builds its input in its own folder, runs the installed `clinpred` there and checks what a
+new user is owed (tests/hostile/harness.py). At the end of the session the share handled cleanly is
+printed, with each failing case and why:
+
+    hostile inputs: N of M handled cleanly (P%)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import test_cli_errors
+from hostile.cases import CASES
+from hostile.harness import Case, run_all, summary
+from hostile.shared import Shared
+
+FAMILIES = (
+    "data loss",
+    "duplicated rows",
+    "names",
+    "dates and numbers",
+    "secrets",
+    "config bounds",
+    "resources",
+    "older",
+)
+
+
+class _Summary:
+    """Prints the closing share after pytest's own summary, even when only some cases ran (-k)."""
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        lines = summary()
+        if lines:
+            terminalreporter.write_sep("-", "hostile inputs")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory, request) -> Shared:
+    plugins = request.config.pluginmanager
+    if not plugins.has_plugin("hostile-summary"):
+        plugins.register(_Summary(), "hostile-summary")
+    inputs = Shared(tmp_path_factory.mktemp("hostile-shared"))
+    yield inputs
+    inputs.close()
+
+
+def jobs() -> int:
+    """Cases run at once: $HOSTILE_JOBS, else one per core up to four."""
+    value = os.environ.get("HOSTILE_JOBS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else min(4, os.cpu_count() or 1)
+
+
+@pytest.fixture(scope="session")
+def outcomes(shared: Shared, request, tmp_path_factory) -> dict[str, list[str]]:
+    """Every selected case, run once (several at a time) when the first of them is reported."""
+    selected = [
+        item.callspec.params["case"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_hostile_input"
+    ]
+    folders = [tmp_path_factory.mktemp(re.sub(r"[^A-Za-z0-9]+", "-", c.name)[:40]) for c in selected]
+    return run_all(selected, shared, folders, jobs())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.family.replace(' ', '_')}/{c.name}" for c in CASES])
+def test_hostile_input(case: Case, outcomes: dict[str, list[str]]) -> None:
+    problems = outcomes[case.name]
+    assert not problems, f"{case.name}: " + "; ".join(problems)
+
+
+def test_the_table_is_the_issue_s_suite() -> None:
+    """At least 150 inputs over every family the issue names, each named once, none repeating
+    tests/test_cli_errors.py (whose table runs there)."""
+    names = [c.name for c in CASES]
+    assert len(CASES) >= 150
+    assert len(set(names)) == len(names)
+    assert {c.family for c in CASES} == set(FAMILIES)
+    assert not set(names) & {c.name for c in test_cli_errors.CASES}
