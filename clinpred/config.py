@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
-from clinpred.redaction import redact, redact_setting, remember_settings
 from clinpred.tasks.registry import BUILT_INS, default_task_names, get_task
 
 TaskName = str  # a name in the task registry (`clinpred tasks list`), built-in or installed
@@ -38,6 +37,9 @@ class DataConfig(BaseModel):
     # MIMIC-III's [** **] de-identification placeholders: masked by kind (default) or kept as written;
     # applied to the note text before embedding (and TF-IDF fitting). DESIGN.md rule 7.
     phi_placeholders: PhiMode = "mask"
+    # DESIGN.md rule 9: `run` refuses a source where a limited repair rule (clinpred/data/integrity.py)
+    # repaired more than this share of its table's rows; raising it accepts the repairs (recorded)
+    max_repaired_share: float = Field(0.01, ge=0, le=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -76,20 +78,21 @@ class BackendConfig(BaseModel):
             )
         return self
 
-    @model_validator(mode="after")
-    def _remember_secrets(self) -> BackendConfig:
-        """A key given as a setting (or inside base_url) is redacted wherever it shows up later."""
-        remember_settings(self.settings)
-        return self
-
     @field_serializer("settings", when_used="json")
     def _redact(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """Secrets (an API key given as a setting, a key inside a URL) never reach config.json,
-        results.json or the screen: secret-named settings are hidden whole, the others redacted by value."""
-        return {k: redact_setting(k, v) for k, v in settings.items()}
+        """Secrets (an API key given as a setting) never reach config.json, results.json or the screen."""
+        return {k: REDACTED if is_secret_setting(k) and v else v for k, v in settings.items()}
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,79}")
+REDACTED = "<redacted: use the environment variable>"
+_SECRET_WORDS = ("key", "token", "secret", "password", "credential")
+
+
+def is_secret_setting(key: str) -> bool:
+    """api_key, hf_token, client_secret, ...: a setting whose value is a credential."""
+    last = key.lower().replace("-", "_").rsplit("_", 1)[-1]
+    return last in _SECRET_WORDS or key.lower() in ("apikey", "auth")
 
 
 class TasksConfig(BaseModel):
@@ -256,7 +259,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def to_toml(config: ExperimentConfig) -> str:
     """The effective config as TOML that `--config` reads back (None values, which TOML lacks, are left out)."""
-    return redact(_toml_table(config.model_dump(mode="json"), []).lstrip("\n"))
+    return _toml_table(config.model_dump(mode="json"), []).lstrip("\n")
 
 
 def _toml_value(value: Any) -> str:

@@ -34,7 +34,6 @@ from clinpred.data.cohort import Cohort
 from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
-from clinpred.redaction import redact
 from clinpred.run_folder import BackendRun, Kind, RunResults, check_output_folder, replace_run_folder
 from clinpred.tasks.result import TaskResult
 
@@ -72,6 +71,7 @@ def synthetic_cohort_dir(size: str, seed: int) -> Path:
 
 def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
     """Read MIMIC files, or generate (once) and read the synthetic cohort, through the same reader."""
+    from clinpred.data.integrity import refuse_excess
     from clinpred.data.load import load_cohort
 
     if data.synthetic is not None:
@@ -86,7 +86,9 @@ def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
                 generate_cohort(path, size=data.synthetic, seed=data.synthetic_seed, progress=progress)
     else:
         path = data.path
-    return load_cohort(path, categories=data.categories, use_cache=data.use_cache, progress=progress)
+    cohort = load_cohort(path, categories=data.categories, use_cache=data.use_cache, progress=progress)
+    refuse_excess(cohort, data.max_repaired_share, data.describe())  # DESIGN.md rule 9, before embedding
+    return cohort
 
 
 def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
@@ -295,7 +297,7 @@ def run_experiment(
         if isinstance(b, BackendRun):
             log(f"{b.label}: not run ({b.reason})")
     with replace_run_folder(out_dir, kind, command=command, keep=keep, inputs=inputs) as tmp:
-        write_text(tmp / "config.json", redact(config.model_dump_json(indent=2)))  # secrets by value
+        write_text(tmp / "config.json", config.model_dump_json(indent=2))
         log(f"cohort: {config.data.describe()}")
         prepared = prepare(config, progress=progress)
         ev = prepared.evaluation
@@ -351,9 +353,7 @@ def write_run(results: RunResults, out_dir: Path) -> None:
             if result.units is not None:
                 with atomic_path(out_dir / "units" / run.label / f"{task}.parquet") as tmp:
                     result.units.to_parquet(tmp, index=False)
-    # secrets redacted by value (a key in base_url, in a reason an endpoint sent back); report.html and
-    # `clinpred report` read this file back, so they see what it holds
-    write_text(out_dir / "results.json", redact(results.model_dump_json(indent=2)))
+    write_text(out_dir / "results.json", results.model_dump_json(indent=2))
     panels = {r.label: r.results["geometry"] for r in results.backends if "geometry" in r.results}
     if panels:
         from clinpred.report.umap_figure import write_umap_figure
@@ -364,6 +364,6 @@ def write_run(results: RunResults, out_dir: Path) -> None:
         from clinpred.report.compare import compare_runs
 
         comparison = compare_runs([out_dir])  # paired differences against the first backend, Holm marked
-    write_text(out_dir / "RESULTS.md", redact(results_markdown(results, comparison)))
+    write_text(out_dir / "RESULTS.md", results_markdown(results, comparison))
     # read back from the files just written; the paired bootstrap is drawn once, for both pages
     write_report_html(out_dir / "report.html", [out_dir], comparison, compare=comparison is not None)

@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from clinpred.config import DataConfig
+from clinpred.data.categories import unknown_categories
+from clinpred.data.integrity import excesses, kept_rows, repairs_made
 from clinpred.data.labels import label_matrix, mapped_rows, row_labels, unmapped_units
 from clinpred.data.load import detect_layout, load_cohort
 
@@ -26,6 +29,17 @@ class VersionCoverage(BaseModel):
     unmapped_codes: dict[str, int]  # the most frequent codes the grouper does not know, with row counts
 
 
+class RepairCount(BaseModel):
+    """One class of damaged source rows that the reader repaired (clinpred/data/integrity.py)."""
+
+    key: str
+    table: str
+    count: int
+    rule: str
+    limited: bool
+    expected: bool = False  # rows the clean release itself has (ISERROR notes): not damage
+
+
 class CheckReport(BaseModel):
     """What `data check` found. Counts, codes and prevalences only: never note text."""
 
@@ -35,6 +49,7 @@ class CheckReport(BaseModel):
     phenotype_prevalence: dict[str, float]  # share of labelled patients (see check_data) with each label
     coverage: dict[str, VersionCoverage] = {}  # "icd9" / "icd10"
     patients_unmapped: int = 0  # patients with diagnoses, none of which maps: no labels, not negatives
+    repairs: list[RepairCount] = []  # what the reader repaired, by rule (nothing on clean data)
     warnings: list[str] = []
 
 
@@ -79,6 +94,19 @@ def check_data(path: str | Path, *, use_cache: bool = True, progress: bool = Tru
             f"{len(unmapped)} patient(s) have diagnoses none of which maps to a CCS category: they get no "
             "phenotype labels and the diagnosis task leaves them out (not counted as negatives)"
         )
+    unknown = unknown_categories(cohort.summary()["notes_by_category"])  # type: ignore[arg-type]
+    if unknown:
+        listed = ", ".join(f"{name!r} ({n:,} notes)" for name, n in unknown.items())
+        warnings.append(
+            f"note categories that are none of MIMIC-III's 15 (kept as written; filters and the "
+            f"discharge-summary guard do not know them): {listed}"
+        )
+    limit = DataConfig.model_fields["max_repaired_share"].default
+    for excess in excesses(cohort.counts, kept_rows(cohort), limit):
+        warnings.append(
+            f"{excess.message(limit)}: `clinpred run` refuses this source unless [data] "
+            "max_repaired_share is raised"
+        )
     return CheckReport(
         path=str(path),
         layout=layout,
@@ -86,8 +114,31 @@ def check_data(path: str | Path, *, use_cache: bool = True, progress: bool = Tru
         phenotype_prevalence=prevalence,
         coverage=icd_coverage(dx),
         patients_unmapped=len(unmapped),
+        repairs=[
+            RepairCount(
+                key=r.key, table=r.table, count=n, rule=r.rule, limited=r.limited, expected=r.expected
+            )
+            for r, n in repairs_made(cohort.counts)
+        ],
         warnings=warnings,
     )
+
+
+def render_repairs(repairs: list[RepairCount], console: Console) -> None:
+    """The source rows the reader repaired, each with its count and rule (clinpred/data/integrity.py),
+    then the rows the release itself marks (ISERROR notes), apart: those are not damage."""
+    damage = [r for r in repairs if not r.expected]
+    console.print("source rows repaired:" + ("" if damage else " none"))
+    for r in damage:  # lines, not a table: a narrow terminal wraps words, not columns into each other
+        limit = "" if r.limited else "; no share limit"
+        console.print(
+            f"  {r.key.replace('_', ' ')}: {r.count:,} {r.table} rows ({r.rule}{limit})", markup=False
+        )
+    for r in repairs:
+        if r.expected:
+            console.print(
+                f"as in the release: {r.key.replace('_', ' ')}: {r.count:,} ({r.rule})", markup=False
+            )
 
 
 def render_check(report: CheckReport, console: Console) -> None:
@@ -104,11 +155,6 @@ def render_check(report: CheckReport, console: Console) -> None:
         "admissions",
         "diagnosis_rows",
         "notes",
-        "error_notes_dropped",
-        "diagnosis_rows_without_code",
-        "notes_of_patients_missing_from_patients_dropped",
-        "admissions_of_patients_missing_from_patients_dropped",
-        "diagnoses_of_patients_missing_from_patients_dropped",
         "share_with_notes",
         "share_with_diagnoses",
         "first_note",
@@ -117,6 +163,7 @@ def render_check(report: CheckReport, console: Console) -> None:
         if key in s:
             overview.add_row(key.replace("_", " "), str(s[key]))
     console.print(overview)
+    render_repairs(report.repairs, console)
     cats = Table("category", "notes", title="notes by category")
     for cat, n in s["notes_by_category"].items():  # type: ignore[union-attr]
         cats.add_row(cat, f"{n:,}")
@@ -154,4 +201,4 @@ def render_check(report: CheckReport, console: Console) -> None:
         prev.add_row(name, f"{share:.1%}")
     console.print(prev)
     for warning in report.warnings:
-        console.print(f"warning: {warning}")
+        console.print(f"warning: {warning}", markup=False)  # not markup: "[data]" would vanish

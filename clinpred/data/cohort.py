@@ -196,4 +196,12 @@ class Cohort:
             "first_note": None if notes.empty else str(notes["time"].min()),
             "last_note": None if notes.empty else str(notes["time"].max()),
             **{k: int(v) for k, v in self.counts.items()},
+            **self._repair_rules(),
         }
+
+    def _repair_rules(self) -> dict[str, dict[str, str]]:
+        """The rule of each repair made (beside its count), for readers of results.json; none: nothing."""
+        from clinpred.data.integrity import damage_repaired
+
+        made = damage_repaired(self.counts)
+        return {"repair_rules": {r.key: r.rule for r, _ in made}} if made else {}

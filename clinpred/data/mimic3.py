@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clinpred.data.cohort import ADMISSION_DTYPES, DIAGNOSIS_DTYPES, PATIENT_DTYPES, Cohort, conform
-from clinpred.data.labels import normalise_icd
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
+from clinpred.data.source_repairs import link_diagnoses
 from clinpred.data.synthetic_seal import MARKER, is_sealed_synthetic
 from clinpred.data.tables import (
     PLAUSIBLE_YEARS,
@@ -123,11 +123,12 @@ def read_admissions(directory: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     return frame, counts
 
 
-def read_diagnoses(directory: Path, admissions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Diagnoses in admission-time order; rows without a code (present in MIMIC-III) are dropped."""
+def read_diagnoses(directory: Path, admissions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Diagnoses in admission-time order, and the counts of rows dropped: rows without a code (present
+    in MIMIC-III), rows of an admission that ADMISSIONS lacks or that is another patient's."""
     path = locate(directory, "DIAGNOSES_ICD")
     raw = read_table(path, DIAGNOSIS_COLUMNS)
-    code = normalise_icd(raw["ICD9_CODE"])  # 428.0 -> 4280, v10.3 -> V103
+    code = raw["ICD9_CODE"].str.strip().str.replace(".", "", regex=False)
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
         hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),
@@ -136,8 +137,8 @@ def read_diagnoses(directory: Path, admissions: pd.DataFrame) -> tuple[pd.DataFr
         icd_version=9,
     )
     empty = frame["icd_code"] == ""
-    frame = frame[~empty]
-    return order_diagnoses(conform(frame, DIAGNOSIS_DTYPES), admissions), int(empty.sum())
+    frame, counts = link_diagnoses(conform(frame[~empty], DIAGNOSIS_DTYPES), admissions)
+    return order_diagnoses(frame, admissions), {"diagnosis_rows_without_code": int(empty.sum()), **counts}
 
 
 def order_diagnoses(diagnoses: pd.DataFrame, admissions: pd.DataFrame) -> pd.DataFrame:
@@ -164,8 +165,8 @@ def read_mimic3(
 ) -> Cohort:
     """Read a MIMIC-III v1.4 directory (or the synthetic cohort) into a Cohort.
 
-    ``categories`` and ``subject_ids`` filter the notes while reading (categories by their stripped
-    MIMIC-III name, e.g. "Physician"); ``subject_ids`` also restricts patients, admissions and
+    ``categories`` and ``subject_ids`` filter the notes while reading (categories as MIMIC means them:
+    "physician" is "Physician "); ``subject_ids`` also restricts patients, admissions and
     diagnoses. ISERROR notes are dropped and counted unless ``drop_errors`` is False.
     """
     directory = Path(path)
@@ -180,7 +181,7 @@ def read_mimic3(
 
     patients, patient_counts = read_patients(directory)
     admissions, admission_counts = read_admissions(directory)
-    diagnoses, no_code = read_diagnoses(directory, admissions)
+    diagnoses, dx_counts = read_diagnoses(directory, admissions)
     keep = None if subject_ids is None else frozenset(int(s) for s in subject_ids)
     filters = NoteFilters(
         categories=None if categories is None else frozenset(c.strip() for c in categories),
@@ -196,6 +197,7 @@ def read_mimic3(
         cache_dir=cache_dir,
         progress=progress,
         patients=admissions["subject_id"].to_numpy(),  # to split the spill by patient range
+        admissions=admissions,
     )
     cohort = Cohort(
         notes=notes,
@@ -205,6 +207,6 @@ def read_mimic3(
         source="mimic3",
         path=directory,
         synthetic=is_sealed_synthetic(directory),
-        counts={**counts, "diagnosis_rows_without_code": no_code, **patient_counts, **admission_counts},
+        counts={**counts, **dx_counts, **patient_counts, **admission_counts},
     ).without_unknown_patients()
     return cohort if keep is None else cohort.subset(keep)

@@ -23,9 +23,9 @@ from clinpred.data.cohort import (
     Cohort,
     conform,
 )
-from clinpred.data.labels import normalise_icd
 from clinpred.data.mimic3 import order_diagnoses
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
+from clinpred.data.source_repairs import link_diagnoses
 from clinpred.data.tables import (
     OUT_OF_RANGE_SET_MISSING,
     PLAUSIBLE_YEARS,
@@ -115,7 +115,8 @@ def _admissions(hosp: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     return frame, counts
 
 
-def _diagnoses(hosp: Path, admissions: pd.DataFrame) -> pd.DataFrame:
+def _diagnoses(hosp: Path, admissions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Diagnoses in admission-time order; rows of an unknown or another patient's admission dropped."""
     path = locate(hosp, "diagnoses_icd")
     raw = read_table(path, ["SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD_CODE", "ICD_VERSION"])
     version = parse_ints(raw["ICD_VERSION"], path, "ICD_VERSION")
@@ -127,11 +128,11 @@ def _diagnoses(hosp: Path, admissions: pd.DataFrame) -> pd.DataFrame:
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
         hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),
         seq_num=parse_ints(raw["SEQ_NUM"], path, "SEQ_NUM", nullable=True),
-        icd_code=normalise_icd(raw["ICD_CODE"]),  # i50.9 -> I509, 428.0 -> 4280
+        icd_code=raw["ICD_CODE"].str.strip().str.replace(".", "", regex=False),
         icd_version=version,
     )
-    frame = frame[frame["icd_code"] != ""]
-    return order_diagnoses(conform(frame, DIAGNOSIS_DTYPES), admissions)
+    frame, counts = link_diagnoses(conform(frame[frame["icd_code"] != ""], DIAGNOSIS_DTYPES), admissions)
+    return order_diagnoses(frame, admissions), counts
 
 
 def read_mimic4(
@@ -161,7 +162,7 @@ def read_mimic4(
         categories=None if categories is None else frozenset(categories), subject_ids=keep, drop_errors=False
     )
     # One read, one sort: discharge and radiology notes come back interleaved in patient/time order.
-    notes, _ = read_notes(
+    notes, note_counts = read_notes(
         note_files,
         NOTE_COLUMNS,
         _normalise_note,
@@ -170,14 +171,19 @@ def read_mimic4(
         cache_dir=cache_dir,
         progress=progress,
         patients=admissions["subject_id"].to_numpy(),  # to split the spill by patient range
+        admissions=admissions,
     )
+    diagnoses, dx_counts = _diagnoses(hosp, admissions)
+    repaired = {
+        k: v for k, v in note_counts.items() if k not in ("error_notes_dropped", "notes_read_from_cache")
+    }
     cohort = Cohort(
         notes=notes,
         patients=patients,
         admissions=admissions,
-        diagnoses=_diagnoses(hosp, admissions),
+        diagnoses=diagnoses,
         source="mimic4",
         path=root,
-        counts={**patient_counts, **admission_counts},
+        counts={**repaired, **dx_counts, **patient_counts, **admission_counts},
     ).without_unknown_patients()
     return cohort if keep is None else cohort.subset(keep)

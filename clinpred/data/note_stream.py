@@ -38,9 +38,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from clinpred.atomic import atomic_path
+from clinpred.data.categories import matches as category_matches
 from clinpred.data.cohort import NOTE_DTYPES, conform
 from clinpred.data.csv_integrity import InvalidRows, QuoteCountingStream
 from clinpred.data.memory import map_file, return_freed_memory
+from clinpred.data.source_repairs import repair_notes
 from clinpred.data.tables import (
     GZIP_ERRORS,
     Years,
@@ -51,7 +53,7 @@ from clinpred.data.tables import (
     unreadable,
 )
 from clinpred.data.text_spill import TextSpill
-from clinpred.errors import InputError, cannot_write_message
+from clinpred.errors import InputError
 from clinpred.paths import cache_root
 from clinpred.temporaries import remove_stale_temporaries
 
@@ -243,10 +245,8 @@ def nulls(n: int, type_: pa.DataType) -> pa.Array:
 def _keep_mask(table: pa.Table, filters: NoteFilters) -> tuple[pa.ChunkedArray | None, int]:
     """Rows to keep, and how many error notes match the subject/category filters (dropped or not)."""
     mask = None
-    if filters.categories is not None:
-        mask = pc.is_in(
-            table.column("category"), pa.array(sorted(filters.categories), table.column("category").type)
-        )
+    if filters.categories is not None:  # compared as MIMIC means them: trimmed, case and spacing ignored
+        mask = category_matches(table.column("category"), filters.categories)
     if filters.subject_ids is not None:
         m = pc.is_in(table.column("subject_id"), pa.array(sorted(filters.subject_ids), pa.int64()))
         mask = m if mask is None else pc.and_(mask, m)
@@ -353,9 +353,6 @@ def _parse(
             invalid.check(path)
             source.check_complete(path)
     except (pa.ArrowInvalid, *GZIP_ERRORS, UnicodeDecodeError) as exc:
-        if cannot_write_message(exc) is not None:  # the disk (or ulimit -f) is full, the source is fine
-            exc.filename = exc.filename or f"the note text of {path} sorted into {spill.where}"
-            raise
         if (
             source is not None and source.error is not None and exc is not source.error
         ):  # the real cause of a parse error
@@ -601,6 +598,7 @@ def read_notes(
     cache_dir: Path | None = None,
     progress: bool = False,
     patients: np.ndarray | None = None,
+    admissions: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Notes of one or more files in canonical form (NOTE_DTYPES), sorted together by patient, time,
     file (in the order given) and source order, so that no caller sorts (and copies) the text again.
@@ -609,8 +607,12 @@ def read_notes(
     column), for a first read to split its spilled text by patient range whatever the file's order;
     without them the ranges come from the file's first block. They change speed, never the result.
 
+    ``admissions`` (HADM_ID and SUBJECT_ID), as the readers give them: the notes are then checked and
+    repaired by the rules of integrity.py (source_repairs.repair_notes: duplicates, empty text,
+    admission links, category spelling) before any pandas copy; without, they come back as read.
+
     Returns the notes and counts: ``error_notes_dropped`` (ISERROR notes matching the other
-    filters) and ``notes_read_from_cache`` (1 when the cache served the read).
+    filters), ``notes_read_from_cache`` (1 when the cache served the read) and each repair made.
     """
     sources = _as_list(sources)
     cache_file = cache_path(sources, cache_dir) if use_cache else None
@@ -623,6 +625,8 @@ def read_notes(
         table, errors = _read_source(job, filters, cache_file)
         from_cache = 0
     repaired: dict[str, int] = {}
+    if admissions is not None:
+        table, repaired = repair_notes(table, sources=sources, id_column=columns[0], admissions=admissions)
     if charttimes_cleared := pc.sum(table.column("charttime_out_of_range")).as_py():
         repaired = {**repaired, CHARTTIME_SET_MISSING: int(charttimes_cleared)}
     frame = _frame(table)

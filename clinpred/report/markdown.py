@@ -77,6 +77,17 @@ def _provenance(provenance: dict) -> str:
     return f"fine-tuned on patients with sha256 `{sha[:12]}`: {which} fine-tuning patients"
 
 
+def repairs_lines(cohort: dict[str, object]) -> list[str]:
+    """'Source rows repaired' under the table (DESIGN.md rule 9), only where the reader repaired any."""
+    from clinpred.data.integrity import damage_repaired
+
+    made = damage_repaired(cohort)
+    if not made:
+        return []
+    lines = ["", "Source rows repaired (the numbers above are computed after these rules):", ""]
+    return lines + [f"- {r.key.replace('_', ' ')}: {n:,} {r.table} rows ({r.rule})" for r, n in made]
+
+
 def results_markdown(results: RunResults, comparison: Comparison | None = None) -> str:
     """The whole RESULTS.md of one run; with ``comparison``, the paired differences between its backends."""
     ok = {r.label: r.results for r in results.backends if r.status == "ok"}
@@ -97,6 +108,7 @@ def results_markdown(results: RunResults, comparison: Comparison | None = None) 
         )
     if ok:
         lines += table(list(ok), metric_rows(ok))
+    lines += repairs_lines(results.cohort)
     skipped = [r for r in results.backends if r.status != "ok"]
     if skipped:
         lines += ["", "Not run:", ""]

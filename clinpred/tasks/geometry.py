@@ -28,8 +28,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinpred.backends.base import l2_normalise
-from clinpred.bounds import MAX_COUNT, MAX_DAYS, MAX_SEED
-from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
+from clinpred.data.categories import is_discharge_summary
+from clinpred.data.cohort import Cohort
 from clinpred.data.labels import primary_phenotype
 from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
@@ -45,18 +45,18 @@ NO_PHENOTYPE = "none"
 class GeometryConfig(BaseModel):
     """Every setting of the geometry task; the result records all of them."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
+    model_config = ConfigDict(extra="forbid")
 
     include_discharge_summaries: bool = False  # True relaxes the leakage guard (recorded)
     aggregation: AggregationMethod = "mean"
-    last_k: int = Field(5, ge=1, le=MAX_COUNT)  # for aggregation="last_k_mean"
-    half_life_days: float = Field(30.0, gt=0.0, le=MAX_DAYS)  # for aggregation="decay_mean"
-    min_patients_per_phenotype: int = Field(10, ge=2, le=MAX_COUNT)
-    knn_k: int = Field(10, ge=1, le=MAX_COUNT)
+    last_k: int = Field(5, ge=1)  # for aggregation="last_k_mean"
+    half_life_days: float = Field(30.0, gt=0.0)  # for aggregation="decay_mean"
+    min_patients_per_phenotype: int = Field(10, ge=2)
+    knn_k: int = Field(10, ge=1)
     umap: bool = True
-    umap_n_neighbors: int = Field(15, ge=2, le=MAX_COUNT)
-    umap_min_dist: float = Field(0.1, ge=0.0, le=1.0)  # UMAP: at most its spread (1.0)
-    seed: int = Field(0, ge=0, le=MAX_SEED)  # UMAP's random_state and the label shuffle
+    umap_n_neighbors: int = Field(15, ge=2)
+    umap_min_dist: float = Field(0.1, ge=0.0)
+    seed: int = 0  # UMAP's random_state and the label shuffle
     bootstrap: BootstrapScheme = BootstrapScheme()
 
 
@@ -121,7 +121,7 @@ def evaluate_geometry(
         raise ValueError(f"geometry: {len(notes)} notes but embeddings of shape {embeddings.shape}")
     keep = np.ones(len(notes), dtype=bool)
     if not config.include_discharge_summaries:
-        keep = (notes["category"] != DISCHARGE_SUMMARY).to_numpy(dtype=bool, na_value=True)
+        keep = ~is_discharge_summary(notes["category"])
     subject_ids = cohort.subject_ids
     features, has_notes = aggregate(
         notes[keep].reset_index(drop=True),

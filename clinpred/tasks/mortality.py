@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from clinpred.bounds import MAX_HOURS
-from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
+from clinpred.data.categories import is_discharge_summary
+from clinpred.data.cohort import Cohort
 from clinpred.tasks.binary_outcome import BinaryOutcomeConfig, evaluate_binary_outcome
 from clinpred.tasks.diagnosis import early_notes
 from clinpred.tasks.result import TaskResult
@@ -25,8 +25,7 @@ from clinpred.tasks.result import TaskResult
 class MortalityConfig(BinaryOutcomeConfig):
     """Every setting of the in-hospital mortality task; the result records all of them."""
 
-    # notes charted this long after ADMITTIME are the features
-    window_hours: float = Field(48.0, gt=0, le=MAX_HOURS)
+    window_hours: float = Field(48.0, gt=0)  # notes charted this long after ADMITTIME are the features
 
 
 def admission_outcomes(cohort: Cohort, window_hours: float) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -68,7 +67,7 @@ def evaluate_mortality(
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
     units, counts = admission_outcomes(cohort, config.window_hours)
     notes = cohort.notes
-    is_ds = (notes["category"] == DISCHARGE_SUMMARY).to_numpy()
+    is_ds = is_discharge_summary(notes["category"])
     early = early_notes(notes, cohort.admissions, config.window_hours)
     of_unit = notes["hadm_id"].isin(set(units["hadm_id"].tolist())).to_numpy()
     counts["notes_after_window_unused"] = int((of_unit & ~early).sum())

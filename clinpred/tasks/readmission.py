@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from clinpred.bounds import MAX_DAYS
-from clinpred.data.cohort import DISCHARGE_SUMMARY, Cohort
+from clinpred.data.categories import is_discharge_summary
+from clinpred.data.cohort import Cohort
 from clinpred.tasks.binary_outcome import BinaryOutcomeConfig, evaluate_binary_outcome
 from clinpred.tasks.result import TaskResult
 
@@ -40,8 +40,7 @@ ELECTIVE_TYPES = ("ELECTIVE", "SURGICAL SAME DAY ADMISSION")
 class ReadmissionConfig(BinaryOutcomeConfig):
     """Every setting of the 30-day readmission task; the result records all of them."""
 
-    # a next admission starting this soon after discharge is a readmission
-    days: float = Field(30.0, gt=0, le=MAX_DAYS)
+    days: float = Field(30.0, gt=0)  # a next admission starting this soon after discharge is a readmission
     include_discharge_summary: bool = False  # True adds the admission's discharge summary to the features
     elective: Literal["skip", "count"] = "skip"  # count: all-cause readmission (elective ones included)
 
@@ -113,7 +112,7 @@ def evaluate_readmission(
         )
         & disch.notna().to_numpy()
     )
-    is_ds = (notes["category"] == DISCHARGE_SUMMARY).to_numpy()
+    is_ds = is_discharge_summary(notes["category"])
     of_unit = notes["hadm_id"].isin(set(units["hadm_id"].tolist())).to_numpy()
     counts["notes_after_discharge_unused"] = int((of_unit & ~by_discharge).sum())
     counts["discharge_summaries_of_units"] = int((of_unit & is_ds).sum())
