@@ -23,6 +23,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk or ulimit -f: the message names the file, not the temporary
+        if exc.filename is None or exc.filename == str(tmp):
+            exc.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -6,6 +6,7 @@ Errors a user can cause arrive as ``InputError`` and leave as one message on std
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,9 +14,9 @@ import typer
 from rich.console import Console
 
 from clinpred import usage
-from clinpred.errors import InputError
-from clinpred.interrupts import Terminated, exit_on_terminate
-from clinpred.parallel import jobs
+from clinpred.errors import InputError, cannot_write_message
+from clinpred.interrupts import Terminated, exit_at_once_on_interrupt, exit_on_terminate
+from clinpred.parallel import jobs, stop_pools
 
 app = typer.Typer(
     help="How much clinical signal does a text-embedding model capture?",
@@ -380,9 +381,13 @@ def _silence_libraries(quiet: bool) -> None:
 
 
 def _log(quiet: bool):
-    """Progress lines on stderr, or nothing under --quiet."""
+    """Progress lines on stderr (secrets redacted by value), or nothing under --quiet."""
     _silence_libraries(quiet)
-    return (lambda _msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
+    if quiet:
+        return lambda _msg: None
+    from clinpred.redaction import redact
+
+    return lambda msg: err.print(redact(msg), highlight=False, markup=False)
 
 
 def _print_results(out_dir: Path, quiet: bool, all_metrics: bool = False) -> None:
@@ -406,26 +411,58 @@ def _print_results(out_dir: Path, quiet: bool, all_metrics: bool = False) -> Non
 def main() -> None:
     """Entry point: user errors and usage errors exit 2 with one message; interrupts exit 130 (143 on SIGTERM)."""
     exit_on_terminate()
+    _write_limits_raise()
     try:
-        jobs()  # a bad CLINPRED_JOBS is a user error now, not after an hour of embedding
-        code = app(standalone_mode=False)
-    except InputError as exc:
-        _error(str(exc))
-        _exit_now(2)
-    except Terminated:
-        _error("terminated (SIGTERM); nothing half-written was left behind")
-        _exit_now(143)
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as exc:
-        handled = usage.exit_code(exc)
-        if handled is None:
-            raise
-        sys.exit(handled)
-    if code == 130:  # typer turns Ctrl-C into this exit code
-        _error("interrupted; nothing half-written was left behind")
+        try:
+            jobs()  # a bad CLINPRED_JOBS is a user error now, not after an hour of embedding
+            code = app(standalone_mode=False)
+        except InputError as exc:
+            _error(str(exc))
+            _exit_now(2)
+        except Terminated:
+            _error("terminated (SIGTERM); nothing half-written was left behind")
+            _exit_now(143)
+        except KeyboardInterrupt:
+            code = 130
+        except OSError as exc:
+            message = cannot_write_message(exc)
+            if message is None:
+                _crash()
+            _error(message)
+            _exit_now(2)
+        except Exception as exc:
+            handled = usage.exit_code(exc)
+            if handled is None:
+                _crash()
+            sys.exit(handled)
+        if code == 130:  # typer turns Ctrl-C into this exit code
+            _error("interrupted; nothing half-written was left behind")
+            _exit_now(130)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one's message was printed
         _exit_now(130)
+    exit_at_once_on_interrupt()  # the work is done: an interrupt during shutdown leaves without a traceback
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _write_limits_raise() -> None:
+    """A file-size limit (``ulimit -f``) makes a write fail with EFBIG instead of killing the process.
+
+    By default SIGXFSZ kills the process (with a core dump) at the limit: no message, no clean-up, a
+    half-written temporary left behind. Ignored, the write raises an OSError that the writers clean up
+    after and that ends as one message naming what could not be written.
+    """
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _crash() -> None:
+    """A bug: its traceback, with every secret it may quote redacted, then exit 1."""
+    import traceback
+
+    from clinpred.redaction import redact
+
+    sys.stderr.write(redact(traceback.format_exc()))
+    _exit_now(1)
 
 
 def _exit_now(code: int) -> None:
@@ -452,14 +489,17 @@ def _exit_now(code: int) -> None:
             child.join(timeout=1)
             if child.is_alive():
                 child.kill()
+    stop_pools()  # loky's workers and semaphores (no "leaked semlock objects" warning at exit)
     os._exit(code)
 
 
 def _error(message: str) -> None:
-    """One line on stderr; the message is printed as written (no markup)."""
+    """One line on stderr; the message is printed as written (no markup), secrets redacted by value."""
     from rich.text import Text
 
-    err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+    from clinpred.redaction import redact
+
+    err.print(Text.assemble(("error:", "bold red"), " ", redact(message)), soft_wrap=True)
 
 
 if __name__ == "__main__":

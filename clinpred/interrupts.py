@@ -21,3 +21,25 @@ def _raise_terminated(signum, frame) -> None:
 def exit_on_terminate() -> None:
     """Install the SIGTERM handler (main thread only; the CLI calls it once at start)."""
     signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _leave_at_once(signum, frame) -> None:
+    import contextlib
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more to say
+            stream.flush()
+    os._exit(130 if signum == signal.SIGINT else 143)
+
+
+def exit_at_once_on_interrupt() -> None:
+    """From here on, Ctrl-C or SIGTERM ends the process at once, with no traceback.
+
+    Called when the work is done and the interpreter is about to shut down: an interrupt that lands
+    while it joins threads or runs exit hooks would otherwise print "Exception ignored in: <module
+    'threading'>" and a traceback, after a run that already finished and wrote everything.
+    """
+    signal.signal(signal.SIGINT, _leave_at_once)
+    signal.signal(signal.SIGTERM, _leave_at_once)

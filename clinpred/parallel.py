@@ -59,3 +59,27 @@ def map_chunks(fn: Callable[..., list[R]], items: Sequence[T], *args: Any, cost_
     chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
     parts = Parallel(n_jobs=n_jobs, backend="loky")(delayed(fn)(chunk, *args) for chunk in chunks)
     return [r for part in parts for r in part]
+
+
+def stop_pools() -> None:
+    """Stop loky's worker processes and release what they hold, for a process about to ``os._exit``.
+
+    A run that ends on an error or an interrupt leaves with ``os._exit`` (cli._exit_now), which skips the
+    exit hooks that normally do this; loky's resource tracker then outlives us and prints "There appear
+    to be 8 leaked semlock objects" and a leaked memmapping folder. So: shut the reusable pool down
+    (killing workers that are mid-resample), unlink its semaphores (multiprocessing's finalizers) and
+    run joblib's clean-up of its temporary folder. Nothing happens if no pool was ever started.
+    """
+    import sys
+
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if reusable is None:
+        return
+    import atexit
+    from multiprocessing import util
+
+    executor = getattr(reusable, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
+    util._run_finalizers(0)  # the pool's semaphores: unlinked and unregistered from the tracker
+    atexit._run_exitfuncs()  # joblib's memmapping folder, loky's manager threads

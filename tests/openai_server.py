@@ -39,7 +39,7 @@ def vector_for(text: str, dim: int = DEFAULT_DIM) -> np.ndarray:
 class Fault:
     """What the server does to one request instead of (or before) answering normally."""
 
-    kind: str  # "429", "500", "slow", "malformed", "missing_row", "ok"
+    kind: str  # "429", "500", "401", "slow", "malformed", "missing_row", "ok"
     retry_after: str | None = None  # Retry-After header value for 429
     retry_after_ms: str | None = None  # retry-after-ms header value for 429
     seconds: float = 0.0  # delay for "slow"
@@ -165,6 +165,11 @@ class EmbeddingServer:
                 self._send(
                     h, rec, 500, {"error": {"message": "The server had an error", "type": "server_error"}}
                 )
+            elif fault.kind == "401":  # as OpenAI does: the refused key quoted back (abridged by OpenAI)
+                key = rec.headers.get("authorization", "").removeprefix("Bearer ")
+                error = {"message": f"Incorrect API key provided: {key}.", "type": "invalid_request_error",
+                         "code": "invalid_api_key"}  # fmt: skip
+                self._send(h, rec, 401, {"error": error})
             elif fault.kind == "missing_row":
                 answer = self._answer(body)
                 answer["data"] = answer["data"][1:]

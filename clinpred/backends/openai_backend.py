@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from clinpred.backends.base import Role, l2_normalise
 from clinpred.backends.openai_tokens import CL100K_MODELS, TokenCounter, load_counter
 from clinpred.errors import InputError
+from clinpred.redaction import redact
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # US dollars per 1M input tokens (OpenAI's published prices for these models).
@@ -444,7 +445,7 @@ class OpenAIBackend:
             except (ValueError, openai.APIResponseValidationError) as exc:  # unparsable JSON, misfit rows
                 raise _Failed(
                     f"the endpoint at {self.host} sent a malformed response ({type(exc).__name__}: "
-                    f"{str(exc)[:200]}); "
+                    f"{redact(str(exc))[:200]}); "
                     "is base_url an OpenAI-compatible embeddings API?"
                 ) from None
             except openai.OpenAIError as exc:
@@ -519,7 +520,7 @@ def _status_reason(exc: Any, inputs: Sequence[str]) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
     kind = error.get("code") or error.get("type") or ""
-    message = str(error.get("message") or "")[:300]
+    message = redact(str(error.get("message") or ""))[:300]  # a refused key is quoted back by OpenAI
     if message and _quotes_input(message, inputs):
         message = "(server message withheld: it quotes the input)"
     parts = [f"HTTP {exc.status_code}", str(kind) if kind else "", message]

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clinpred.errors import InputError
+from clinpred.redaction import redact, remember_settings
 
 ENTRY_POINT_GROUP = "clinpred.backends"
 BUILT_IN = "built-in"
@@ -98,7 +99,14 @@ def _source(ep: metadata.EntryPoint) -> str:
 
 
 def list_backends() -> list[BackendStatus]:
-    """Every backend clinpred knows, built-in first, with whether it can run here and why not."""
+    """Every backend clinpred knows, built-in first, with whether it can run here and why not.
+
+    A reason is redacted by value: a plug-in's status or import error can quote a URL with its key.
+    """
+    return [row.model_copy(update={"reason": redact(row.reason)}) for row in _backend_rows()]
+
+
+def _backend_rows() -> list[BackendStatus]:
     rows: list[BackendStatus] = []
     for name, spec in _BUILT_INS.items():
         try:
@@ -177,6 +185,7 @@ def describe_validation_error(backend: str, exc: ValidationError) -> str:
 def create_backend(name: str, settings: Mapping[str, Any] | None = None) -> Any:
     """Build the named backend from its settings; a bad name or bad settings raise ``InputError``."""
     factory = _factory_for(name)
+    remember_settings(dict(settings or {}))  # a key among them is redacted wherever it is quoted later
     try:
         return factory(**dict(settings or {}))
     except ValidationError as exc:

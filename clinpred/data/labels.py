@@ -82,6 +82,18 @@ def ccs_single_names() -> dict[int, str]:
     return dict(zip(named["ccs_single"], named["ccs_single_name"], strict=True))
 
 
+def normalise_icd(codes: pd.Series) -> pd.Series:
+    """ICD codes as the tables key them: trimmed, upper-case, no dot (``i50.9`` -> ``I509``, ``428.0`` ->
+    ``4280``, ``v10.3`` -> ``V103``, ``e880.9`` -> ``E8809``).
+
+    MIMIC writes codes without the dot, in upper case; a hand-made or exported file often writes them
+    as printed (``I50.9``) or in lower case, and then no code maps and every label is silently empty.
+    Removing the dot is safe for both versions: ICD-9 E and V codes and ICD-10 codes keep their letter,
+    and no two codes differ only by the dot's place.
+    """
+    return codes.astype(str).str.strip().str.upper().str.replace(".", "", regex=False)
+
+
 def icd10_ccs(codes: pd.Series) -> pd.Series:
     """Single-level CCS number of each ICD-10-CM code (no dot); <NA> where the table cannot place it.
 
@@ -150,7 +162,7 @@ def _icd10_labels(diagnoses: pd.DataFrame, scheme: LabelScheme) -> pd.Series:
     out = pd.Series(np.nan, index=diagnoses.index, dtype=object)
     if not icd10.any():
         return out
-    ccs = icd10_ccs(diagnoses["icd_code"].astype(str)[icd10])
+    ccs = icd10_ccs(normalise_icd(diagnoses["icd_code"])[icd10])
     names = ccs.map(ccs_to_phenotype() if scheme == "ccs_benchmark" else ccs_single_names())
     out[icd10] = names.to_numpy(dtype=object)
     return out
@@ -159,7 +171,7 @@ def _icd10_labels(diagnoses: pd.DataFrame, scheme: LabelScheme) -> pd.Series:
 def mapped_rows(diagnoses: pd.DataFrame, scheme: LabelScheme = "ccs_benchmark") -> pd.Series:
     """Whether each diagnosis row's code is known to the scheme's grouper (it may still carry no label:
     a known ICD-9/ICD-10 code outside the 25 phenotypes is a true negative, an unknown one is not)."""
-    codes = diagnoses["icd_code"].astype(str)
+    codes = normalise_icd(diagnoses["icd_code"])
     version = diagnoses["icd_version"].to_numpy()
     if scheme == "icd_topk":
         return pd.Series(np.isin(version, [9, 10]), index=diagnoses.index)
@@ -183,7 +195,7 @@ def unmapped_units(
 def row_labels(diagnoses: pd.DataFrame, scheme: LabelScheme) -> pd.Series:
     """One label per diagnosis row (NaN where the scheme gives none)."""
     icd9 = diagnoses["icd_version"].to_numpy() == 9
-    codes = diagnoses["icd_code"].astype(str)
+    codes = normalise_icd(diagnoses["icd_code"])
     if scheme == "ccs_benchmark":
         return codes.map(code_to_phenotype()).where(icd9, _icd10_labels(diagnoses, scheme))
     if scheme == "ccs_single_topk":

@@ -95,6 +95,11 @@ class TextSpill:
             bucket.close()
 
     @property
+    def where(self) -> str:
+        """The folder the spill files are written to (for a message when it is full)."""
+        return str(self._directory) if self._directory is not None else tempfile.gettempdir()
+
+    @property
     def open_buckets(self) -> int:
         """How many bucket files are still open (each is closed after the last slice that needs it)."""
         return sum(not b.file.closed for b in self._buckets)

@@ -7,10 +7,22 @@ split, and the training settings. A TOML file's keys are these fields; CLI flags
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clinpred.bounds import (
+    MAX_BATCH,
+    MAX_COUNT,
+    MAX_EPOCHS,
+    MAX_HOURS,
+    MAX_ITERATIONS,
+    MAX_LEARNING_RATE,
+    MAX_POOL,
+    MAX_SEED,
+    MAX_SEQUENCE,
+    MAX_WEIGHT,
+)
 from clinpred.data.identity import IdentityMode
 from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
@@ -20,18 +32,20 @@ from clinpred.errors import InputError
 class PairConfig(BaseModel):
     """Which consecutive-note pairs become training examples."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
     categories: list[str] | None = None  # note categories kept before pairing; None keeps all
-    max_gap_hours: float | None = Field(None, gt=0)  # largest time between note t and t+1; None: no limit
-    max_pairs_per_patient: int | None = Field(None, ge=1)  # seeded sample of k pairs per patient
+    # largest time between note t and t+1; None: no limit
+    max_gap_hours: float | None = Field(None, gt=0, le=MAX_HOURS)
+    # seeded sample of k pairs per patient
+    max_pairs_per_patient: int | None = Field(None, ge=1, le=MAX_COUNT)
     symmetric: bool = False  # also add (t+1, t)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     # which later note of the patient is the positive: the next one (t+1); the next one of another
     # category (style cannot be what matches); or a seeded random later one within window_hours
     positives: PositiveMode = "next"
-    window_hours: float = Field(72.0, gt=0)  # positives = "window" only
+    window_hours: float = Field(72.0, gt=0, le=MAX_HOURS)  # positives = "window" only
     # in_batch: every other pair's positive is a negative; style_matched: each pair also gets a note of
     # another fine-tuning patient with the positive's category (and caregiver, where one is known)
     negatives: NegativeMode = "in_batch"
@@ -48,7 +62,7 @@ PromptMode = Literal["document", "query_document", "none"]
 class FinetuneConfig(BaseModel):
     """A fine-tuning run: the data it sees, the loss, the optimiser, evaluation and checkpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
     # the named recipe these settings start from (PRESETS; default: clinical); a setting given explicitly
     # wins over the preset's; None: no preset, only the field defaults below
@@ -66,37 +80,43 @@ class FinetuneConfig(BaseModel):
     # label_aware: MNRL whose other in-batch pairs get soft targets by the phenotypes the two patients
     # share (CCS benchmark labels of fine-tuning patients only)
     loss: LossName = "mnrl"
-    label_weight: float = Field(0.5, ge=0)  # label_aware: target weight of a pair sharing all phenotypes
+    # label_aware: target weight of a pair sharing all phenotypes
+    label_weight: float = Field(0.5, ge=0, le=MAX_WEIGHT)
     # keep the base model's general knowledge: none, or a distillation term pulling each anchor's
     # embedding toward the base model's embedding of the same text (1 - cosine, times distill_weight)
     regulariser: RegulariserName = "none"
-    distill_weight: float = Field(1.0, ge=0)
-    mini_batch_size: int = Field(16, ge=1)  # cached_mnrl only: texts per forward/backward chunk
-    scale: float = Field(20.0, gt=0)  # inverse temperature of the in-batch softmax
+    distill_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)
+    mini_batch_size: int = Field(16, ge=1, le=MAX_BATCH)  # cached_mnrl only: texts per forward/backward chunk
+    scale: float = Field(20.0, gt=0, le=MAX_WEIGHT)  # inverse temperature of the in-batch softmax
     gather_across_devices: bool = False  # multi-GPU: negatives from every process's batch
 
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
-    learning_rate: float = Field(2e-5, gt=0)
+    epochs: float = Field(1.0, gt=0, le=MAX_EPOCHS)
+    max_steps: int | None = Field(None, ge=1, le=MAX_ITERATIONS)  # overrides epochs when set
+    learning_rate: float = Field(2e-5, gt=0, le=MAX_LEARNING_RATE)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(32, ge=2)  # pairs per batch (per process); in-batch negatives = batch_size - 1
-    max_seq_length: int = Field(256, ge=8)
-    seed: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=MAX_WEIGHT)
+    # pairs per batch (per process); in-batch negatives = batch_size - 1
+    batch_size: int = Field(32, ge=2, le=MAX_BATCH)
+    max_seq_length: int = Field(256, ge=8, le=MAX_SEQUENCE)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     bf16: bool | None = None  # None: bf16 where a CUDA GPU supports it, else float32
     fp16: bool = False  # refused for Gemma3 models (their activations overflow float16)
     gradient_checkpointing: bool = False
 
     prompts: PromptMode = "document"  # which of the model's prompts each side gets (Gemma-style models)
 
-    eval_steps: int | None = Field(None, ge=1)  # validation next-note recall every N steps; None: at the end
-    eval_max_queries: int | None = Field(2000, ge=1)  # seeded sample of validation queries, bounds eval time
-    eval_batch_size: int = Field(64, ge=1)
-    recall_k: list[int] = Field(default_factory=lambda: [1, 5, 10])
+    # validation next-note recall every N steps; None: at the end
+    eval_steps: int | None = Field(None, ge=1, le=MAX_ITERATIONS)
+    # seeded sample of validation queries, bounds eval time
+    eval_max_queries: int | None = Field(2000, ge=1, le=MAX_POOL)
+    eval_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    recall_k: list[Annotated[int, Field(ge=1, le=MAX_COUNT)]] = Field(
+        default_factory=lambda: [1, 5, 10], min_length=1, max_length=100
+    )
 
-    save_steps: int = Field(500, ge=1)  # checkpoint under out/checkpoints every N steps
-    save_total_limit: int | None = Field(2, ge=1)
-    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(500, ge=1, le=MAX_ITERATIONS)  # checkpoint under out/checkpoints every N steps
+    save_total_limit: int | None = Field(2, ge=1, le=MAX_COUNT)
+    logging_steps: int = Field(10, ge=1, le=MAX_ITERATIONS)
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,7 @@ chance level, the prevalence) and the Brier score, with patient-bootstrap interv
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from clinpred.bounds import (
+    MAX_C,
+    MAX_COUNT,
+    MAX_DAYS,
+    MAX_FOLDS,
+    MAX_ITERATIONS,
+    MAX_LEARNING_RATE,
+    MAX_LEAVES,
+    MAX_SEED,
+)
 from clinpred.data.cohort import Cohort
 from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
@@ -35,24 +45,26 @@ DESCRIPTIVE_METRICS = ("chance_auprc",)  # the prevalence: what a random scorer'
 class BinaryOutcomeConfig(BaseModel):
     """Settings shared by the per-admission outcome tasks (the classifier, folds and intervals)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
     aggregation: AggregationMethod = "mean"
-    last_k: int = Field(5, ge=1)  # notes in last_k_mean
-    half_life_days: float = Field(30.0, gt=0)  # of decay_mean
+    last_k: int = Field(5, ge=1, le=MAX_COUNT)  # notes in last_k_mean
+    half_life_days: float = Field(30.0, gt=0, le=MAX_DAYS)  # of decay_mean
     model: Literal["logistic", "lightgbm"] = "logistic"
-    c_grid: list[float] = Field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min_length=1)
-    inner_folds: int = Field(3, ge=2)  # grouped inner CV that picks C, per outer fold
-    max_iter: int = Field(300, ge=10)
-    lgbm_n_estimators: int = Field(100, ge=1)
-    lgbm_learning_rate: float = Field(0.05, gt=0)
-    lgbm_num_leaves: int = Field(15, ge=2)
-    n_folds: int = Field(5, ge=2)
-    min_positives: int = Field(5, ge=1)  # positive (and negative) admissions needed overall
-    min_train_positives: int = Field(2, ge=1)  # ... and in each training fold
+    c_grid: list[Annotated[float, Field(gt=0, le=MAX_C)]] = Field(
+        default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min_length=1, max_length=100
+    )
+    inner_folds: int = Field(3, ge=2, le=MAX_FOLDS)  # grouped inner CV that picks C, per outer fold
+    max_iter: int = Field(300, ge=10, le=MAX_ITERATIONS)
+    lgbm_n_estimators: int = Field(100, ge=1, le=MAX_ITERATIONS)
+    lgbm_learning_rate: float = Field(0.05, gt=0, le=MAX_LEARNING_RATE)
+    lgbm_num_leaves: int = Field(15, ge=2, le=MAX_LEAVES)
+    n_folds: int = Field(5, ge=2, le=MAX_FOLDS)
+    min_positives: int = Field(5, ge=1, le=MAX_COUNT)  # positive (and negative) admissions needed overall
+    min_train_positives: int = Field(2, ge=1, le=MAX_COUNT)  # ... and in each training fold
     bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
     subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:

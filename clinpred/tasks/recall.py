@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import digamma, gammaln
 
 from clinpred.backends.base import l2_normalise
+from clinpred.bounds import MAX_BLOCK, MAX_POOL, MAX_SEED, MAX_TOLERANCE
 from clinpred.data.cohort import Cohort
 from clinpred.errors import InputError
 from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics, without_intervals
@@ -65,19 +66,20 @@ DESCRIPTIVE_METRICS = (
 class RecallConfig(BaseModel):
     """Every setting of the recall task; the result records all of them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
     categories: list[str] | None = None  # note categories used for queries, targets and pool; None = all
     pool: Literal["all", "target_category"] = "all"
-    max_pool_size: int | None = Field(None, ge=2)  # seeded sample per query, the target always kept
+    # seeded sample per query, the target always kept
+    max_pool_size: int | None = Field(None, ge=2, le=MAX_POOL)
     identical_pairs: Literal["drop", "keep"] = "drop"
     tie_rule: Literal["pessimistic", "optimistic"] = "pessimistic"
-    tie_tolerance: float = Field(1e-5, ge=0.0)
-    seed: int = 0
+    tie_tolerance: float = Field(1e-5, ge=0.0, le=MAX_TOLERANCE)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     # memory bound only: results do not depend on block sizes; None: the device's (1024 x 8192 on the
     # CPU, 4096 x 32768 on a GPU: clinpred.tasks.topk)
-    query_block: int | None = Field(None, ge=1)
-    pool_block: int | None = Field(None, ge=1)
+    query_block: int | None = Field(None, ge=1, le=MAX_BLOCK)
+    pool_block: int | None = Field(None, ge=1, le=MAX_BLOCK)
     bootstrap: BootstrapScheme = BootstrapScheme()
     subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
 

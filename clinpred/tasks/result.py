@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from clinpred.bounds import MAX_RESAMPLES, MAX_SEED
 from clinpred.parallel import map_chunks
 
 MetricFn = Callable[[pd.DataFrame], dict[str, float]]
@@ -43,11 +44,11 @@ class Estimate(BaseModel):
 class BootstrapScheme(BaseModel):
     """How intervals were drawn: patients resampled with replacement."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
-    n_resamples: int = Field(1000, ge=0)
+    n_resamples: int = Field(1000, ge=0, le=MAX_RESAMPLES)
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     intervals: bool = True  # False: the explicit, recorded opt-out that n_resamples = 0 requires
 
     @model_validator(mode="after")

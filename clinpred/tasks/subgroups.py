@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from clinpred.bounds import MAX_COUNT, MAX_RESAMPLES
 from clinpred.data.cohort import Cohort
 from clinpred.tasks.result import BootstrapScheme, MetricFn, bootstrap_metrics
 
@@ -27,10 +28,11 @@ AGE_LABELS = ("<40", "40-59", "60-79", "80+")
 class SubgroupConfig(BaseModel):
     """How subgroups are formed and scored; recorded with every result."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
-    min_patients: int = Field(30, ge=1)  # smaller groups are listed, not scored
-    n_resamples: int = Field(200, ge=0)  # patient bootstrap per group (the task's seed and confidence)
+    min_patients: int = Field(30, ge=1, le=MAX_COUNT)  # smaller groups are listed, not scored
+    # patient bootstrap per group (the task's seed and confidence)
+    n_resamples: int = Field(200, ge=0, le=MAX_RESAMPLES)
 
 
 # Broad groups, by the start of MIMIC's value (e.g. "ASIAN - CHINESE", "BLACK/AFRICAN AMERICAN")
