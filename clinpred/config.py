@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
+from clinpred.redaction import redact, redact_setting, remember_settings
 from clinpred.tasks.registry import BUILT_INS, default_task_names, get_task
 
 TaskName = str  # a name in the task registry (`clinpred tasks list`), built-in or installed
@@ -78,21 +79,20 @@ class BackendConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _remember_secrets(self) -> BackendConfig:
+        """A key given as a setting (or inside base_url) is redacted wherever it shows up later."""
+        remember_settings(self.settings)
+        return self
+
     @field_serializer("settings", when_used="json")
     def _redact(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """Secrets (an API key given as a setting) never reach config.json, results.json or the screen."""
-        return {k: REDACTED if is_secret_setting(k) and v else v for k, v in settings.items()}
+        """Secrets (an API key given as a setting, a key inside a URL) never reach config.json,
+        results.json or the screen: secret-named settings are hidden whole, the others redacted by value."""
+        return {k: redact_setting(k, v) for k, v in settings.items()}
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,79}")
-REDACTED = "<redacted: use the environment variable>"
-_SECRET_WORDS = ("key", "token", "secret", "password", "credential")
-
-
-def is_secret_setting(key: str) -> bool:
-    """api_key, hf_token, client_secret, ...: a setting whose value is a credential."""
-    last = key.lower().replace("-", "_").rsplit("_", 1)[-1]
-    return last in _SECRET_WORDS or key.lower() in ("apikey", "auth")
 
 
 class TasksConfig(BaseModel):
@@ -259,7 +259,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def to_toml(config: ExperimentConfig) -> str:
     """The effective config as TOML that `--config` reads back (None values, which TOML lacks, are left out)."""
-    return _toml_table(config.model_dump(mode="json"), []).lstrip("\n")
+    return redact(_toml_table(config.model_dump(mode="json"), []).lstrip("\n"))
 
 
 def _toml_value(value: Any) -> str:

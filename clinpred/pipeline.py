@@ -34,6 +34,7 @@ from clinpred.data.cohort import Cohort
 from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
+from clinpred.redaction import redact
 from clinpred.run_folder import BackendRun, Kind, RunResults, check_output_folder, replace_run_folder
 from clinpred.tasks.result import TaskResult
 
@@ -297,7 +298,7 @@ def run_experiment(
         if isinstance(b, BackendRun):
             log(f"{b.label}: not run ({b.reason})")
     with replace_run_folder(out_dir, kind, command=command, keep=keep, inputs=inputs) as tmp:
-        write_text(tmp / "config.json", config.model_dump_json(indent=2))
+        write_text(tmp / "config.json", redact(config.model_dump_json(indent=2)))  # secrets by value
         log(f"cohort: {config.data.describe()}")
         prepared = prepare(config, progress=progress)
         ev = prepared.evaluation
@@ -353,7 +354,9 @@ def write_run(results: RunResults, out_dir: Path) -> None:
             if result.units is not None:
                 with atomic_path(out_dir / "units" / run.label / f"{task}.parquet") as tmp:
                     result.units.to_parquet(tmp, index=False)
-    write_text(out_dir / "results.json", results.model_dump_json(indent=2))
+    # secrets redacted by value (a key in base_url, in a reason an endpoint sent back); report.html and
+    # `clinpred report` read this file back, so they see what it holds
+    write_text(out_dir / "results.json", redact(results.model_dump_json(indent=2)))
     panels = {r.label: r.results["geometry"] for r in results.backends if "geometry" in r.results}
     if panels:
         from clinpred.report.umap_figure import write_umap_figure
@@ -364,6 +367,6 @@ def write_run(results: RunResults, out_dir: Path) -> None:
         from clinpred.report.compare import compare_runs
 
         comparison = compare_runs([out_dir])  # paired differences against the first backend, Holm marked
-    write_text(out_dir / "RESULTS.md", results_markdown(results, comparison))
+    write_text(out_dir / "RESULTS.md", redact(results_markdown(results, comparison)))
     # read back from the files just written; the paired bootstrap is drawn once, for both pages
     write_report_html(out_dir / "report.html", [out_dir], comparison, compare=comparison is not None)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clinpred.data.cohort import ADMISSION_DTYPES, DIAGNOSIS_DTYPES, PATIENT_DTYPES, Cohort, conform
+from clinpred.data.labels import normalise_icd
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
 from clinpred.data.source_repairs import link_diagnoses
 from clinpred.data.synthetic_seal import MARKER, is_sealed_synthetic
@@ -128,7 +129,7 @@ def read_diagnoses(directory: Path, admissions: pd.DataFrame) -> tuple[pd.DataFr
     in MIMIC-III), rows of an admission that ADMISSIONS lacks or that is another patient's."""
     path = locate(directory, "DIAGNOSES_ICD")
     raw = read_table(path, DIAGNOSIS_COLUMNS)
-    code = raw["ICD9_CODE"].str.strip().str.replace(".", "", regex=False)
+    code = normalise_icd(raw["ICD9_CODE"])  # 428.0 -> 4280, v10.3 -> V103
     frame = raw.assign(
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
         hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),

@@ -23,6 +23,7 @@ from clinpred.data.cohort import (
     Cohort,
     conform,
 )
+from clinpred.data.labels import normalise_icd
 from clinpred.data.mimic3 import order_diagnoses
 from clinpred.data.note_stream import BlockContext, NoteFilters, read_notes, strings, to_int, to_time
 from clinpred.data.source_repairs import link_diagnoses
@@ -128,7 +129,7 @@ def _diagnoses(hosp: Path, admissions: pd.DataFrame) -> tuple[pd.DataFrame, dict
         subject_id=parse_ints(raw["SUBJECT_ID"], path, "SUBJECT_ID"),
         hadm_id=parse_ints(raw["HADM_ID"], path, "HADM_ID"),
         seq_num=parse_ints(raw["SEQ_NUM"], path, "SEQ_NUM", nullable=True),
-        icd_code=raw["ICD_CODE"].str.strip().str.replace(".", "", regex=False),
+        icd_code=normalise_icd(raw["ICD_CODE"]),  # i50.9 -> I509, 428.0 -> 4280
         icd_version=version,
     )
     frame, counts = link_diagnoses(conform(frame[frame["icd_code"] != ""], DIAGNOSIS_DTYPES), admissions)

@@ -53,7 +53,7 @@ from clinpred.data.tables import (
     unreadable,
 )
 from clinpred.data.text_spill import TextSpill
-from clinpred.errors import InputError
+from clinpred.errors import InputError, cannot_write_message
 from clinpred.paths import cache_root
 from clinpred.temporaries import remove_stale_temporaries
 
@@ -353,6 +353,9 @@ def _parse(
             invalid.check(path)
             source.check_complete(path)
     except (pa.ArrowInvalid, *GZIP_ERRORS, UnicodeDecodeError) as exc:
+        if cannot_write_message(exc) is not None:  # the disk (or ulimit -f) is full, the source is fine
+            exc.filename = exc.filename or f"the note text of {path} sorted into {spill.where}"
+            raise
         if (
             source is not None and source.error is not None and exc is not source.error
         ):  # the real cause of a parse error

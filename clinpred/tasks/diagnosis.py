@@ -8,7 +8,7 @@ the diagnoses the codes are taken from, are left out of the features (DESIGN.md 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,17 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from clinpred.bounds import (
+    MAX_C,
+    MAX_COUNT,
+    MAX_DAYS,
+    MAX_FOLDS,
+    MAX_HOURS,
+    MAX_ITERATIONS,
+    MAX_LEARNING_RATE,
+    MAX_LEAVES,
+    MAX_SEED,
+)
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.cohort import Cohort
 from clinpred.data.labels import LabelScheme, label_matrix, unmapped_units
@@ -52,34 +63,37 @@ LABEL_MAPPING = {
 class DiagnosisConfig(BaseModel):
     """Every setting of the diagnosis task; the result records all of them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
     unit: Literal["patient", "admission"] = "patient"
     # phenotyping: notes of the whole stay (retrospective coding); early: only notes charted in the first
     # early_hours of their admission, so that the task is prediction
     variant: Literal["phenotyping", "early"] = "phenotyping"
-    early_hours: float = Field(48.0, gt=0)
+    early_hours: float = Field(48.0, gt=0, le=MAX_HOURS)
     label_scheme: LabelScheme = "ccs_benchmark"
-    top_k: int = Field(25, ge=1)  # labels kept by the top-k schemes
+    top_k: int = Field(25, ge=1, le=MAX_COUNT)  # labels kept by the top-k schemes
     aggregation: AggregationMethod = "mean"
-    last_k: int = Field(5, ge=1)  # notes in last_k_mean
-    half_life_days: float = Field(30.0, gt=0)  # of decay_mean
+    last_k: int = Field(5, ge=1, le=MAX_COUNT)  # notes in last_k_mean
+    half_life_days: float = Field(30.0, gt=0, le=MAX_DAYS)  # of decay_mean
     include_discharge_summaries: bool = False  # True relaxes the leakage guard
     model: Literal["logistic", "lightgbm"] = "logistic"
-    c_grid: list[float] = Field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min_length=1)
-    inner_folds: int = Field(3, ge=2)  # grouped inner CV that picks C, per label and outer fold
-    max_iter: int = Field(300, ge=10)
-    lgbm_n_estimators: int = Field(100, ge=1)
-    lgbm_learning_rate: float = Field(0.05, gt=0)
-    lgbm_num_leaves: int = Field(15, ge=2)
-    n_folds: int = Field(5, ge=2)
-    min_positives: int = Field(5, ge=1)  # a label needs this many positive and negative units overall
+    c_grid: list[Annotated[float, Field(gt=0, le=MAX_C)]] = Field(
+        default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min_length=1, max_length=100
+    )
+    inner_folds: int = Field(3, ge=2, le=MAX_FOLDS)  # grouped inner CV that picks C, per label and outer fold
+    max_iter: int = Field(300, ge=10, le=MAX_ITERATIONS)
+    lgbm_n_estimators: int = Field(100, ge=1, le=MAX_ITERATIONS)
+    lgbm_learning_rate: float = Field(0.05, gt=0, le=MAX_LEARNING_RATE)
+    lgbm_num_leaves: int = Field(15, ge=2, le=MAX_LEAVES)
+    n_folds: int = Field(5, ge=2, le=MAX_FOLDS)
+    # a label needs this many positive and negative units overall
+    min_positives: int = Field(5, ge=1, le=MAX_COUNT)
     min_train_positives: int = Field(
-        2, ge=1
+        2, ge=1, le=MAX_COUNT
     )  # ... and this many positives and negatives in each training fold
     bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
     subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 def _label_arrays(units: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -187,10 +201,26 @@ def _units_and_labels(
             f"{len(unmapped)} {config.unit}(s) excluded: none of their diagnosis codes maps to a "
             f"{config.label_scheme} category, so they have no labels (not negative ones)"
         )
+    if len(with_dx) and labels.empty:  # the real cause, not "0 patients have feature notes" later
+        raise InputError(_nothing_mapped(dx, config.label_scheme))
     keys = labels.index.to_frame(index=False)
     if config.unit == "patient":
         keys.columns = ["subject_id"]
     return keys, labels.reset_index(drop=True), counts, warnings
+
+
+def _nothing_mapped(dx: pd.DataFrame, scheme: str) -> str:
+    """No diagnosis code maps to the scheme's categories: which versions were read, and a code to look at."""
+    versions = ", ".join(
+        f"{int((dx['icd_version'] == v).sum()):,} ICD-{v}" for v in sorted(dx["icd_version"].unique())
+    )
+    example = dx.iloc[0]
+    return (
+        f"diagnosis: no diagnosis code maps to a {scheme} category ({versions} diagnosis rows; e.g. "
+        f"{example['icd_code']!r}, ICD-{example['icd_version']}), so no patient has a label. Codes must be "
+        "ICD-9-CM or ICD-10-CM as MIMIC writes them (4280, I509) with the right icd_version; "
+        "label_scheme = 'icd_topk' uses the codes as they are."
+    )
 
 
 def early_notes(notes: pd.DataFrame, admissions: pd.DataFrame, hours: float) -> np.ndarray:

@@ -28,6 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinpred.backends.base import l2_normalise
+from clinpred.bounds import MAX_COUNT, MAX_DAYS, MAX_SEED
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.cohort import Cohort
 from clinpred.data.labels import primary_phenotype
@@ -45,18 +46,18 @@ NO_PHENOTYPE = "none"
 class GeometryConfig(BaseModel):
     """Every setting of the geometry task; the result records all of them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
     include_discharge_summaries: bool = False  # True relaxes the leakage guard (recorded)
     aggregation: AggregationMethod = "mean"
-    last_k: int = Field(5, ge=1)  # for aggregation="last_k_mean"
-    half_life_days: float = Field(30.0, gt=0.0)  # for aggregation="decay_mean"
-    min_patients_per_phenotype: int = Field(10, ge=2)
-    knn_k: int = Field(10, ge=1)
+    last_k: int = Field(5, ge=1, le=MAX_COUNT)  # for aggregation="last_k_mean"
+    half_life_days: float = Field(30.0, gt=0.0, le=MAX_DAYS)  # for aggregation="decay_mean"
+    min_patients_per_phenotype: int = Field(10, ge=2, le=MAX_COUNT)
+    knn_k: int = Field(10, ge=1, le=MAX_COUNT)
     umap: bool = True
-    umap_n_neighbors: int = Field(15, ge=2)
-    umap_min_dist: float = Field(0.1, ge=0.0)
-    seed: int = 0  # UMAP's random_state and the label shuffle
+    umap_n_neighbors: int = Field(15, ge=2, le=MAX_COUNT)
+    umap_min_dist: float = Field(0.1, ge=0.0, le=1.0)  # UMAP: at most its spread (1.0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # UMAP's random_state and the label shuffle
     bootstrap: BootstrapScheme = BootstrapScheme()
 
 

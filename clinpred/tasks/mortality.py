@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from clinpred.bounds import MAX_HOURS
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.cohort import Cohort
 from clinpred.tasks.binary_outcome import BinaryOutcomeConfig, evaluate_binary_outcome
@@ -25,7 +26,8 @@ from clinpred.tasks.result import TaskResult
 class MortalityConfig(BinaryOutcomeConfig):
     """Every setting of the in-hospital mortality task; the result records all of them."""
 
-    window_hours: float = Field(48.0, gt=0)  # notes charted this long after ADMITTIME are the features
+    # notes charted this long after ADMITTIME are the features
+    window_hours: float = Field(48.0, gt=0, le=MAX_HOURS)
 
 
 def admission_outcomes(cohort: Cohort, window_hours: float) -> tuple[pd.DataFrame, dict[str, int]]:

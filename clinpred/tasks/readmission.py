@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from clinpred.bounds import MAX_DAYS
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.cohort import Cohort
 from clinpred.tasks.binary_outcome import BinaryOutcomeConfig, evaluate_binary_outcome
@@ -40,7 +41,8 @@ ELECTIVE_TYPES = ("ELECTIVE", "SURGICAL SAME DAY ADMISSION")
 class ReadmissionConfig(BinaryOutcomeConfig):
     """Every setting of the 30-day readmission task; the result records all of them."""
 
-    days: float = Field(30.0, gt=0)  # a next admission starting this soon after discharge is a readmission
+    # a next admission starting this soon after discharge is a readmission
+    days: float = Field(30.0, gt=0, le=MAX_DAYS)
     include_discharge_summary: bool = False  # True adds the admission's discharge summary to the features
     elective: Literal["skip", "count"] = "skip"  # count: all-cause readmission (elective ones included)
 

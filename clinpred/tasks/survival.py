@@ -17,7 +17,7 @@ last discharge: follow-up ends there (after the horizon unless the horizon excee
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,17 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from clinpred.bounds import (
+    MAX_COUNT,
+    MAX_DAYS,
+    MAX_DIMENSIONS,
+    MAX_FOLDS,
+    MAX_HOURS,
+    MAX_ITERATIONS,
+    MAX_LEARNING_RATE,
+    MAX_RESAMPLES,
+    MAX_SEED,
+)
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.cohort import Cohort
 from clinpred.data.splits import patient_folds
@@ -53,33 +64,36 @@ FOLLOW_UP = {
 class SurvivalConfig(BaseModel):
     """Every setting of the survival task; the result records all of them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # bounds: clinpred.bounds
 
-    window_hours: float = Field(48.0, gt=0)
-    horizon_days: float = Field(365.0, gt=0)
+    window_hours: float = Field(48.0, gt=0, le=MAX_HOURS)
+    horizon_days: float = Field(365.0, gt=0, le=MAX_DAYS)
     date_only_notes: Literal["whole_day_inside", "exclude"] = "whole_day_inside"
     include_discharge_summaries: bool = False  # True relaxes the leakage guard
     aggregation: AggregationMethod = "mean"
-    last_k: int = Field(5, ge=1)
-    half_life_days: float = Field(30.0, gt=0)
-    pca_components: int | None = Field(32, ge=1)  # fitted on the training fold only; None: no PCA
+    last_k: int = Field(5, ge=1, le=MAX_COUNT)
+    half_life_days: float = Field(30.0, gt=0, le=MAX_DAYS)
+    # fitted on the training fold only; None: no PCA
+    pca_components: int | None = Field(32, ge=1, le=MAX_DIMENSIONS)
     model: Literal["coxnet", "random_survival_forest", "gradient_boosting"] = "coxnet"
     l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
-    n_alphas: int = Field(30, ge=2)
+    n_alphas: int = Field(30, ge=2, le=MAX_COUNT)
     alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)
-    inner_folds: int = Field(3, ge=2)  # inner CV (Harrell's C) that picks the Coxnet penalty
-    n_estimators: int = Field(100, ge=1)  # forests and boosting
-    min_samples_leaf: int = Field(10, ge=1)
-    learning_rate: float = Field(0.1, gt=0)
-    n_folds: int = Field(5, ge=2)
-    auc_times_days: list[float] = Field(default_factory=lambda: [30.0, 90.0, 365.0])
-    uno_tau_days: float | None = None  # None: the horizon
-    ibs_points: int = Field(20, ge=2)
+    inner_folds: int = Field(3, ge=2, le=MAX_FOLDS)  # inner CV (Harrell's C) that picks the Coxnet penalty
+    n_estimators: int = Field(100, ge=1, le=MAX_ITERATIONS)  # forests and boosting
+    min_samples_leaf: int = Field(10, ge=1, le=MAX_COUNT)
+    learning_rate: float = Field(0.1, gt=0, le=MAX_LEARNING_RATE)
+    n_folds: int = Field(5, ge=2, le=MAX_FOLDS)
+    auc_times_days: list[Annotated[float, Field(gt=0, le=MAX_DAYS)]] = Field(
+        default_factory=lambda: [30.0, 90.0, 365.0], max_length=1000
+    )
+    uno_tau_days: float | None = Field(None, gt=0, le=MAX_DAYS)  # None: the horizon
+    ibs_points: int = Field(20, ge=2, le=MAX_COUNT)
     # patient bootstrap of uno_c, auc_*, ibs (each resample re-runs scikit-survival's IPCW estimators)
-    ipcw_resamples: int = Field(200, ge=0)
+    ipcw_resamples: int = Field(200, ge=0, le=MAX_RESAMPLES)
     bootstrap: BootstrapScheme = Field(default_factory=BootstrapScheme)
     subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 def within_fold_ranks(risk: np.ndarray, fold: np.ndarray) -> np.ndarray:
