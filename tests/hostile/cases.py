@@ -1693,19 +1693,10 @@ def _report_of_run(ws: Workspace) -> list[str]:
     return ["report", str(copy_into(ws.dir, ws.shared.run_folder, "run-a")), "--out", str(ws.out)]
 
 
-def _tiny_survival(ws: Workspace) -> list[str]:
+def _tiny_recall_two_workers(ws: Workspace) -> list[str]:
+    """Recall on the tiny cohort: its bootstrap is large enough to start loky's pool (parallel.MIN_WORK)."""
     ws.env["CLINPRED_JOBS"] = "2"
-    return [
-        "run",
-        "--data",
-        str(ws.shared.tiny_marked),
-        "-b",
-        "tfidf",
-        "-t",
-        "survival",
-        "--out",
-        str(ws.out),
-    ]
+    return ["run", "--data", str(ws.shared.tiny_marked), "-b", "tfidf", "-t", "recall", "--out", str(ws.out)]
 
 
 def _quiet_shutdown(ws: Workspace, proc: Proc) -> list[str]:
@@ -1796,7 +1787,7 @@ RESOURCES = [
     Case(
         "SIGTERM during a run with two worker processes",
         "resources",
-        _tiny_survival,
+        _tiny_recall_two_workers,
         code=143,
         expect=("terminated",),
         driver=interrupted(signal.SIGTERM),
@@ -1806,7 +1797,7 @@ RESOURCES = [
     Case(
         "Ctrl-C during a run with two worker processes",
         "resources",
-        _tiny_survival,
+        _tiny_recall_two_workers,
         code=130,
         expect=("interrupted",),
         driver=interrupted(signal.SIGINT),

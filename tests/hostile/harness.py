@@ -366,7 +366,10 @@ def run_case(case: Case, shared: Any, tmp: Path) -> list[str]:
         if proc.returncode not in codes(case.code):
             problems.append(f"exit {proc.returncode}, expected {case.code}: {tail(shown)}")
         if "Traceback" in shown:
-            problems.append(f"traceback: {tail(shown, 1)}")
+            raised = [
+                x for x in shown.splitlines() if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", x)
+            ]
+            problems.append(f"traceback: {raised[-1] if raised else tail(shown, 1)}")
         low = shown.lower()
         missing = [f for f in case.expect if f.lower() not in low]
         if missing and proc.returncode != 0:
@@ -430,6 +433,12 @@ def run_all(cases: list[Case], shared: Any, folders: list[Path], jobs: int) -> d
     return {case.name: problems for case, problems in zip(cases, found, strict=True)}
 
 
+def _short(problem: str, width: int = 240) -> str:
+    """A problem as one readable line: long runs of one character (a 300-character name) shortened."""
+    problem = re.sub(r"(.)\1{20,}", lambda m: m.group(1) * 3 + "...", problem)
+    return problem if len(problem) <= width else problem[: width - 3] + "..."
+
+
 def summary() -> list[str]:
     """The closing lines: the share handled cleanly, then each failing case and why."""
     if not OUTCOMES:
@@ -448,5 +457,5 @@ def summary() -> list[str]:
     lines.append("  by family: " + ", ".join(f"{f} {c}/{n}" for f, (c, n) in families.items()))
     for o in OUTCOMES:
         if o.problems:
-            lines.append(f"  FAILED {o.name}: {'; '.join(o.problems)}")
+            lines.append(f"  FAILED {o.name}: {'; '.join(_short(p) for p in o.problems)}")
     return lines
