@@ -38,9 +38,12 @@ def data_check(
 ) -> None:
     """Detect the layout, validate it, and print a summary of the cohort."""
     from clinpred.data.check import check_data, render_check
+    from clinpred.privacy.modes import modes_line, protect_source
 
+    protected = protect_source(path)  # before the note cache is written
     report = check_data(path, use_cache=not no_cache)
     render_check(report, out)
+    out.print(modes_line(protected), highlight=False, markup=False)
 
 
 TASK_HELP = (
@@ -126,10 +129,13 @@ def report(
     ),
 ) -> None:
     """Combine runs into one comparison and one report.html, with paired bootstrap differences."""
+    from clinpred.privacy.modes import protect_source, runs_credentialed
     from clinpred.report.compare import compare_runs, comparison_markdown, write_comparison
     from clinpred.report.html import write_report_html
     from clinpred.run_folder import check_output_folder, mark_output_folder
 
+    # a comparison of runs on credentialed notes is owner-only, like the runs (DESIGN.md rule 6)
+    protect_source(None, credentialed=runs_credentialed(run_dirs))
     # a report folder of its own: new, empty or an earlier report; never a run, data or someone's folder
     inputs = [("the run folder", run_dir) for run_dir in run_dirs]
     check_output_folder(out_dir, "report", inputs=inputs)
@@ -226,26 +232,45 @@ def backends_check(
 
 @cache_app.command("info")
 def cache_info(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP)) -> None:
-    """What clinpred keeps on disk: embeddings per fingerprint, and sorted copies of note files."""
-    from rich.table import Table
+    """What clinpred keeps on disk, by the dataset it came from: note text, embeddings per model, modes."""
+    from clinpred.cache_sources import UNKNOWN, cache_listing
 
-    from clinpred.backends import EmbeddingCache
-    from clinpred.data.note_cache import note_cache_files
-    from clinpred.data.note_stream import default_cache_dir
-
-    cache = EmbeddingCache(cache_dir)
-    entries = cache.info()
-    table = Table("key", "vectors", "dim", "bytes", "fingerprint", title=f"embedding cache {cache.root}")
-    for e in entries:
-        table.add_row(e.key[:12], str(e.vectors), str(e.dimension), f"{e.bytes:,}", e.fingerprint)
-    out.print(table, soft_wrap=True)
+    listing = cache_listing(cache_dir)
+    out.print(
+        f"embedding cache {listing.embedding_root}; note cache {listing.notes_root} (note text)",
+        soft_wrap=True,
+    )
+    for g in listing.groups:
+        if g.path == UNKNOWN:
+            head = f"{UNKNOWN} (written before clinpred recorded sources; `clinpred cache clear` removes it)"
+        else:
+            kind = "synthetic cohort, usual permissions" if g.synthetic else "credentialed: owner-only"
+            head = f"source {g.path} ({', '.join(sorted(g.readers)) or 'reader not recorded'}; {kind})"
+        out.print(f"{head}: {g.bytes:,} bytes", soft_wrap=True)
+        for f in g.notes:
+            state = "left by a killed reader" if f.stale_temporary else "note text"
+            out.print(
+                f"  {state:<11} {f.name}  {f.bytes:,} bytes  created {f.created or '-'}  mode {f.mode}",
+                soft_wrap=True,
+            )
+        for e in g.embeddings:
+            out.print(
+                f"  embeddings  {e.key[:12]}  {e.vectors:,} vectors, dim {e.dimension}  {e.bytes:,} bytes  "
+                f"created {e.created or '-'}  mode {e.mode}  {e.fingerprint}",
+                soft_wrap=True,
+            )
+    entries, files = listing.entries, listing.note_files
     out.print(f"{len(entries)} fingerprint(s), {sum(e.bytes for e in entries):,} bytes")
-    files = note_cache_files()
-    notes = Table("file", "bytes", "state", title=f"note cache {default_cache_dir()} (note text)")
-    for f in files:
-        notes.add_row(f.name, f"{f.bytes:,}", "left by a killed reader" if f.stale_temporary else "cache")
-    out.print(notes, soft_wrap=True)
     out.print(f"{len(files)} note cache file(s), {sum(f.bytes for f in files):,} bytes")
+    for x in listing.exposures:
+        out.print(f"READABLE BY {x.who.upper()}: {x.path} (mode {x.mode})", soft_wrap=True)
+    if listing.exposures:
+        out.print(
+            f"{len(listing.exposures)} path(s) derived from credentialed notes are readable beyond their "
+            "owner: the next clinpred command on a credentialed source narrows them, or run chmod -R go-rwx "
+            "on the cache folder.",
+            soft_wrap=True,
+        )
 
 
 @cache_app.command("clear")
@@ -253,11 +278,17 @@ def cache_clear(
     fingerprint: str | None = typer.Option(
         None, "--fingerprint", help="Only this embedding fingerprint (as printed, or its key prefix)."
     ),
+    source: Path | None = typer.Option(
+        None,
+        "--source",
+        help="Only what was derived from this dataset (its note text and every model's embeddings of it).",
+    ),
     embeddings_only: bool = typer.Option(False, "--embeddings", help="Only the embedding cache."),
     notes_only: bool = typer.Option(False, "--notes", help="Only the note cache (sorted note text)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
 ) -> None:
-    """Delete cached vectors and cached note text: all of it, one part, or one fingerprint's vectors."""
+    """Delete cached vectors and cached note text: all of it, one part, one fingerprint's vectors, or what
+    one dataset left behind. Run folders and fine-tuned models are yours: never deleted here."""
     from clinpred.backends import EmbeddingCache
     from clinpred.data.note_cache import clear_note_cache
     from clinpred.data.note_stream import default_cache_dir
@@ -266,6 +297,11 @@ def cache_clear(
         raise InputError("--fingerprint names embeddings; it cannot be combined with --notes.")
     if embeddings_only and notes_only:
         raise InputError("--embeddings and --notes exclude each other; give neither to clear both.")
+    if source is not None:
+        if fingerprint is not None or embeddings_only or notes_only:
+            raise InputError("--source clears everything derived from a dataset; give it alone.")
+        _clear_source(source, cache_dir)
+        return
     if not notes_only:
         cache = EmbeddingCache(cache_dir)
         removed = cache.clear(fingerprint)
@@ -277,6 +313,34 @@ def cache_clear(
     if not embeddings_only and fingerprint is None:
         files = clear_note_cache()
         out.print(f"removed {len(files)} note cache file(s) from {default_cache_dir()}")
+
+
+def _clear_source(source: Path, cache_dir: Path | None) -> None:
+    from clinpred.cache_sources import purge_source
+
+    purge = purge_source(source, cache_dir)
+    out.print(
+        f"removed {len(purge.notes_removed)} note cache file(s) and {len(purge.fingerprints_removed)} "
+        f"embedding fingerprint(s) derived from {purge.source}",
+        soft_wrap=True,
+    )
+    for name, others in purge.notes_kept:
+        out.print(f"kept note cache file {name}: also read from {', '.join(others)}", soft_wrap=True)
+    for key, others in purge.fingerprints_kept:
+        out.print(
+            f"kept fingerprint {key[:12]}: it also holds embeddings of {', '.join(others)}; "
+            f"`clinpred cache clear --fingerprint {key[:12]}` removes it for every source",
+            soft_wrap=True,
+        )
+    if purge.unknown:
+        out.print(
+            f"{purge.unknown} fingerprint(s) of unknown source (written before sources were recorded) left; "
+            "`clinpred cache clear` removes them",
+            soft_wrap=True,
+        )
+    if purge.temporaries_removed:
+        out.print(f"removed {purge.temporaries_removed} temporary note file(s) left by killed readers")
+    out.print("run folders and fine-tuned models are yours: not touched")
 
 
 @app.command("finetune")

@@ -164,6 +164,16 @@ def _nested_error(e: Any, name: str) -> Any:
     return {"type": PydanticCustomError(e["type"], e["msg"]), "loc": loc, "input": e["input"]}
 
 
+class PrivacyConfig(BaseModel):
+    """Who may read what a run on credentialed notes writes (clinpred.privacy.modes, DESIGN.md rule 6)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # false: owner-only (folders 0700, files 0600); true: a team under one DUA, 0750 / 0640, never more.
+    # CLINPRED_SHARE_WITH_GROUP=1 does the same for every command of a shell.
+    share_with_group: bool = False
+
+
 class ExperimentConfig(BaseModel):
     """Everything a `clinpred run` needs; saved as config.json in the run directory."""
 
@@ -177,6 +187,7 @@ class ExperimentConfig(BaseModel):
     cache_dir: Path | None = (
         None  # the embedding cache; None: $CLINPRED_CACHE/embeddings (~/.cache/clinpred/embeddings)
     )
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> ExperimentConfig:

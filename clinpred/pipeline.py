@@ -34,6 +34,7 @@ from clinpred.data.cohort import Cohort
 from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
+from clinpred.privacy.modes import protect_source
 from clinpred.redaction import redact
 from clinpred.run_folder import BackendRun, Kind, RunResults, check_output_folder, replace_run_folder
 from clinpred.tasks.result import TaskResult
@@ -60,6 +61,13 @@ class Prepared:
         """What a backend that learns from text (TF-IDF) is fitted on; made only if one asks."""
         notes = self.cohort.subset(self.split.finetune).with_phi_setting(self.phi_placeholders).notes
         return notes["text"].astype(str).tolist()
+
+
+def source_record(cohort: Cohort) -> dict[str, Any]:
+    """What the embedding cache records of where texts came from (a plain value: the backend never sees
+    a Cohort): the dataset's absolute path and whether it is the synthetic cohort."""
+    path = str(Path(cohort.path).resolve()) if cohort.path is not None else None
+    return {"path": path, "synthetic": bool(cohort.synthetic), "reader": cohort.source}
 
 
 def synthetic_cohort_dir(size: str, seed: int) -> Path:
@@ -205,7 +213,7 @@ def evaluate_backend(
             log(f"{run.label}: fitting on {len(prepared.finetune_texts):,} notes of fine-tuning patients")
             backend.fit(prepared.finetune_texts)
         cache = EmbeddingCache(config.cache_dir or default_cache_root())
-        cached = CachedBackend(backend, cache, progress=progress)
+        cached = CachedBackend(backend, cache, progress=progress, source=source_record(prepared.cohort))
         run.fingerprint = backend.fingerprint()
         run.description = backend.describe() if hasattr(backend, "describe") else {}
         provenance_warnings, run.provenance = _finetune_provenance(backend, prepared.split)
@@ -292,6 +300,8 @@ def run_experiment(
     check_output_folder(out_dir, kind, inputs=inputs)
     check_backend_names(config)
     built = create_backends(config)
+    # before the first write: owner-only modes for what derives from credentialed notes (DESIGN.md rule 6)
+    protect_source(config.data, share=config.privacy.share_with_group)
     if all(isinstance(b, BackendRun) for b in built):
         raise InputError(_nothing_ran(built))
     for b in built:

@@ -5,6 +5,7 @@ Layout under the root (default ``$CLINPRED_CACHE/embeddings``, else ``~/.cache/c
     <sha256(fingerprint)>/
         index.json            fingerprint, dimension, and every shard with its row count
         index.lock            held (filelock) while the index is rewritten
+        sources.json          each data source whose texts were embedded under it: path, counts, dates
         shards/<name>.shard   keys and float32 vectors of one embedded chunk, never rewritten
 
 A key is ``sha256(role + "\\0" + text)``: the cache holds hashes and vectors, never text. Each chunk of
@@ -35,6 +36,7 @@ from pydantic import BaseModel
 
 from clinpred.backends.base import Role
 from clinpred.paths import cache_root
+from clinpred.privacy.modes import cap_to_folder, narrow_folders
 from clinpred.temporaries import remove_stale_temporaries
 
 _MAGIC = b"CLINPRED-EMB1\n"
@@ -78,6 +80,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp-{uuid.uuid4().hex}")
     try:
         with tmp.open("wb") as handle:
+            cap_to_folder(handle.fileno(), path.parent)  # no wider than its folder: see privacy.modes
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -108,6 +111,16 @@ class CacheEntry(BaseModel):
     vectors: int
     shards: int
     bytes: int
+    sources: list[dict[str, Any]] = []  # sources.json's entries; empty: written before sources were kept
+    created: str | None = None  # the earliest date a source was recorded
+    mode: str = ""  # the folder's permission bits, 0700-style
+
+
+SOURCES_FILE = "sources.json"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 class _Loaded:
@@ -210,6 +223,36 @@ class EmbeddingCache:
                     index["shards"][path.name] = _read_header(path)[0]
             _write_atomic(directory / "index.json", json.dumps(index, sort_keys=True).encode())
 
+    def record_source(self, fingerprint: str, source: dict[str, Any], embedded: int) -> None:
+        """Note under the index lock that texts of ``source`` (a plain value: its absolute ``path``,
+        ``synthetic``, ``reader``) were embedded (``embedded`` new ones) or read under this fingerprint,
+        so that `clinpred cache clear --source` can remove what one dataset left behind."""
+        if not source.get("path"):
+            return
+        directory = self.directory(fingerprint)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock(directory):
+            record = self.read_sources(directory)
+            entry = next((e for e in record if e.get("path") == source["path"]), None)
+            if entry is None:
+                entry = {**source, "texts_embedded": 0, "first_used": _now()}
+                record.append(entry)
+            entry["texts_embedded"] = int(entry.get("texts_embedded", 0)) + int(embedded)
+            entry["last_used"] = _now()
+            body = json.dumps({"fingerprint": fingerprint, "sources": record}, indent=1, sort_keys=True)
+            _write_atomic(directory / SOURCES_FILE, body.encode())
+        if not source.get("synthetic"):  # a folder made by a synthetic run now holds credentialed vectors
+            narrow_folders([directory, directory / "shards"])
+
+    @staticmethod
+    def read_sources(directory: Path) -> list[dict[str, Any]]:
+        """The sources recorded for one fingerprint folder ([] when none were: an older cache)."""
+        try:
+            sources = json.loads((directory / SOURCES_FILE).read_text()).get("sources", [])
+        except (OSError, ValueError, AttributeError):
+            return []
+        return [s for s in sources if isinstance(s, dict)] if isinstance(sources, list) else []
+
     @staticmethod
     def _read_index(directory: Path) -> dict[str, Any] | None:
         try:
@@ -240,6 +283,8 @@ class EmbeddingCache:
                 keys = np.fromfile(path, dtype=np.uint8, count=count * _KEY_BYTES, offset=_HEADER)
                 distinct.update(keys.reshape(count, _KEY_BYTES)[row].tobytes() for row in range(count))
             size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+            sources = self.read_sources(directory)
+            firsts = sorted(str(s["first_used"]) for s in sources if s.get("first_used"))
             entries.append(
                 CacheEntry(
                     key=directory.name,
@@ -248,6 +293,9 @@ class EmbeddingCache:
                     vectors=len(distinct),
                     shards=len(shards),
                     bytes=size,
+                    sources=sources,
+                    created=firsts[0] if firsts else None,
+                    mode=f"{directory.stat().st_mode & 0o777:04o}",
                 )
             )
         return entries
@@ -265,13 +313,41 @@ class EmbeddingCache:
                 )
                 if not matches:
                     continue
-            with self._lock(directory):
-                doomed = directory.with_name(f".{directory.name}.deleting-{uuid.uuid4().hex}")
-                os.replace(directory, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
-            self._loaded.pop(directory.name, None)
+            self._remove(directory)
             removed.append(directory.name)
         return removed
+
+    def _remove(self, directory: Path) -> None:
+        with self._lock(directory):
+            doomed = directory.with_name(f".{directory.name}.deleting-{uuid.uuid4().hex}")
+            os.replace(directory, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        self._loaded.pop(directory.name, None)
+
+    def clear_source(self, matches: Any) -> tuple[list[str], list[tuple[str, list[str]]], int]:
+        """Remove every fingerprint folder whose recorded sources all satisfy ``matches(path)``.
+
+        Returns the removed keys, the folders kept because another source shares them (key, the other
+        sources' paths), and how many folders have no recorded source (left: `cache clear` removes them).
+        """
+        removed: list[str] = []
+        shared: list[tuple[str, list[str]]] = []
+        unknown = 0
+        for directory in self._directories():
+            sources = self.read_sources(directory)
+            if not sources:
+                unknown += 1
+                continue
+            ours = [s for s in sources if matches(str(s.get("path", "")))]
+            if not ours:
+                continue
+            others = [str(s.get("path")) for s in sources if s not in ours]
+            if others:
+                shared.append((directory.name, others))
+                continue
+            self._remove(directory)
+            removed.append(directory.name)
+        return removed, shared, unknown
 
 
 class CachedBackend:
@@ -284,10 +360,16 @@ class CachedBackend:
     """
 
     def __init__(
-        self, backend: Any, cache: EmbeddingCache, progress: bool = True, chunk_size: int | None = None
+        self,
+        backend: Any,
+        cache: EmbeddingCache,
+        progress: bool = True,
+        chunk_size: int | None = None,
+        source: dict[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.cache = cache
+        self.source = source  # where the texts come from (path, synthetic, reader): kept in sources.json
         self.progress = progress
         self.chunk_size = int(chunk_size or getattr(backend, "preferred_chunk_size", None) or DEFAULT_CHUNK)
         self.name = backend.name
@@ -323,6 +405,8 @@ class CachedBackend:
                 missing = sorted((k for k in first if k not in found), key=lambda k: -len(texts[first[k]]))
                 if missing:
                     self._embed_missing(fingerprint, [texts[first[k]] for k in missing], missing, role, found)
+        if self.source:
+            self.cache.record_source(fingerprint, self.source, self.last_embedded)
         out = np.empty((len(texts), next(iter(found.values())).shape[0]), dtype=np.float32)
         for row, key in enumerate(keys):
             out[row] = found[key]

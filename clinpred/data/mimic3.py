@@ -199,6 +199,7 @@ def read_mimic3(
         progress=progress,
         patients=admissions["subject_id"].to_numpy(),  # to split the spill by patient range
         admissions=admissions,
+        origin=("mimic3", directory),  # beside the cache file: for cache info, clear --source
     )
     cohort = Cohort(
         notes=notes,

@@ -173,6 +173,7 @@ def read_mimic4(
         progress=progress,
         patients=admissions["subject_id"].to_numpy(),  # to split the spill by patient range
         admissions=admissions,
+        origin=("mimic4", root),  # beside the cache file: for cache info, clear --source
     )
     diagnoses, dx_counts = _diagnoses(hosp, admissions)
     repaired = {

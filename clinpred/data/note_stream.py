@@ -602,6 +602,7 @@ def read_notes(
     progress: bool = False,
     patients: np.ndarray | None = None,
     admissions: pd.DataFrame | None = None,
+    origin: tuple[str, Path] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Notes of one or more files in canonical form (NOTE_DTYPES), sorted together by patient, time,
     file (in the order given) and source order, so that no caller sorts (and copies) the text again.
@@ -616,6 +617,9 @@ def read_notes(
 
     Returns the notes and counts: ``error_notes_dropped`` (ISERROR notes matching the other
     filters), ``notes_read_from_cache`` (1 when the cache served the read) and each repair made.
+
+    ``origin`` (the reader's name and the dataset's root) is recorded beside the cache file, so that
+    `clinpred cache info` can say where cached note text came from and `cache clear --source` purge it.
     """
     sources = _as_list(sources)
     cache_file = cache_path(sources, cache_dir) if use_cache else None
@@ -639,4 +643,8 @@ def read_notes(
         "notes_read_from_cache": from_cache,
         **repaired,
     }
+    if cache_file is not None:
+        from clinpred.data.note_cache import record_note_source
+
+        record_note_source(cache_file, sources, origin)
     return conform(frame, NOTE_DTYPES), counts

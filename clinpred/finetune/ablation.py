@@ -153,9 +153,11 @@ def run_ablation(
 ) -> dict[str, Any]:
     """Fine-tune every recipe (or reuse it), evaluate all in one run, compare against the base."""
     from clinpred.pipeline import build_cohort, run_experiment
+    from clinpred.privacy.modes import protect_source
     from clinpred.report.compare import compare_runs, write_comparison
 
     out = Path(out)
+    protect_source(config.data)  # before the first write: owner-only for a credentialed source
     # new, empty or an earlier ablation (marked, or its ablation.json); never someone's folder or the data
     mark_output_folder(out, "ablate", inputs=[("the ablation's data", config.data.path)])
     if config.data.synthetic is not None:  # models of another generator's cohort are not reused

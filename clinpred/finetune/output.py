@@ -60,9 +60,12 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, indent=2, default=str)
             fh.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the rest of the team
+        from clinpred.privacy.modes import current_umask
+
+        # the mode a plain open() gives, as for every other file in the folder: mkstemp's 0600 follows
+        # no setting. Owner-only (or 0640 with share_with_group) when the source is credentialed, since
+        # clinpred.privacy.modes narrowed the umask; the user's usual mode for the synthetic cohort.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

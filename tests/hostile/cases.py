@@ -334,6 +334,28 @@ def _synth_dot(ws: Workspace) -> list[str]:
     return ["synth", "--out", ".", "--quiet"]
 
 
+def _out_dot_dot(ws: Workspace) -> list[str]:
+    data = m3(ws.dir / "mine" / "m3")
+    ws.protect(user_folder(ws.dir / "mine", {"thesis.docx": "precious"}))
+    (ws.dir / "mine" / "sub").mkdir()
+    return ["run", "--data", str(data), "-b", "tfidf:min_df=1", "-t", "recall", "--out", "..", "-q"]
+
+
+def _report_dot(ws: Workspace) -> list[str]:
+    run = copy_into(ws.dir, ws.shared.run_folder, "run-a")
+    ws.protect(user_folder(ws.dir / "mine", {"slides.pptx": b"PK\x03\x04 talk"}), run)
+    return ["report", str(run), "--out", "."]
+
+
+def _into_a_run(command: Callable[[Workspace, Path], list[str]]) -> Build:
+    def build(ws: Workspace) -> list[str]:
+        run = copy_into(ws.dir, ws.shared.run_folder, "run-a")
+        ws.protect(run)
+        return command(ws, run)
+
+    return build
+
+
 DATA_LOSS = [
     Case(
         "run --out holds the user's models/ft",
@@ -394,6 +416,31 @@ DATA_LOSS = [
         "run --out . in an empty folder", "data loss", _out_dot_empty, code=(0, 2), driver=in_folder("empty")
     ),
     Case("run --out an earlier run: replaced", "data loss", _earlier_run, code=0),
+    Case("run --out .. (the user's folder above)", "data loss", _out_dot_dot, driver=in_folder("mine/sub")),
+    Case("report --out . in the user's folder", "data loss", _report_dot, driver=in_folder("mine")),
+    Case(
+        "synth --out a run folder",
+        "data loss",
+        _into_a_run(lambda ws, run: ["synth", "--out", str(run), "--quiet"]),
+    ),
+    Case(
+        "finetune --out a run folder",
+        "data loss",
+        _into_a_run(
+            lambda ws, run: [
+                "finetune",
+                "--data",
+                str(m3(ws.dir / "m3")),
+                "--base",
+                str(ws.shared.minilm),
+                "--out",
+                str(run),
+                "--max-steps",
+                "1",
+                "-q",
+            ]
+        ),
+    ),
     Case(
         "run --out an earlier run holding a file the user added",
         "data loss",

@@ -1,0 +1,169 @@
+"""What clinpred's caches hold, grouped by the dataset it came from; and the purge of one dataset.
+
+For `clinpred cache info` and `clinpred cache clear --source` (issue 29): when a project or a data use
+agreement ends, the user must be able to see what a dataset left behind (sorted note text, embeddings
+per model) and remove exactly that. Each note cache file has a source record beside it
+(clinpred.data.note_cache), each embedding fingerprint folder a ``sources.json`` (clinpred.backends.cache).
+Entries written before those records existed are "source unknown": `clinpred cache clear` removes them.
+Run folders and fine-tuned models are the user's: nothing here deletes them.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clinpred.backends.cache import CacheEntry, EmbeddingCache
+from clinpred.data.note_cache import (
+    NoteCacheFile,
+    clear_note_source,
+    note_cache_files,
+    sidecar,
+    source_matcher,
+)
+from clinpred.data.note_stream import default_cache_dir
+from clinpred.errors import InputError
+from clinpred.privacy.modes import exposed_bits, share_with_group
+from clinpred.temporaries import remove_stale_temporaries
+
+UNKNOWN = "source unknown"
+
+
+@dataclass
+class SourceGroup:
+    """Everything the cache holds from one dataset (or of unknown source)."""
+
+    path: str  # the dataset's absolute path, or UNKNOWN
+    synthetic: bool = False
+    readers: set[str] = field(default_factory=set)
+    notes: list[NoteCacheFile] = field(default_factory=list)
+    embeddings: list[CacheEntry] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(n.bytes for n in self.notes) + sum(e.bytes for e in self.embeddings)
+
+
+@dataclass
+class Exposure:
+    """A cache path readable or writable beyond what the privacy setting allows."""
+
+    path: Path
+    mode: str
+    who: str  # "others" or "group"
+
+
+@dataclass
+class CacheListing:
+    """`clinpred cache info`'s content."""
+
+    embedding_root: Path
+    notes_root: Path
+    groups: list[SourceGroup]
+    entries: list[CacheEntry]
+    note_files: list[NoteCacheFile]
+    exposures: list[Exposure]
+
+
+def _who(mode: int, share: bool) -> str | None:
+    extra = exposed_bits(mode, share=share)
+    if not extra:
+        return None
+    return "others" if extra & 0o007 else "group"
+
+
+def _exposures(paths: list[Path], share: bool) -> list[Exposure]:
+    found = []
+    for path in paths:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            continue
+        who = _who(stat.S_IMODE(info.st_mode), share)
+        if who:
+            found.append(Exposure(path, f"{stat.S_IMODE(info.st_mode):04o}", who))
+    return found
+
+
+def cache_listing(cache_dir: Path | None = None) -> CacheListing:
+    """Every cache entry grouped by source, each with its mode, and every path readable beyond its owner
+    (beyond the group with CLINPRED_SHARE_WITH_GROUP) among what derives from a credentialed or unknown
+    source. What derives from the synthetic cohort alone keeps the usual permissions and is not flagged."""
+    cache = EmbeddingCache(cache_dir)
+    notes_root = default_cache_dir()
+    entries = cache.info()
+    note_files = note_cache_files(notes_root)
+    groups: dict[str, SourceGroup] = {}
+
+    def group(source: dict[str, Any] | None, path_key: str) -> SourceGroup:
+        path = str(source.get(path_key) or UNKNOWN) if source else UNKNOWN
+        g = groups.setdefault(path, SourceGroup(path, synthetic=bool(source and source.get("synthetic"))))
+        if source and source.get("reader"):
+            g.readers.add(str(source["reader"]))
+        return g
+
+    share = share_with_group()
+    exposures: list[Exposure] = []
+    credentialed = False
+    for f in note_files:
+        for source in f.sources or [None]:
+            group(source, "root").notes.append(f)
+        public = bool(f.sources) and all(s.get("synthetic") is True for s in f.sources)
+        if not public:
+            credentialed = True
+            exposures += _exposures([notes_root / f.name, sidecar(notes_root / f.name)], share)
+    for e in entries:
+        for source in e.sources or [None]:
+            group(source, "path").embeddings.append(e)
+        public = bool(e.sources) and all(s.get("synthetic") is True for s in e.sources)
+        if not public:
+            credentialed = True
+            folder = cache.root / e.key
+            exposures += _exposures([folder, *sorted(folder.rglob("*"))], share)
+    if credentialed:  # the folders that hold them
+        folders = [p for p in (cache.root, notes_root, notes_root.parent) if p.is_dir()]
+        exposures = _exposures(list(dict.fromkeys(folders)), share) + exposures
+    ordered = sorted(groups.values(), key=lambda g: (g.path == UNKNOWN, g.synthetic, g.path))
+    return CacheListing(cache.root, notes_root, ordered, entries, note_files, exposures)
+
+
+@dataclass
+class Purge:
+    """What `clinpred cache clear --source` did."""
+
+    source: Path
+    notes_removed: list[str]
+    fingerprints_removed: list[str]
+    notes_kept: list[tuple[str, list[str]]]  # (file, the other sources it was also read from)
+    fingerprints_kept: list[tuple[str, list[str]]]  # (key, the other sources it holds texts of)
+    unknown: int  # fingerprint folders with no recorded source, left as they are
+    temporaries_removed: int
+
+
+def purge_source(source: Path, cache_dir: Path | None = None) -> Purge:
+    """Remove everything the caches derived from ``source`` (a dataset folder or note file; it may be
+    gone already): its note cache files and every embedding fingerprint whose only sources lie there.
+    A file or fingerprint another source shares is kept and returned. Refused when nothing recorded
+    there is found, so a mistyped path is not taken for a purge done."""
+    matches = source_matcher(source)
+    notes_removed, notes_kept = clear_note_source(matches)
+    fingerprints_removed, fingerprints_kept, unknown = EmbeddingCache(cache_dir).clear_source(matches)
+    temporaries = remove_stale_temporaries(default_cache_dir())  # note text of killed readers, any source
+    if not (notes_removed or notes_kept or fingerprints_removed or fingerprints_kept):
+        raise InputError(
+            f"--source {source}: nothing in the cache is recorded as derived from it (see `clinpred cache "
+            "info` for the sources it knows; entries of unknown source go with `clinpred cache clear`)."
+        )
+    return Purge(
+        Path(source).expanduser().resolve(),
+        notes_removed,
+        fingerprints_removed,
+        notes_kept,
+        fingerprints_kept,
+        unknown,
+        len(temporaries),
+    )
