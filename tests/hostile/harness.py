@@ -411,7 +411,8 @@ class Session:
 
     jobs: int = 1
     wall: float = 0.0
-    cpu: float = 0.0
+    cpu: float = 0.0  # the clinpred processes
+    own_cpu: float = 0.0  # this process: building inputs, snapshots, scans
 
 
 SESSION = Session()
@@ -422,7 +423,7 @@ def run_all(cases: list[Case], shared: Any, folders: list[Path], jobs: int) -> d
     processes are single-threaded enough that two at once take about half the time on two cores."""
     from concurrent.futures import ThreadPoolExecutor
 
-    started, cpu = time.monotonic(), children_cpu()
+    started, cpu, own = time.monotonic(), children_cpu(), time.process_time()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         found = list(
             pool.map(lambda pair: run_case(pair[0], shared, pair[1]), zip(cases, folders, strict=True))
@@ -430,6 +431,7 @@ def run_all(cases: list[Case], shared: Any, folders: list[Path], jobs: int) -> d
     SESSION.jobs = jobs
     SESSION.wall += time.monotonic() - started
     SESSION.cpu += children_cpu() - cpu
+    SESSION.own_cpu += time.process_time() - own
     return {case.name: problems for case, problems in zip(cases, found, strict=True)}
 
 
@@ -447,7 +449,8 @@ def summary() -> list[str]:
     share = 100 * len(clean) / len(OUTCOMES)
     lines = [
         f"hostile inputs: {len(clean)} of {len(OUTCOMES)} handled cleanly ({share:.1f}%)",
-        f"  time: {SESSION.wall:.0f} s wall ({SESSION.jobs} at once), {SESSION.cpu:.0f} s CPU in clinpred",
+        f"  time: {SESSION.wall:.0f} s wall ({SESSION.jobs} at once); CPU {SESSION.cpu:.0f} s in clinpred, "
+        f"{SESSION.own_cpu:.0f} s in the suite; load average {os.getloadavg()[0]:.1f}",
     ]
     families: dict[str, list[int]] = {}
     for o in OUTCOMES:
