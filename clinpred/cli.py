@@ -370,6 +370,13 @@ def finetune_command(
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run from its last checkpoint."
     ),
+    max_repaired_share: float | None = typer.Option(
+        None,
+        "--max-repaired-share",
+        min=0.0,
+        max=1.0,
+        help="Accept a source where a repair rule changed more than this share of a table (default 0.01).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Temporal contrastive fine-tuning: a patient's note t should retrieve the same patient's note t+1."""
@@ -396,6 +403,7 @@ def finetune_command(
         config=cfg,
         resume=resume,
         progress=not quiet,
+        max_repaired_share=max_repaired_share,
     )
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun the summary is rank 0's: the other processes wrote nothing

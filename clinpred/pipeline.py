@@ -78,8 +78,12 @@ def synthetic_cohort_dir(size: str, seed: int) -> Path:
     return cache_root() / "synthetic" / f"{size}-seed{seed}-generator{GENERATOR_VERSION}"
 
 
-def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
-    """Read MIMIC files, or generate (once) and read the synthetic cohort, through the same reader."""
+def build_cohort(data: DataConfig, *, progress: bool = True, relax: str | None = None) -> Cohort:
+    """Read MIMIC files, or generate (once) and read the synthetic cohort, through the same reader.
+
+    A source with more damaged rows than ``data.max_repaired_share`` is refused; ``relax`` names how the
+    command relaxes it (default: the run config's [data] max_repaired_share).
+    """
     from clinpred.data.integrity import refuse_excess
     from clinpred.data.load import load_cohort
 
@@ -96,7 +100,7 @@ def build_cohort(data: DataConfig, *, progress: bool = True) -> Cohort:
     else:
         path = data.path
     cohort = load_cohort(path, categories=data.categories, use_cache=data.use_cache, progress=progress)
-    refuse_excess(cohort, data.max_repaired_share, data.describe())  # DESIGN.md rule 9, before embedding
+    refuse_excess(cohort, data.max_repaired_share, data.describe(), relax)  # DESIGN.md rule 9
     return cohort
 
 

@@ -158,6 +158,7 @@ def test_a_row_id_repeated_with_other_content_is_refused(clean, tmp_path):
         f"ROW_ID {row_id} in data row(s) 5, {len(rows)}",
         "appears again with different content",
     )
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()], "a refused read left a cache file"
 
 
 def test_recased_categories_are_read_as_mimic_means_them(clean, tmp_path, clean_run):
@@ -282,9 +283,20 @@ def test_the_share_limit_refuses_and_its_setting_relaxes_it(clean, tmp_path):
         "diagnoses_of_unknown_admission_dropped",
         f"{n:,} of {len(dx) - 1:,} diagnoses rows",
         "more than the limit of 1.0%",
-        "[data] max_repaired_share (now 0.01)",
+        "[data] max_repaired_share in the run's config (now 0.01)",
     )
     assert "clinpred data check" in message
+    # fine-tuning reads the same cohort: refused too, before any training, naming its own flag
+    proc = run_cli(
+        "finetune",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "ft"),
+        "--quiet",
+        env={"CLINPRED_CACHE": str(tmp_path / "cache")},
+    )
+    refused(proc, "diagnoses_of_unknown_admission_dropped", "raising --max-repaired-share (now 0.01)")
     proc = run(data, tmp_path / "out", tmp_path, config="[data]\nmax_repaired_share = 0.2\n")
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "out" / "results.json").read_text())

@@ -211,14 +211,16 @@ def kept_rows(cohort: Cohort) -> dict[str, int]:
     return {name: len(getattr(cohort, name)) for name in ("notes", "admissions", "patients", "diagnoses")}
 
 
-def refuse_excess(cohort: Cohort, limit: float, source: str) -> None:
+def refuse_excess(cohort: Cohort, limit: float, source: str, relax: str | None = None) -> None:
     """Refuse a source where a limited rule repaired more than ``limit`` of its table (before any
-    embedding: numbers built on such a source would rest on the repairs)."""
+    embedding: numbers built on such a source would rest on the repairs). ``relax``: the setting that
+    relaxes it as the command takes it (default: the run config's [data] max_repaired_share)."""
     found = excesses(cohort.counts, kept_rows(cohort), limit)
     if found:
+        setting = relax or f"[data] {SHARE_SETTING} in the run's config"
         raise InputError(
             f"{source}: too many damaged rows: "
             + "; ".join(e.message(limit) for e in found)
-            + f". Check the files (`clinpred data check`), or accept the repairs by raising [data] "
-            f"{SHARE_SETTING} (now {limit:g}) in the run's config (the setting is recorded)."
+            + f". Check the files (`clinpred data check`), or accept the repairs by raising {setting} "
+            f"(now {limit:g})."
         )

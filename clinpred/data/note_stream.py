@@ -633,7 +633,14 @@ def read_notes(
         from_cache = 0
     repaired: dict[str, int] = {}
     if admissions is not None:
-        table, repaired = repair_notes(table, sources=sources, id_column=columns[0], admissions=admissions)
+        try:
+            table, repaired = repair_notes(
+                table, sources=sources, id_column=columns[0], admissions=admissions
+            )
+        except InputError:  # a refused source (an id repeated with other content) leaves no note cache
+            if cache_file is not None:
+                cache_file.unlink(missing_ok=True)
+            raise
     if charttimes_cleared := pc.sum(table.column("charttime_out_of_range")).as_py():
         repaired = {**repaired, CHARTTIME_SET_MISSING: int(charttimes_cleared)}
     frame = _frame(table)

@@ -48,8 +48,10 @@ def run_finetune_command(
     config: FinetuneConfig,
     resume: bool,
     progress: bool,
+    max_repaired_share: float | None = None,
 ):
-    """Load the one data source the user named and fine-tune on it."""
+    """Load the one data source the user named and fine-tune on it (``max_repaired_share``: the share
+    of a table's rows a repair rule may change before the source is refused, DataConfig's default)."""
     from clinpred.run_folder import RESUME_HINT, check_output_folder
 
     given = [name for name, v in (("--data", data), ("--synthetic", synthetic), ("--pairs", pairs)) if v]
@@ -76,7 +78,10 @@ def run_finetune_command(
 
     # The same cohort `clinpred run` reads for the same flags (the synthetic one generated once, seed 0),
     # so that the patient split, and so the held-out evaluation patients, match.
-    cohort = build_cohort(DataConfig(path=data, synthetic=synthetic), progress=progress)
+    limit = {} if max_repaired_share is None else {"max_repaired_share": max_repaired_share}
+    cohort = build_cohort(
+        DataConfig(path=data, synthetic=synthetic, **limit), progress=progress, relax="--max-repaired-share"
+    )
     return finetune(cohort, config, out, progress=progress, resume=resume)
 
 
