@@ -70,6 +70,7 @@ def outcomes(shared: Shared, request, tmp_path_factory) -> dict[str, list[str]]:
     return run_all(selected, shared, folders, jobs())
 
 
+@pytest.mark.slow  # minutes: the whole table through the real CLI (CI runs it)
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.family.replace(' ', '_')}/{c.name}" for c in CASES])
 def test_hostile_input(case: Case, outcomes: dict[str, list[str]]) -> None:
     problems = outcomes[case.name]
