@@ -131,6 +131,8 @@ two pairs of one patient).
 
 {recall}
 
+{privacy_section(record)}
+
 The full configuration, the data fingerprint (counts and a hash of the patient ids; no note text), the
 loss curve and the validation recall curve are in `{RUN_FILE}`.
 
@@ -139,6 +141,65 @@ from sentence_transformers import SentenceTransformer
 model = SentenceTransformer("path/to/this/folder")
 ```
 """
+
+
+def estimate_text(entry: dict[str, Any] | None) -> str:
+    """An Estimate as written in a record, "0.612 [0.550, 0.671]", or n/a."""
+    entry = entry or {}
+    value, low, high = entry.get("value"), entry.get("low"), entry.get("high")
+    if value is None or value != value:  # absent or NaN
+        return "n/a"
+    return f"{value:.3f}" if low is None or high is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def privacy_section(record: dict[str, Any]) -> str:
+    """The card's Privacy section: the membership audit (clinpred.privacy.audit), what embeddings reveal,
+    and what the data use agreement asks of a model derived from credentialed notes."""
+    audit = record.get("audit")
+    if audit and audit.get("status") == "done":
+        sampled = (
+            f" (a seeded sample of at most {audit['max_patients']} per side, from "
+            f"{audit['members_available']} and {audit['non_members_available']})"
+            if (audit["members"], audit["non_members"])
+            != (audit["members_available"], audit["non_members_available"])
+            else ""
+        )
+        figures = (
+            "Membership-inference audit (a reference-model attack, Carlini et al. 2022): per patient, "
+            f"`{audit['score']}`; members are {audit['members']} fine-tuning patients the model trained on, "
+            f"non-members {audit['non_members']} evaluation patients it never saw{sampled}, their pairs mined "
+            "and masked as fine-tuning did.\n\n"
+            "| figure | value |\n|---|---|\n"
+            f"| AUROC, members vs non-members (patient-bootstrap 95% CI) | {estimate_text(audit['auroc'])} |\n"
+            f"| TPR at 1% FPR | {estimate_text(audit.get('tpr_at_1pct_fpr'))} |\n"
+            f"| members / non-members | {audit['members']} / {audit['non_members']} |\n\n"
+            + audit["meaning"]
+            + (f" TPR at 1% FPR: {audit['tpr_note']}." if audit.get("tpr_note") else "")
+        )
+    elif audit:
+        figures = f"No membership-inference audit: {audit.get('reason', 'not run')}."
+    else:
+        figures = (
+            "No membership-inference audit in this model's record: run `clinpred audit --model THIS_FOLDER "
+            "--data SOURCE` with the data it was fine-tuned on."
+        )
+    synthetic = (record.get("data") or {}).get("synthetic")
+    dua = (
+        "This model was trained on clinpred's synthetic cohort, which no data use agreement covers; "
+        "a model trained on credentialed notes (MIMIC) is derived data of them: "
+        if synthetic
+        else "PhysioNet's credentialed data use agreement forbids sharing credentialed data, and this model, "
+        "trained on such notes, is derived data of them: "
+    )
+    return (
+        "## Privacy\n\n"
+        + figures
+        + "\n\nEmbeddings of notes are as sensitive as the notes: embedding inversion recovered 89% of full "
+        'names from embeddings of MIMIC-III notes (Morris et al., EMNLP 2023, "Text Embeddings Reveal '
+        '(Almost) As Much As Text"). '
+        + dua
+        + "share it, and any vectors it computed, only as the data use agreement allows."
+    )
 
 
 def check_models_generator(models: Path) -> None:

@@ -1,9 +1,10 @@
 """The contrastive trainer: sentence-transformers' own trainer with a patient-aware batch sampler.
 
 ``finetune`` splits patients, mines pairs from the fine-tuning patients and measures next-note recall on
-the validation slice; ``finetune_pairs`` trains on a team's own pairs. Evaluation patients are never
-read. The trainer's data parallelism is untouched, so the same code runs under ``torchrun`` or
-``accelerate launch``.
+the validation slice; ``finetune_pairs`` trains on a team's own pairs. Training never reads an evaluation
+patient; once the model is saved, ``finetune`` ends with the membership-inference audit
+(clinpred.privacy.audit), whose non-members are evaluation patients. The trainer's data parallelism is
+untouched, so the same code runs under ``torchrun`` or ``accelerate launch``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from clinpred.atomic import write_text
 from clinpred.data.cohort import Cohort
 from clinpred.data.identity import apply_identity_setting
 from clinpred.data.phi import apply_phi_setting
@@ -62,6 +64,8 @@ class FinetuneReport(BaseModel):
     loss_curve: list[dict[str, float]]
     recall_curve: list[dict[str, float]]
     resumed_from: str | None = None
+    # the membership-inference audit written into the record (clinpred.privacy.audit), or why none ran
+    audit: dict[str, Any] | None = None
 
 
 def finetune(
@@ -75,6 +79,7 @@ def finetune(
 ) -> FinetuneReport:
     """Fine-tune on (note t, note t+1) pairs of ``split.finetune`` patients; watch recall on ``split.validation``."""
     split = split_patients(cohort.subject_ids, config.split)
+    whole = cohort  # the audit's non-members are evaluation patients: read only after training is over
     cohort, pairs, counts = training_data(cohort, split, config)
     if pairs.empty:
         raise InputError(
@@ -102,7 +107,13 @@ def finetune(
         "validation_pool": validation.pool_size,
         "split": config.split.model_dump(),
     }
-    return _train(pairs, config, Path(out), validation, data, progress, resume, callbacks)
+
+    def audit(folder: Path, record: dict[str, Any]) -> dict[str, Any]:
+        from clinpred.privacy.audit import membership_audit
+
+        return membership_audit(whole, record, folder, progress=progress)
+
+    return _train(pairs, config, Path(out), validation, data, progress, resume, callbacks, audit)
 
 
 def finetune_pairs(
@@ -167,7 +178,14 @@ def finetune_pairs(
         if "group" in pairs.columns
         else None,
     }
-    return _train(frame, config, Path(out), None, data, progress, resume, callbacks)
+    return _train(frame, config, Path(out), None, data, progress, resume, callbacks, _no_patients_to_audit)
+
+
+def _no_patients_to_audit(_folder: Path, _record: dict[str, Any]) -> dict[str, Any]:
+    """A pairs file has groups, not patients of a dataset: no members and non-members to compare."""
+    from clinpred.privacy.audit import PAIRS_FILE_REASON, not_run
+
+    return not_run(PAIRS_FILE_REASON)
 
 
 def _strings_sha256(values: Sequence[str]) -> str:
@@ -420,6 +438,7 @@ def _train(
     progress: bool,
     resume: bool,
     callbacks: Sequence[Any],
+    audit: Callable[[Path, dict[str, Any]], dict[str, Any]],
 ) -> FinetuneReport:
     started = time.perf_counter()
     checkpoint = _check_out(out, resume)
@@ -555,16 +574,18 @@ def _train(
         "prompts": {"anchor": anchor_prompt, "positive": positive_prompt},
         "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
         "world_size": int(trainer.accelerator.num_processes),
-        **report.model_dump(exclude={"counts", "out"}),
+        **report.model_dump(exclude={"counts", "out", "audit"}),
         "versions": versions(),
     }
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".final-"))
     try:
         model.save_pretrained(str(staging), create_model_card=False)
-        (staging / "README.md").write_text(model_card(record, config.recall_k), encoding="utf-8")
         move_into(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+    # the saved model against its base on members and non-members; the card and record then carry it
+    record["audit"] = report.audit = audit(out, record)
+    write_text(out / "README.md", model_card(record, config.recall_k))
     write_json_atomic(out / RUN_FILE, record)  # last: its presence marks a finished run
     return report
