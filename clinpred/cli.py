@@ -411,6 +411,31 @@ def finetune_command(
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
+@app.command("audit")
+def audit_command(
+    model: Path = typer.Option(..., "--model", help="A folder `clinpred finetune` wrote (with its record)."),
+    data: Path | None = typer.Option(None, "--data", help="The MIMIC data the model was fine-tuned on."),
+    synthetic: str | None = typer.Option(
+        None, "--synthetic", help="Or the synthetic cohort: tiny, demo, mimic3."
+    ),
+    max_patients: int = typer.Option(
+        100, "--max-patients", help="Members and non-members scored at most (a seeded sample of each)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Membership-inference audit of a fine-tuned model, written into its record and card."""
+    from clinpred.privacy.audit import audit_line, audit_model_folder
+
+    _silence_libraries(quiet)
+    audit = audit_model_folder(
+        model, data=data, synthetic=synthetic, max_patients=max_patients, progress=not quiet
+    )
+    out.print(audit_line(audit), highlight=False, markup=False, soft_wrap=True)
+    out.print(
+        f"wrote {model / 'clinpred-finetune.json'} and {model / 'README.md'}", highlight=False, markup=False
+    )
+
+
 @app.command("ablate")
 def ablate_command(
     config: Path = typer.Option(..., "--config", help="An ablation TOML (see examples/ablation.toml)."),
