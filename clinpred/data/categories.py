@@ -59,13 +59,20 @@ def _keys(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
 
 def canonicalise(written: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArray | pa.Array, int]:
     """Categories as written -> their canonical form, and how many rows differed from it beyond
-    trailing white space (the release's own). Unknown categories stay as written, trimmed."""
-    trimmed = pc.utf8_trim_whitespace(written)
+    trailing white space (the release's own). Unknown categories stay as written, trimmed.
+
+    The rule runs on the few distinct values, then maps every row through them (2M notes: one lookup)."""
+    distinct = pc.unique(written)
+    trimmed = pc.utf8_trim_whitespace(distinct)
     keys = _keys(trimmed)
     index = pc.index_in(keys, value_set=_KEYS.cast(keys.type))
     canonical = pc.coalesce(pc.take(_NAMES.cast(trimmed.type), index), trimmed)
-    changed = pc.and_(pc.is_valid(index), pc.not_equal(pc.utf8_rtrim_whitespace(written), canonical))
-    return canonical, int(pc.sum(changed).as_py() or 0)
+    changed = pc.fill_null(
+        pc.and_(pc.is_valid(index), pc.not_equal(pc.utf8_rtrim_whitespace(distinct), canonical)), False
+    )
+    rows = pc.index_in(written, value_set=distinct)
+    n_changed = int(pc.sum(pc.take(changed, rows)).as_py() or 0)
+    return pc.take(canonical, rows), n_changed
 
 
 def matches(categories: pa.ChunkedArray | pa.Array, wanted: Iterable[str]) -> pa.ChunkedArray | pa.Array:
