@@ -10,7 +10,6 @@ Run folders and fine-tuned models are the user's: nothing here deletes them.
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,11 @@ from clinpred.data.note_cache import (
     NoteCacheFile,
     clear_note_source,
     note_cache_files,
-    sidecar,
     source_matcher,
 )
 from clinpred.data.note_stream import default_cache_dir
 from clinpred.errors import InputError
-from clinpred.privacy.modes import exposed_bits, share_with_group
+from clinpred.privacy.modes import exposed_bits, exposed_paths, share_with_group
 from clinpred.temporaries import remove_stale_temporaries
 
 UNKNOWN = "source unknown"
@@ -67,25 +65,11 @@ class CacheListing:
     exposures: list[Exposure]
 
 
-def _who(mode: int, share: bool) -> str | None:
-    extra = exposed_bits(mode, share=share)
-    if not extra:
-        return None
-    return "others" if extra & 0o007 else "group"
-
-
-def _exposures(paths: list[Path], share: bool) -> list[Exposure]:
+def _exposures(root: Path, share: bool) -> list[Exposure]:
     found = []
-    for path in paths:
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(info.st_mode):
-            continue
-        who = _who(stat.S_IMODE(info.st_mode), share)
-        if who:
-            found.append(Exposure(path, f"{stat.S_IMODE(info.st_mode):04o}", who))
+    for path, mode in exposed_paths(root, share=share):
+        who = "others" if exposed_bits(mode, share=share) & 0o007 else "group"
+        found.append(Exposure(path, f"{mode:04o}", who))
     return found
 
 
@@ -106,27 +90,21 @@ def cache_listing(cache_dir: Path | None = None) -> CacheListing:
             g.readers.add(str(source["reader"]))
         return g
 
-    share = share_with_group()
-    exposures: list[Exposure] = []
     credentialed = False
     for f in note_files:
         for source in f.sources or [None]:
             group(source, "root").notes.append(f)
-        public = bool(f.sources) and all(s.get("synthetic") is True for s in f.sources)
-        if not public:
-            credentialed = True
-            exposures += _exposures([notes_root / f.name, sidecar(notes_root / f.name)], share)
+        credentialed |= not (f.sources and all(s.get("synthetic") is True for s in f.sources))
     for e in entries:
         for source in e.sources or [None]:
             group(source, "path").embeddings.append(e)
-        public = bool(e.sources) and all(s.get("synthetic") is True for s in e.sources)
-        if not public:
-            credentialed = True
-            folder = cache.root / e.key
-            exposures += _exposures([folder, *sorted(folder.rglob("*"))], share)
-    if credentialed:  # the folders that hold them
-        folders = [p for p in (cache.root, notes_root, notes_root.parent) if p.is_dir()]
-        exposures = _exposures(list(dict.fromkeys(folders)), share) + exposures
+        credentialed |= not (e.sources and all(s.get("synthetic") is True for s in e.sources))
+    exposures: list[Exposure] = []
+    if credentialed:  # what the synthetic cohort alone left keeps the usual permissions: not flagged
+        share = share_with_group()
+        exposures = _exposures(notes_root.parent, share)
+        if notes_root.parent not in cache.root.parents:  # a --cache-dir elsewhere
+            exposures += _exposures(cache.root, share)
     ordered = sorted(groups.values(), key=lambda g: (g.path == UNKNOWN, g.synthetic, g.path))
     return CacheListing(cache.root, notes_root, ordered, entries, note_files, exposures)
 

@@ -24,8 +24,16 @@ def temporary_file_name(path: Path) -> Path:
 
 
 def temporary_directory(path: Path) -> Path:
-    """A new hidden sibling folder of ``path`` (same file system, so a rename puts it in place)."""
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.tmp-", dir=path.parent))
+    """A new hidden sibling folder of ``path`` (same file system, so a rename puts it in place).
+
+    It gets the mode a plain mkdir would (mkdtemp's 0700 follows no setting): owner-only, or 0750, when
+    the source is credentialed (clinpred.privacy.modes narrowed the umask), the usual mode otherwise.
+    """
+    from clinpred.privacy.modes import current_umask
+
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.tmp-", dir=path.parent))
+    folder.chmod(0o777 & ~current_umask())
+    return folder
 
 
 def _alive(pid: int) -> bool:

@@ -341,9 +341,13 @@ class EmbeddingCache:
             ours = [s for s in sources if matches(str(s.get("path", "")))]
             if not ours:
                 continue
-            others = [str(s.get("path")) for s in sources if s not in ours]
-            if others:
-                shared.append((directory.name, others))
+            others = [s for s in sources if s not in ours]
+            if others:  # the vectors stay (another source has them); the cleared source is no longer listed
+                shared.append((directory.name, [str(s.get("path")) for s in others]))
+                with self._lock(directory):
+                    index = self._read_index(directory) or {}
+                    body = json.dumps({"fingerprint": index.get("fingerprint"), "sources": others}, indent=1)
+                    _write_atomic(directory / SOURCES_FILE, body.encode())
                 continue
             self._remove(directory)
             removed.append(directory.name)

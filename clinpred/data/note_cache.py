@@ -86,6 +86,15 @@ def record_note_source(cache_file: Path, files: Sequence[Path], origin: tuple[st
             handle.write(json.dumps({"sources": sources}, indent=1, sort_keys=True) + "\n")
 
 
+def _rewrite_record(cache_file: Path, sources: list[dict[str, Any]]) -> None:
+    from clinpred.atomic import atomic_path
+    from clinpred.privacy.modes import cap_like
+
+    with atomic_path(sidecar(cache_file)) as tmp, tmp.open("w", encoding="utf-8") as handle:
+        cap_like(handle.fileno(), sidecar(cache_file))
+        handle.write(json.dumps({"sources": sources}, indent=1, sort_keys=True) + "\n")
+
+
 def source_matcher(path: Path) -> Callable[[str], bool]:
     """Whether a recorded path is ``path`` or lies under it (both absolute, links resolved)."""
     target = Path(path).expanduser().resolve()
@@ -119,9 +128,10 @@ def clear_note_source(
         ours = [s for s in sources if _note_source_matches(s, matches)]
         if not ours:
             continue
-        others = [str(s.get("root")) for s in sources if s not in ours]
-        if others:
-            shared.append((path.name, others))
+        others = [s for s in sources if s not in ours]
+        if others:  # the text stays (another source has it); the cleared source is no longer listed
+            shared.append((path.name, [str(s.get("root")) for s in others]))
+            _rewrite_record(path, others)
             continue
         path.unlink(missing_ok=True)
         sidecar(path).unlink(missing_ok=True)

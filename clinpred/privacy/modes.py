@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,13 +163,15 @@ def cap_like(fd: int, previous: Path) -> None:
         pass
 
 
-def narrow_folders(folders: list[Path], *, share: bool = False) -> None:
-    """Take group/other access away from cache folders of ours that now hold credentialed entries."""
+def narrow_folders(folders: list[Path]) -> None:
+    """Give cache folders of ours that now hold credentialed entries no access the umask in force (set by
+    ``protect_writes``) would not give a new folder."""
+    mask = current_umask() & 0o077
     for folder in folders:
         try:
             info = folder.lstat()
             if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
-                extra = exposed_bits(stat.S_IMODE(info.st_mode), share=share)
+                extra = stat.S_IMODE(info.st_mode) & mask
                 if extra:
                     os.chmod(folder, stat.S_IMODE(info.st_mode) & ~extra)
         except OSError:
@@ -196,45 +198,70 @@ def _synthetic_only(record_file: Path) -> bool:
     return bool(sources) and all(isinstance(s, dict) and s.get("synthetic") is True for s in sources)
 
 
-def _cache_paths(root: Path) -> Iterator[Path]:
-    """Every path clinpred wrote under its cache root, except what derives from the synthetic cohort
-    alone: its folder, note cache files and embedding folders whose sources are all synthetic."""
-    if not root.is_dir():
-        return
-    yield root
-    for directory, folders, files in os.walk(root):
-        here = Path(directory)
-        if here == root:
-            folders[:] = [f for f in folders if f != "synthetic"]  # public: the usual permissions
-        elif here.parent == root and here.name == "embeddings":
-            folders[:] = [f for f in folders if not _synthetic_only(here / f / EMBEDDING_SOURCES)]
-        elif here.parent == root and here.name == "notes":
-            public = {f for f in files if f.endswith(NOTE_SIDECAR) and _synthetic_only(here / f)}
-            public |= {f.removesuffix(NOTE_SIDECAR) for f in public}
-            files = [f for f in files if f not in public]
-        for name in [*folders, *files]:
-            yield here / name
+_KEY_NAME = re.compile(r"[0-9a-f]{64}")
 
 
-def narrow_cache(root: Path | None = None, *, share: bool = False) -> list[Path]:
-    """Take group/other access away from clinpred's own cache paths that have it; returns those changed.
+def _public(directory: Path, names: list[str], root: Path) -> set[str]:
+    """The entries of ``directory`` that derive from the synthetic cohort alone: the cache's synthetic
+    folder, a fingerprint folder whose recorded sources are all synthetic, a note cache file (and its
+    record) read from the synthetic cohort only. They keep the usual permissions."""
+    public = {"synthetic"} if directory == root and "synthetic" in names else set()
+    for name in names:
+        if _KEY_NAME.fullmatch(name) and _synthetic_only(directory / name / EMBEDDING_SOURCES):
+            public.add(name)
+        elif name.endswith(NOTE_SIDECAR) and _synthetic_only(directory / name):
+            public |= {name, name.removesuffix(NOTE_SIDECAR)}
+    return public
 
-    Symbolic links are never followed: the cache holds none of clinpred's making, and a link planted
-    there must not turn this into a chmod of someone else's file. Paths of another owner are left.
+
+def exposed_paths(root: Path, *, share: bool = False) -> list[tuple[Path, int]]:
+    """clinpred's paths under ``root`` that others (or the group, unless shared) can reach and read,
+    write or enter, with their modes; what derives from the synthetic cohort alone excepted.
+
+    A folder that gives them nothing hides everything below it, so the walk stops there: in the usual
+    case (the root 0700) it costs one lstat, whatever the cache holds. Below an exposed folder every
+    path is checked, so that narrowing the folder alone does not leave files to be exposed again by a
+    later chmod of it. Symbolic links and paths of another owner are left.
     """
-    root = root or cache_root()
-    changed = []
+    found: list[tuple[Path, int]] = []
     uid = os.getuid()
-    for path in _cache_paths(root):
-        try:
-            info = path.lstat()
+    pending = [root]
+    first = True
+    while pending:
+        directory = pending.pop()
+        if first:
+            entries, first = [root], False
+        else:
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            public = _public(directory, names, root)
+            entries = [directory / name for name in names if name not in public]
+        for path in entries:
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
             if stat.S_ISLNK(info.st_mode) or info.st_uid != uid:
                 continue
             mode = stat.S_IMODE(info.st_mode)
-            extra = exposed_bits(mode, share=share)
-            if extra:
-                os.chmod(path, mode & ~extra)  # not a link: checked just above
-                changed.append(path)
+            if exposed_bits(mode, share=share):
+                found.append((path, mode))
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(path)
+    return found
+
+
+def narrow_cache(root: Path | None = None, *, share: bool = False) -> list[Path]:
+    """Take group/other access away from clinpred's own cache paths that others can reach; returns
+    those changed (see ``exposed_paths``: a link is never followed, so a link planted in the cache
+    cannot turn this into a chmod of someone else's file)."""
+    changed = []
+    for path, mode in exposed_paths(root or cache_root(), share=share):
+        try:
+            os.chmod(path, mode & ~exposed_bits(mode, share=share))  # not a link: exposed_paths checked
+            changed.append(path)
         except (FileNotFoundError, PermissionError):
             continue  # gone meanwhile, or not ours to change
     return changed
