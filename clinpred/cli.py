@@ -425,7 +425,9 @@ def audit_command(
 ) -> None:
     """Membership-inference audit of a fine-tuned model, written into its record and card."""
     from clinpred.privacy.audit import audit_line, audit_model_folder
+    from clinpred.privacy.modes import protect_source
 
+    protect_source(data, credentialed=False if synthetic else None)  # before the record, card, cache
     _silence_libraries(quiet)
     audit = audit_model_folder(
         model, data=data, synthetic=synthetic, max_patients=max_patients, progress=not quiet
