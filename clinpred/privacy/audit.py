@@ -229,10 +229,13 @@ def membership_audit(
     prompts = record.get("prompts") or {}
     anchor_role = "document" if prompts.get("anchor", "") == prompts.get("positive", "") else "query"
     tuned = _backend(str(model_dir), config.max_seq_length, prompts)
+    from clinpred.pipeline import source_record
+
     reference = CachedBackend(
         _backend(base, config.max_seq_length, prompts),
         EmbeddingCache(default_cache_root()),
         progress=progress,
+        source=source_record(cohort),  # so that `cache clear --source` finds these vectors too
     )
     difference = _pair_cosines(tuned, pairs, anchor_role) - _pair_cosines(reference, pairs, anchor_role)
     tuned.close()
