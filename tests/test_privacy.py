@@ -238,3 +238,15 @@ def test_cache_clear_source_keeps_and_names_what_another_source_shares(source, t
     assert list((cache / "notes").glob("*.arrow")) and list((cache / "embeddings").glob("*/shards/*.shard"))
     info = ok(clinpred("cache", "info", cache=cache)).stdout
     assert f"source {copy.resolve()} (mimic3" in info and f"source {source.resolve()} (mimic3" not in info
+
+
+def test_a_pairs_file_is_credentialed_whatever_it_holds(tmp_path, minilm_path):
+    pairs = tmp_path / "pairs.csv"
+    rows = [f"note {i} of a patient,the next note {i} of the same patient" for i in range(8)]
+    pairs.write_text("anchor,positive\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "model"
+    ok(clinpred("finetune", "--pairs", str(pairs), "--base", str(minilm_path), "--max-steps", "1",
+                "--batch-size", "4", "--max-seq-length", "16", "--out", str(out), "--quiet",
+                cache=tmp_path / "cache"))  # fmt: skip
+    found = modes(out)
+    assert (out / "model.safetensors") in found and exposed(found, 0o077) == []
