@@ -458,6 +458,8 @@ def summary() -> list[str]:
         tally[0] += not o.problems
         tally[1] += 1
     lines.append("  by family: " + ", ".join(f"{f} {c}/{n}" for f, (c, n) in families.items()))
+    slowest = sorted(OUTCOMES, key=lambda o: -o.seconds)[:5]
+    lines.append("  slowest: " + ", ".join(f"{o.name} {o.seconds:.0f} s" for o in slowest))
     for o in OUTCOMES:
         if o.problems:
             lines.append(f"  FAILED {o.name}: {'; '.join(_short(p) for p in o.problems)}")
