@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from mimic_files import write_mimic3
 
-from clinpred.privacy.audit import tpr_at_fpr
+from clinpred.privacy.audit import audit_metrics, bootstrap_audit, tpr_at_fpr
+from clinpred.tasks.result import BootstrapScheme, bootstrap_metrics
 
 # many passes over a handful of patients' pairs: memorised, so members must stand out
 OVERFIT = """
@@ -43,6 +44,23 @@ def test_tpr_at_1pct_fpr_counts_members_above_the_allowed_false_positives():
     few = np.array([True, True, False, False])
     assert tpr_at_fpr(few, np.array([3.0, 1.0, 2.0, 0.0])) == pytest.approx(0.5)  # above every non-member
     assert np.isnan(tpr_at_fpr(np.array([True, True]), np.array([1.0, 2.0])))
+
+
+def test_vectorised_bootstrap_gives_clinpreds_patient_bootstrap_intervals():
+    rng = np.random.default_rng(3)
+    units = pd.DataFrame(
+        {
+            "subject_id": np.arange(150) * 7,
+            "member": rng.random(150) < 0.4,
+            "score": np.round(rng.normal(size=150), 1),  # ties, as a mean of few pairs can give
+        }
+    )
+    units.loc[units["member"], "score"] += 0.3
+    scheme = BootstrapScheme(n_resamples=300, seed=5)
+    fast, reference = bootstrap_audit(units, scheme), bootstrap_metrics(units, audit_metrics, scheme)
+    for key in ("auroc", "tpr_at_1pct_fpr"):
+        assert fast[key].value == pytest.approx(reference[key].value)
+        assert (fast[key].low, fast[key].high) == pytest.approx((reference[key].low, reference[key].high))
 
 
 @pytest.mark.slow

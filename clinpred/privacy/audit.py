@@ -40,7 +40,10 @@ from clinpred.data.cohort import Cohort
 from clinpred.data.splits import ids_sha256, split_patients
 from clinpred.errors import InputError
 
-AUDIT_MAX_PATIENTS = 100  # per side: the demo samples 100 of its ~900 members and 100 of 1,000 non-members, which keeps the audit near 10% of its shorter fine-tune (README)
+# per side: the demo's 900 members and 999 non-members are sampled to 100 each; its seed fine-tune (57
+# steps) took 171.1 s and the audit 17.3 s (10.1%) on a 2-core machine. 100 non-members: TPR at 1% FPR
+# allows one false positive
+AUDIT_MAX_PATIENTS = 100
 TARGET_FPR = 0.01
 TPR_KEY = "tpr_at_1pct_fpr"
 METHOD = (
@@ -114,6 +117,37 @@ def audit_metrics(units: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def bootstrap_audit(units: pd.DataFrame, scheme: Any) -> dict[str, Any]:
+    """``audit_metrics`` with patient-bootstrap intervals, every resample scored at once.
+
+    The units are one row per patient, so a resample is a row draw: the same draws (``_draw_patients``)
+    and intervals (``_estimates``) as clinpred's ``bootstrap_metrics``, with AUROC and TPR computed for
+    all resamples in a few array operations instead of 1,000 calls (whose process pool alone cost more
+    than the audit's budget allows on the demo).
+    """
+    from clinpred.tasks.diagnosis_metrics import auroc_columns
+    from clinpred.tasks.result import _draw_patients, _estimates
+
+    point = audit_metrics(units)
+    picks = _draw_patients(len(units), scheme)
+    if not picks:
+        return _estimates(point, [], scheme.confidence)
+    index = np.stack(picks, axis=1)  # patients x resamples
+    member = units["member"].to_numpy(dtype=bool)[index]
+    score = units["score"].to_numpy(dtype=float)[index]
+    auroc = auroc_columns(member, score)
+    negatives = np.sort(np.where(member, -np.inf, score), axis=0)[::-1]  # non-members first, highest first
+    n_negative = (~member).sum(axis=0)
+    k = np.minimum(np.floor(TARGET_FPR * n_negative + 1e-9).astype(np.int64), np.maximum(n_negative - 1, 0))
+    threshold = negatives[k, np.arange(index.shape[1])]
+    n_member = member.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = (member & (score > threshold)).sum(axis=0) / n_member
+    tpr = np.where((n_member > 0) & (n_negative > 0), tpr, np.nan)
+    draws = [{"auroc": float(a), TPR_KEY: float(t)} for a, t in zip(auroc, tpr, strict=True)]
+    return _estimates(point, draws, scheme.confidence)
+
+
 def _mined(cohort: Cohort, subject_ids: list[int], config: Any) -> pd.DataFrame:
     """The given patients' pairs, mined as fine-tuning mines them (text under the recipe's settings)."""
     from clinpred.finetune.pairs import fine_tuning_cohort, mine_pairs
@@ -182,7 +216,7 @@ def membership_audit(
     """
     from clinpred.backends import CachedBackend, EmbeddingCache, default_cache_root
     from clinpred.finetune.config import FinetuneConfig
-    from clinpred.tasks.result import BootstrapScheme, bootstrap_metrics
+    from clinpred.tasks.result import BootstrapScheme
 
     started = time.perf_counter()
     data = record.get("data") or {}
@@ -248,7 +282,7 @@ def membership_audit(
         }
     )
     scheme = BootstrapScheme()
-    estimates = bootstrap_metrics(units, audit_metrics, scheme)
+    estimates = bootstrap_audit(units, scheme)
     auroc = estimates["auroc"]
     n_non = len(non_members)
     return {
