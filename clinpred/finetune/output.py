@@ -168,7 +168,7 @@ def privacy_section(record: dict[str, Any]) -> str:
             "Membership-inference audit (a reference-model attack, Carlini et al. 2022): per patient, "
             f"`{audit['score']}`; members are {audit['members']} fine-tuning patients the model trained on, "
             f"non-members {audit['non_members']} evaluation patients it never saw{sampled}, their pairs mined "
-            "and masked as fine-tuning did.\n\n"
+            "as fine-tuning mined its own, under the same text settings.\n\n"
             "| figure | value |\n|---|---|\n"
             f"| AUROC, members vs non-members (patient-bootstrap 95% CI) | {estimate_text(audit['auroc'])} |\n"
             f"| TPR at 1% FPR | {estimate_text(audit.get('tpr_at_1pct_fpr'))} |\n"
