@@ -18,7 +18,13 @@ from clinpred.temporaries import temporary_file_name
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write to; on success it replaces ``path`` in one step."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a folder must be (say, in the cache)
+        raise InputError(
+            f"{path.parent}: cannot hold {path.name}: a file is in the way of this folder (or of a folder "
+            "above it). Move that file away, then run again."
+        ) from None
     tmp = temporary_file_name(path)
     try:
         yield tmp

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from clinpred import usage
-from clinpred.errors import InputError, cannot_write_message
+from clinpred.errors import InputError, cannot_write_message, path_error_message
 from clinpred.interrupts import Terminated, exit_at_once_on_interrupt, exit_on_terminate
 from clinpred.parallel import jobs, stop_pools
 
@@ -132,21 +132,21 @@ def report(
     from clinpred.privacy.modes import protect_source, runs_credentialed
     from clinpred.report.compare import compare_runs, comparison_markdown, write_comparison
     from clinpred.report.html import write_report_html
-    from clinpred.run_folder import check_output_folder, mark_output_folder
+    from clinpred.run_folder import check_output_folder, fill_folder_whole
 
-    # a comparison of runs on credentialed notes is owner-only, like the runs (DESIGN.md rule 6)
-    protect_source(None, credentialed=runs_credentialed(run_dirs))
     # a report folder of its own: new, empty or an earlier report; never a run, data or someone's folder
     inputs = [("the run folder", run_dir) for run_dir in run_dirs]
     check_output_folder(out_dir, "report", inputs=inputs)
+    # a comparison of runs on credentialed notes is owner-only, like the runs (DESIGN.md rule 6)
+    protect_source(None, credentialed=runs_credentialed(run_dirs))
     comparison = compare_runs(
         run_dirs, reference=reference, allow_different_definitions=allow_different_definitions
     )
-    mark_output_folder(out_dir, "report", inputs=inputs)
-    files = write_comparison(comparison, out_dir)
-    files.append(write_report_html(out_dir / "report.html", run_dirs, comparison))
+    with fill_folder_whole(out_dir, "report", inputs=inputs) as staging:  # whole, or not at all
+        files = write_comparison(comparison, staging)
+        files.append(write_report_html(staging / "report.html", run_dirs, comparison))
     out.print(comparison_markdown(comparison), markup=False, highlight=False)
-    out.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
+    out.print("wrote " + ", ".join(str(out_dir / f.name) for f in files), highlight=False)
 
 
 config_app = typer.Typer(help="The experiment config.", no_args_is_help=True)
@@ -524,7 +524,7 @@ def main() -> None:
         except KeyboardInterrupt:
             code = 130
         except OSError as exc:
-            message = cannot_write_message(exc)
+            message = cannot_write_message(exc) or path_error_message(exc)
             if message is None:
                 _crash()
             _error(message)

@@ -34,3 +34,27 @@ def cannot_write_message(exc: BaseException) -> str | None:
         f"{what}: {reasons[code]}. Free space or raise the limit, then run again; "
         "nothing half-written was left behind."
     )
+
+
+def path_error_message(exc: BaseException) -> str | None:
+    """One message for a path the file system refuses (a name too long, no permission, read-only).
+
+    These come from the user's paths and environment, not from clinpred, wherever they are first
+    touched (a check of --out, --data or the cache); None for every other error.
+    """
+    import errno
+
+    code = getattr(exc, "errno", None)
+    target = getattr(exc, "filename", None) or "a path"
+    if code == errno.ENAMETOOLONG:
+        return (
+            f"{target}: a file or folder name in this path is longer than the file system allows "
+            "(usually 255 bytes per name). Use a shorter name."
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return f"{target}: permission denied. Use a path you may read and write, or ask its owner."
+    if code == errno.EROFS:
+        return f"{target}: the file system is read-only. Choose a writable location."
+    if code == errno.ELOOP:
+        return f"{target}: too many levels of symbolic links (a link that points to itself?)."
+    return None

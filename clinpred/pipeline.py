@@ -300,12 +300,12 @@ def run_experiment(
     ``command``. Exits with a user error when no backend could run at all.
     """
     out_dir = Path(out_dir)
+    # before the first write: owner-only modes for what derives from credentialed notes (DESIGN.md rule 6)
+    protect_source(config.data, share=config.privacy.share_with_group)
     inputs = [("--data", config.data.path)]
     check_output_folder(out_dir, kind, inputs=inputs)
     check_backend_names(config)
     built = create_backends(config)
-    # before the first write: owner-only modes for what derives from credentialed notes (DESIGN.md rule 6)
-    protect_source(config.data, share=config.privacy.share_with_group)
     if all(isinstance(b, BackendRun) for b in built):
         raise InputError(_nothing_ran(built))
     for b in built:

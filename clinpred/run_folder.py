@@ -242,7 +242,8 @@ def check_output_folder(
                 f"{option} {path} holds {name} {given}: clinpred never writes over what it reads. "
                 "Choose a directory outside it."
             )
-    present = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    # clinpred's own temporaries (``.NAME.<pid>.tmp*``: a report being staged) are not contents
+    present = sorted(p.name for p in path.iterdir() if not _TEMPORARY.match(p.name)) if path.is_dir() else []
     if present:
         _check_contents(path, kind, present, option=option, hint=hint)
     if kind in ("run", "demo", "synth") and _inside(Path.cwd().resolve(), real):
@@ -360,3 +361,51 @@ def replace_run_folder(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder
+
+
+@contextlib.contextmanager
+def fill_folder_whole(
+    path: str | Path, kind: Kind, *, inputs: Sequence[tuple[str, Path | None]] = ()
+) -> Iterator[Path]:
+    """Yield a temporary folder inside ``path`` to write a folder's files to; on success they move in.
+
+    For a folder filled in place rather than replaced whole (a report: ``--out .`` is allowed), so that
+    a failure half-way (a full disk, ``ulimit -f``, an interrupt) leaves ``path`` as it was: no mark and
+    no part of a report in a folder that had none, and an earlier report's files not mixed with part of
+    a new one. The moves at the end are renames within one folder, which need no room.
+    """
+    path = Path(path)
+    real = check_output_folder(path, kind, inputs=inputs)
+    created = not real.exists()
+    try:
+        real.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(real)
+        tmp = temporary_directory(real / kind)
+    except OSError as exc:
+        if created and real.is_dir() and not any(real.iterdir()):
+            real.rmdir()
+        raise InputError(f"--out {path}: cannot write here ({exc.strerror}).") from None
+    try:
+        write_mark(tmp, kind)
+        yield tmp
+        check_output_folder(path, kind, inputs=inputs)  # nothing of someone else's arrived meanwhile
+        for entry in sorted(tmp.iterdir(), key=lambda p: p.name == MARKER):  # the mark last
+            os.replace(entry, real / entry.name)
+    except OSError as exc:  # a full disk or ulimit -f: named by where the file was going
+        if exc.filename and Path(exc.filename).is_relative_to(tmp):
+            exc.filename = str(path / Path(exc.filename).relative_to(tmp))
+        _discard(tmp, real, created)
+        raise
+    except BaseException:
+        _discard(tmp, real, created)
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard(tmp: Path, real: Path, created: bool) -> None:
+    """What a failed fill wrote: its staging folder, and the folder itself when it made it."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    if created and real.is_dir() and not any(real.iterdir()):
+        real.rmdir()

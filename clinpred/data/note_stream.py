@@ -643,6 +643,10 @@ def read_notes(
             raise
     if charttimes_cleared := pc.sum(table.column("charttime_out_of_range")).as_py():
         repaired = {**repaired, CHARTTIME_SET_MISSING: int(charttimes_cleared)}
+    if cache_file is not None:
+        from clinpred.data.note_cache import record_note_source
+
+        record_note_source(cache_file, sources, origin)
     frame = _frame(table)
     del table
     counts = {
@@ -650,8 +654,4 @@ def read_notes(
         "notes_read_from_cache": from_cache,
         **repaired,
     }
-    if cache_file is not None:
-        from clinpred.data.note_cache import record_note_source
-
-        record_note_source(cache_file, sources, origin)
     return conform(frame, NOTE_DTYPES), counts

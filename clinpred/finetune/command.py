@@ -60,13 +60,13 @@ def run_finetune_command(
             "give exactly one of --data PATH, --synthetic SIZE or --pairs FILE"
             + (f" (got {' and '.join(given)})." if given else ".")
         )
-    # before any work: never into someone's folder, the data or the pairs (rank 0 writes the mark later)
-    check_output_folder(out, "finetune", inputs=[("--data", data), ("--pairs", pairs)], hint=RESUME_HINT)
     # before the first write: owner-only modes for a credentialed source (a pairs file always is), so the
     # model folder, its checkpoints and logs are created so (clinpred.privacy.modes, DESIGN.md rule 6)
     from clinpred.privacy.modes import protect_source
 
     protect_source(data, credentialed=True if pairs is not None else (False if synthetic else None))
+    # before any work: never into someone's folder, the data or the pairs (rank 0 writes the mark later)
+    check_output_folder(out, "finetune", inputs=[("--data", data), ("--pairs", pairs)], hint=RESUME_HINT)
     from clinpred.finetune.train import finetune, finetune_pairs  # torch: only once the folder is known good
 
     if pairs is not None:
