@@ -140,7 +140,8 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
             "which patients this model was trained on is unknown, so evaluation patients may have been seen "
             "in training (DESIGN.md rule 2); fine-tune it with `clinpred finetune` on this data and split"
         ], {"record": None, "train_patients_sha256": None, "matches_this_run": None}
-    data = json.loads(record.read_text()).get("data", {})
+    written = json.loads(record.read_text())
+    data = written.get("data", {})
     train, validation = data.get("train_subject_ids_sha256"), data.get("validation_subject_ids_sha256")
     matches = train == ids_sha256(split.finetune) and validation == ids_sha256(split.validation)
     provenance = {
@@ -148,6 +149,7 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
         "train_patients_sha256": train,
         "validation_patients_sha256": validation,
         "matches_this_run": matches,
+        "membership_audit": _audit_summary(written.get("audit")),
     }
     if matches:
         return [], provenance
@@ -155,6 +157,16 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
         "fine-tuned on patients other than this run's fine-tuning patients: evaluation patients may have "
         "been seen in training (DESIGN.md rule 2); fine-tune and evaluate with the same data and split"
     ], provenance
+
+
+def _audit_summary(audit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The model's membership-inference audit (clinpred.privacy.audit) as its record states it, in short."""
+    if not audit:
+        return None
+    if audit.get("status") != "done":
+        return {"status": audit.get("status", "not run"), "reason": audit.get("reason")}
+    keys = ("status", "auroc", "tpr_at_1pct_fpr", "members", "non_members")
+    return {k: audit.get(k) for k in keys}
 
 
 def _text_setting_warning(provenance: dict[str, Any], phi_placeholders: str) -> list[str]:

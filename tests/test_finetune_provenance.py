@@ -78,3 +78,50 @@ def test_results_md_shows_the_warning_and_who_the_model_was_trained_on(tmp_path)
     assert "fine-tuned on unknown patients" in md
     assert "fine-tuned on patients with sha256 `abababababab`: this run's fine-tuning patients" in md
     assert json.loads(results.model_dump_json())["backends"][0]["provenance"]["record"] is None
+
+
+def test_the_models_membership_audit_is_carried_into_results_and_results_md(tmp_path):
+    """Issue 29: a row per fine-tuned model says how much it reveals about who it was trained on."""
+    write_record(tmp_path, SPLIT.finetune, SPLIT.validation)
+    record = json.loads((tmp_path / "clinpred-finetune.json").read_text())
+    record["audit"] = {
+        "status": "done",
+        "auroc": {"value": 0.734, "low": 0.66, "high": 0.81},
+        "tpr_at_1pct_fpr": {"value": 0.05, "low": 0.0, "high": 0.12},
+        "members": 100,
+        "non_members": 90,
+        "meaning": "not carried",
+    }
+    (tmp_path / "clinpred-finetune.json").write_text(json.dumps(record))
+    _, provenance = _finetune_provenance(backend("sentence-transformers", tmp_path), SPLIT)
+    assert (
+        provenance["membership_audit"]["members"] == 100 and "meaning" not in provenance["membership_audit"]
+    )
+    run = BackendRun(label="ft", name="sentence-transformers", status="ok", provenance=provenance)
+    md = results_markdown(
+        RunResults(
+            clinpred_version="test",
+            created="now",
+            data="test",
+            cohort={},
+            split={"evaluation_patients": 20, "finetune_patients": 18, "validation_patients": 2},
+            evaluation={"notes": 100},
+            allow_external_api=False,
+            versions={},
+            config={},
+            backends=[run],
+        )
+    )
+    assert (
+        "AUROC 0.734 [0.660, 0.810], TPR at 1% FPR 0.050 [0.000, 0.120] (100 members, 90 non-members)" in md
+    )
+    record["audit"] = {"status": "not run", "reason": "trained on a pairs file"}
+    (tmp_path / "clinpred-finetune.json").write_text(json.dumps(record))
+    _, provenance = _finetune_provenance(backend("sentence-transformers", tmp_path), SPLIT)
+    assert _audit_clause(provenance) == "; membership audit not run (trained on a pairs file)"
+
+
+def _audit_clause(provenance: dict) -> str:
+    from clinpred.report.markdown import _audit
+
+    return _audit(provenance["membership_audit"])

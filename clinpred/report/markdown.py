@@ -74,7 +74,24 @@ def _provenance(provenance: dict) -> str:
     if not sha:
         return "fine-tuned on unknown patients: the model folder has no clinpred-finetune.json"
     which = "this run's" if provenance.get("matches_this_run") else "not this run's"
-    return f"fine-tuned on patients with sha256 `{sha[:12]}`: {which} fine-tuning patients"
+    return f"fine-tuned on patients with sha256 `{sha[:12]}`: {which} fine-tuning patients" + _audit(
+        provenance.get("membership_audit")
+    )
+
+
+def _audit(audit: dict | None) -> str:
+    """The model's membership-inference audit, one clause (issue 29): how much it says about who trained it."""
+    from clinpred.finetune.output import estimate_text
+
+    if not audit:
+        return "; no membership audit in its record (`clinpred audit --model DIR --data SRC`)"
+    if audit.get("status") != "done":
+        return f"; membership audit not run ({audit.get('reason') or audit.get('status')})"
+    return (
+        f"; membership audit (members vs non-members, 0.5 = chance): AUROC {estimate_text(audit['auroc'])}, "
+        f"TPR at 1% FPR {estimate_text(audit['tpr_at_1pct_fpr'])} "
+        f"({audit['members']} members, {audit['non_members']} non-members)"
+    )
 
 
 def repairs_lines(cohort: dict[str, object]) -> list[str]:
