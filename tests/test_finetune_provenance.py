@@ -20,6 +20,22 @@ def backend(name: str, path) -> SimpleNamespace:
     return SimpleNamespace(name=name, resolved=SimpleNamespace(path=path))
 
 
+def one_run_results(runs: list[BackendRun]) -> RunResults:
+    """A run of 20 evaluation patients holding ``runs``: what RESULTS.md is written from."""
+    return RunResults(
+        clinpred_version="test",
+        created="now",
+        data="test",
+        cohort={},
+        split={"evaluation_patients": 20, "finetune_patients": 18, "validation_patients": 2},
+        evaluation={"notes": 100},
+        allow_external_api=False,
+        versions={},
+        config={},
+        backends=runs,
+    )
+
+
 def write_record(path, train, validation) -> None:
     data = {
         "train_subject_ids_sha256": ids_sha256(train),
@@ -61,18 +77,7 @@ def test_results_md_shows_the_warning_and_who_the_model_was_trained_on(tmp_path)
             provenance={"train_patients_sha256": "ab" * 32, "matches_this_run": True},
         ),
     ]
-    results = RunResults(
-        clinpred_version="test",
-        created="now",
-        data="test",
-        cohort={},
-        split={"evaluation_patients": 20, "finetune_patients": 18, "validation_patients": 2},
-        evaluation={"notes": 100},
-        allow_external_api=False,
-        versions={},
-        config={},
-        backends=runs,
-    )
+    results = one_run_results(runs)
     md = results_markdown(results)
     assert "**ft**: no clinpred-finetune.json" in md
     assert "fine-tuned on unknown patients" in md
@@ -98,20 +103,7 @@ def test_the_models_membership_audit_is_carried_into_results_and_results_md(tmp_
         provenance["membership_audit"]["members"] == 100 and "meaning" not in provenance["membership_audit"]
     )
     run = BackendRun(label="ft", name="sentence-transformers", status="ok", provenance=provenance)
-    md = results_markdown(
-        RunResults(
-            clinpred_version="test",
-            created="now",
-            data="test",
-            cohort={},
-            split={"evaluation_patients": 20, "finetune_patients": 18, "validation_patients": 2},
-            evaluation={"notes": 100},
-            allow_external_api=False,
-            versions={},
-            config={},
-            backends=[run],
-        )
-    )
+    md = results_markdown(one_run_results([run]))
     assert (
         "AUROC 0.734 [0.660, 0.810], TPR at 1% FPR 0.050 [0.000, 0.120] (100 members, 90 non-members)" in md
     )

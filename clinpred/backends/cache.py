@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from clinpred.backends.base import Role
 from clinpred.paths import cache_root
-from clinpred.privacy.modes import cap_to_folder, narrow_folders
+from clinpred.privacy.modes import cap_to, narrow_folders
 from clinpred.temporaries import remove_stale_temporaries
 
 _MAGIC = b"CLINPRED-EMB1\n"
@@ -80,7 +80,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp-{uuid.uuid4().hex}")
     try:
         with tmp.open("wb") as handle:
-            cap_to_folder(handle.fileno(), path.parent)  # no wider than its folder: see privacy.modes
+            cap_to(handle.fileno(), path.parent)  # no wider than its folder: see privacy.modes
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

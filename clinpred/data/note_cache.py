@@ -58,7 +58,7 @@ def record_note_source(cache_file: Path, files: Sequence[Path], origin: tuple[st
 
     from clinpred.atomic import atomic_path
     from clinpred.data.synthetic_seal import MARKER, is_sealed_synthetic
-    from clinpred.privacy.modes import cap_like, cap_to_folder
+    from clinpred.privacy.modes import cap_to
 
     reader, root = origin if origin is not None else (None, Path(files[0]).parent)
     root = Path(root).resolve()
@@ -81,17 +81,17 @@ def record_note_source(cache_file: Path, files: Sequence[Path], origin: tuple[st
         )
         with atomic_path(sidecar(cache_file)) as tmp, tmp.open("w", encoding="utf-8") as handle:
             if sources[:-1]:  # a record that lists a credentialed source stays as private as it was
-                cap_to_folder(handle.fileno(), cache_file.parent)
-                cap_like(handle.fileno(), sidecar(cache_file))
+                cap_to(handle.fileno(), cache_file.parent)
+                cap_to(handle.fileno(), sidecar(cache_file))
             handle.write(json.dumps({"sources": sources}, indent=1, sort_keys=True) + "\n")
 
 
 def _rewrite_record(cache_file: Path, sources: list[dict[str, Any]]) -> None:
     from clinpred.atomic import atomic_path
-    from clinpred.privacy.modes import cap_like
+    from clinpred.privacy.modes import cap_to
 
     with atomic_path(sidecar(cache_file)) as tmp, tmp.open("w", encoding="utf-8") as handle:
-        cap_like(handle.fileno(), sidecar(cache_file))
+        cap_to(handle.fileno(), sidecar(cache_file))
         handle.write(json.dumps({"sources": sources}, indent=1, sort_keys=True) + "\n")
 
 

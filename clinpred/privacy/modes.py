@@ -139,23 +139,15 @@ def modes_line(protected: bool, *, share: bool = False) -> str:
     return "modes: owner-only, 0700/0600 (credentialed source)"
 
 
-def cap_to_folder(fd: int, folder: Path) -> None:
-    """Give a file being written into ``folder`` no access its folder does not give (0700 -> 0600,
-    0750 -> 0640): a process on the synthetic cohort adding to a cache folder that also holds credentialed
-    entries (the base model's embeddings of both) must not leave world-readable files in it."""
-    try:
-        allowed = stat.S_IMODE(folder.stat().st_mode) | 0o600
-        current = stat.S_IMODE(os.fstat(fd).st_mode)
-        if current & ~allowed & 0o777:
-            os.fchmod(fd, current & allowed)
-    except OSError:
-        pass
+def cap_to(fd: int, reference: Path) -> None:
+    """Give a file being written no access that ``reference`` does not give (0700 -> 0600, 0750 -> 0640).
 
-
-def cap_like(fd: int, previous: Path) -> None:
-    """Give a file that replaces ``previous`` no access ``previous`` did not give."""
+    ``reference`` is the folder the file goes into (a process on the synthetic cohort adding to a cache
+    folder that also holds credentialed entries, the base model's embeddings of both, must not leave
+    world-readable files in it) or the file it replaces (never wider than what it replaces).
+    """
     try:
-        allowed = stat.S_IMODE(previous.stat().st_mode) | 0o600
+        allowed = stat.S_IMODE(reference.stat().st_mode) | 0o600
         current = stat.S_IMODE(os.fstat(fd).st_mode)
         if current & ~allowed & 0o777:
             os.fchmod(fd, current & allowed)
