@@ -11,6 +11,7 @@ import pytest
 
 from clinpred.data.splits import ids_sha256, split_patients
 from clinpred.pipeline import BackendRun, RunResults, _finetune_provenance
+from clinpred.report.html import _run_summary
 from clinpred.report.markdown import results_markdown
 
 SPLIT = split_patients(list(range(1, 41)))
@@ -104,9 +105,10 @@ def test_the_models_membership_audit_is_carried_into_results_and_results_md(tmp_
     )
     run = BackendRun(label="ft", name="sentence-transformers", status="ok", provenance=provenance)
     md = results_markdown(one_run_results([run]))
-    assert (
-        "AUROC 0.734 [0.660, 0.810], TPR at 1% FPR 0.050 [0.000, 0.120] (100 members, 90 non-members)" in md
-    )
+    figures = "AUROC 0.734 [0.660, 0.810], TPR at 1% FPR 0.050 [0.000, 0.120] (100 members, 90 non-members)"
+    assert figures in md
+    row = _run_summary(tmp_path, one_run_results([run, BackendRun(label="b", name="tfidf", status="ok")]))
+    assert figures in row["backends"][0]["audit"] and row["backends"][1]["audit"] == ""  # report.html's row
     record["audit"] = {"status": "not run", "reason": "trained on a pairs file"}
     (tmp_path / "clinpred-finetune.json").write_text(json.dumps(record))
     _, provenance = _finetune_provenance(backend("sentence-transformers", tmp_path), SPLIT)

@@ -313,6 +313,10 @@ def _run_summary(run_dir: Path, run: Any) -> dict[str, Any]:
                 "name": b.name,
                 "status": b.status,
                 "seconds": ", ".join(f"{k} {v:.0f}s" for k, v in b.seconds.items()),
+                # fine-tuned models only: how much each reveals about who it was trained on (issue 29)
+                "audit": sentences.audit_sentence(b.provenance.get("membership_audit"))
+                if b.provenance.get("train_patients_sha256")
+                else "",
             }
             for b in run.backends
         ],

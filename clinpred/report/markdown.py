@@ -80,18 +80,10 @@ def _provenance(provenance: dict) -> str:
 
 
 def _audit(audit: dict | None) -> str:
-    """The model's membership-inference audit, one clause (issue 29): how much it says about who trained it."""
-    from clinpred.finetune.output import estimate_text
+    """The model's membership-inference audit as a clause after who it was trained on (issue 29)."""
+    from clinpred.report.sentences import audit_sentence
 
-    if not audit:
-        return "; no membership audit in its record (`clinpred audit --model DIR --data SRC`)"
-    if audit.get("status") != "done":
-        return f"; membership audit not run ({audit.get('reason') or audit.get('status')})"
-    return (
-        f"; membership audit (members vs non-members, 0.5 = chance): AUROC {estimate_text(audit['auroc'])}, "
-        f"TPR at 1% FPR {estimate_text(audit['tpr_at_1pct_fpr'])} "
-        f"({audit['members']} members, {audit['non_members']} non-members)"
-    )
+    return "; " + audit_sentence(audit)
 
 
 def repairs_lines(cohort: dict[str, object]) -> list[str]:

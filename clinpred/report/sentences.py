@@ -145,3 +145,19 @@ def counts_sentence(counts: dict[str, Any]) -> str:
     if nested:
         text += "; in results.json: " + ", ".join(nested)
     return text
+
+
+def audit_sentence(audit: dict | None) -> str:
+    """A fine-tuned model's membership-inference audit (clinpred.privacy.audit), as its run records it:
+    how much the model reveals about who was in its training set."""
+    from clinpred.finetune.output import estimate_text
+
+    if not audit:
+        return "no membership audit in its record (`clinpred audit --model DIR --data SRC`)"
+    if audit.get("status") != "done":
+        return f"membership audit not run ({audit.get('reason') or audit.get('status')})"
+    return (
+        f"membership audit (members vs non-members, 0.5 = chance): AUROC {estimate_text(audit['auroc'])}, "
+        f"TPR at 1% FPR {estimate_text(audit['tpr_at_1pct_fpr'])} "
+        f"({audit['members']} members, {audit['non_members']} non-members)"
+    )
