@@ -155,7 +155,12 @@ def test_the_spill_files_have_no_name_on_disk(small_pieces, tmp_path):
         TextSpill.gather = gather
     (names,) = seen
     assert len(names) == 1 and names[0].endswith(".tmp")  # only the cache being written
-    assert [p.suffix for p in cache.iterdir()] == [".arrow"]
+    # the cache file, its source record (issue 29: what each entry derives from) and that record's lock
+    arrow = [p.name for p in cache.iterdir() if p.suffix == ".arrow"]
+    assert len(arrow) == 1
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [*arrow, arrow[0] + ".source.json", "sources.lock"]
+    )
 
 
 @pytest.mark.parametrize("kind", ["random", "identity", "reversed-blocks"])

@@ -404,5 +404,8 @@ def test_note_longer_than_a_block_is_read_and_one_beyond_the_limit_refused(small
             path, NOTE_COLUMNS, _normalise_noteevents, NoteFilters(), use_cache=use_cache, cache_dir=cache
         )
     assert "gzip" not in str(refused.value) and "Lungs" not in str(refused.value)
-    left = [p.name for p in cache.rglob("*") if p.is_file()]  # the first file's cache, nothing of this one
-    assert len(left) == (1 if use_cache else 0) and all(n.endswith(".arrow") for n in left), left
+    # the first file's cache (with its source record and that record's lock), nothing of this one
+    left = [p.name for p in cache.rglob("*") if p.is_file() and p.suffix == ".arrow"]
+    assert len(left) == (1 if use_cache else 0), left
+    others = {p.name for p in cache.rglob("*") if p.is_file()} - set(left)
+    assert others == ({left[0] + ".source.json", "sources.lock"} if use_cache else set()), others
