@@ -278,5 +278,7 @@ def test_cli_writes_a_cohort_and_rejects_a_bad_out(cli, tmp_path):
     assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
     (tmp_path / "file").write_text("x")
     blocked = cli("synth", "--out", str(tmp_path / "file" / "sub"))
-    assert blocked.returncode == 2 and "which is a file" in blocked.stderr and "Traceback" not in blocked.stderr
+    assert (
+        blocked.returncode == 2 and "which is a file" in blocked.stderr and "Traceback" not in blocked.stderr
+    )
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "no temporary directory left behind"
