@@ -48,8 +48,8 @@ def path_error_message(exc: BaseException) -> str | None:
     target = getattr(exc, "filename", None) or "a path"
     if code == errno.ENAMETOOLONG:
         return (
-            f"{target}: a file or folder name in this path is longer than the file system allows "
-            "(usually 255 bytes per name). Use a shorter name."
+            f"{target}: a file or folder name in this path is too long for the file system (usually "
+            "255 bytes per name). Use a shorter name."
         )
     if code in (errno.EACCES, errno.EPERM):
         return f"{target}: permission denied. Use a path you may read and write, or ask its owner."
