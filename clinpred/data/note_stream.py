@@ -197,7 +197,7 @@ def to_int(table: pa.Table, column: str, ctx: BlockContext, *, nullable: bool) -
         if (pc.min(numbers).as_py() or 0) >= 0:
             return numbers.combine_chunks()
     except pa.ArrowInvalid:
-        pass  # found and named below
+        pass  # a bad cell: the slow exact parse below finds its row and says what is wrong
     numbers, row, problem = parse_whole_numbers(values)
     if row is None and not nullable and numbers.null_count:
         row, problem = pc.index(pc.is_null(numbers), True).as_py(), "is empty: a whole number is required"
