@@ -5,6 +5,7 @@ Errors a user can cause arrive as ``InputError`` and leave as one message on std
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -586,8 +587,9 @@ def _exit_now(code: int) -> None:
             child.terminate()
         for child in children:  # one that was interrupted before it could take SIGTERM's default
             child.join(timeout=1)
-            if child.is_alive():
-                child.kill()
+            if child.is_alive() and child.pid:  # by pid: loky's Popen has no kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
     stop_pools()  # loky's workers and semaphores (no "leaked semlock objects" warning at exit)
     os._exit(code)
 

@@ -147,7 +147,8 @@ def render_check(report: CheckReport, console: Console) -> None:
     console.print(
         Text.assemble(
             (report.path, "bold"), f": {report.layout} layout" + (" (synthetic)" if s["synthetic"] else "")
-        )
+        ),
+        soft_wrap=True,  # a path is never broken across lines: it is copied from here
     )
     overview = Table(show_header=False, box=None)
     for key in (
