@@ -20,6 +20,17 @@ Definition, stated in every result:
 Metrics: top-1/5/10 accuracy, MRR, mean pool size, the number of queries and chance level for each k
 (the mean over queries of min(k, pool size) / pool size), with patient-bootstrap intervals.
 
+Method, stated in every result (``definition.method``): scoring every query against every pool note
+costs queries x pool, quadratic in the cohort (hours at MIMIC-III size on a CPU). Up to
+``exact_up_to`` queries every query is scored ("exact"); above it (and where ``query_sample`` is set)
+a seeded, patient-stratified sample of ``query_sample`` queries is scored against the **full** pool
+("sampled queries against the full pool"), so the cost is linear in the pool. Only which queries are
+scored changes: each sampled query's pool, masks, target rank and tie rule are exactly those of the
+exact method (the same rows of ``units``). The choice depends on the cohort and the config alone, never
+on the machine, so two runs of one config always share a definition. On a GPU the exact method runs on
+the torch block path (``clinpred.tasks.topk``); set ``query_sample = null`` (or a larger
+``exact_up_to``) to have it at any size.
+
 Identity or content (DESIGN.md rule 7)? A model can find note t+1 by recognising the patient. Beside
 next-note recall, every result gives:
 
@@ -76,6 +87,10 @@ class RecallConfig(BaseModel):
     tie_rule: Literal["pessimistic", "optimistic"] = "pessimistic"
     tie_tolerance: float = Field(1e-5, ge=0.0, le=MAX_TOLERANCE)
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    # above exact_up_to queries, score a seeded patient-stratified sample of query_sample queries against
+    # the full pool (None: always exact); the sample's seed is ``seed``
+    query_sample: int | None = Field(20_000, ge=1, le=MAX_POOL)
+    exact_up_to: int = Field(50_000, ge=1, le=MAX_POOL)
     # memory bound only: results do not depend on block sizes; None: the device's (1024 x 8192 on the
     # CPU, 4096 x 32768 on a GPU: clinpred.tasks.topk)
     query_block: int | None = Field(None, ge=1, le=MAX_BLOCK)
@@ -224,7 +239,52 @@ def _sample_cutoffs(
     return cutoff
 
 
-def _definition(config: RecallConfig, categories: list[str]) -> dict[str, object]:
+EXACT = "exact"
+SAMPLED = "sampled queries against the full pool"
+QUERY_SAMPLE_STREAM = 25  # the query sample's own random stream of ``seed`` (the pool sample has another)
+
+
+def recall_method(config: RecallConfig, n_queries: int) -> str:
+    """``EXACT`` or ``SAMPLED``, from the config and the number of queries alone (never the machine)."""
+    if config.query_sample is None or n_queries <= max(config.exact_up_to, config.query_sample):
+        return EXACT
+    return SAMPLED
+
+
+def sample_queries(query_subjects: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Ascending positions of ``n`` of the queries: a seeded, patient-stratified systematic sample.
+
+    The queries (``query_subjects``: each query's patient, patients contiguous) are laid out patient by
+    patient, the patients in a seeded random order and each patient's queries shuffled; every
+    ``len / n``-th position from a random start is taken. Every query is sampled with the same
+    probability ``n / len`` (so each metric's estimate is unbiased for the exact one), and each patient
+    gets ``floor`` or ``ceil`` of its share: the sample is spread over the patients as evenly as it can
+    be, with less sampling error than a plain random sample of queries and far less than sampling
+    whole patients.
+
+    Why the patient bootstrap of the sampled queries' rows includes the sampling error: a metric is a
+    ratio over patients, sum of each patient's scored hits / sum of its scored queries. Resampling
+    patients with replacement estimates that ratio's variance from the spread of the per-patient terms
+    (hits - metric x queries). For a sampled patient, that term is its exact term scaled by the sampling
+    fraction plus the error of sampling its queries; the two add in the spread, so the interval widens
+    by the sampling error's share on top of the patient-to-patient variation that the exact interval
+    already holds (the "ultimate cluster" estimator of two-stage sampling). Patients none of whose
+    queries were drawn add nothing to either sum, so leaving them out of the resampling changes the
+    ratio's interval by no more than the random count of such patients would.
+    """
+    total = len(query_subjects)
+    if n >= total:
+        return np.arange(total)
+    rng = np.random.default_rng([seed, QUERY_SAMPLE_STREAM])
+    _, patient = np.unique(query_subjects, return_inverse=True)
+    patient_order = rng.permutation(int(patient.max()) + 1)
+    layout = np.lexsort((rng.random(total), patient_order[patient]))
+    step = total / n
+    positions = np.floor(rng.random() * step + step * np.arange(n)).astype(np.int64)
+    return np.sort(layout[np.minimum(positions, total - 1)])
+
+
+def _definition(config: RecallConfig, categories: list[str], method: str) -> dict[str, object]:
     pool = "every evaluation note of the used categories except the query itself"
     if config.pool == "target_category":
         pool += ", of the target's category only"
@@ -234,8 +294,19 @@ def _definition(config: RecallConfig, categories: list[str]) -> dict[str, object
             " always kept)"
         )
     tie = "plus pool notes tied with the target" if config.tie_rule == "pessimistic" else "ties ignored"
+    if config.query_sample is None:
+        rule = "every query scored, at any size"
+    else:
+        rule = (
+            f"every query scored up to {max(config.exact_up_to, config.query_sample):,} queries; above that, a "
+            f"seeded (seed {config.seed}) patient-stratified sample of {config.query_sample:,} queries, each "
+            "scored against the full pool with the exact pool, masks, target rank and tie rule; the patient "
+            "bootstrap resamples the sampled queries' patients, so the interval includes the sampling error"
+        )
     return {
         **config.model_dump(mode="json", exclude={"bootstrap"}),
+        "method": method,
+        "method_rule": rule,
         "categories_used": categories,
         "query": "note t of each consecutive pair of an evaluation patient's notes in (subject_id, time) order",
         "target": "note t+1 of the same patient",
@@ -296,6 +367,13 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
             f"{categories}{' (after dropping identical-text pairs)' if n_identical else ''}; "
             "use more patients or more categories (setting recall.categories)"
         )
+
+    method = recall_method(config, len(q_idx))
+    before_sampling = {"queries": len(q_idx), "patients": len(np.unique(subject_ids[q_idx]))}
+    if method == SAMPLED:
+        assert config.query_sample is not None
+        chosen = sample_queries(subject_ids[q_idx], config.query_sample, config.seed)
+        q_idx, t_idx = q_idx[chosen], t_idx[chosen]
 
     groups = None
     if config.pool == "target_category":
@@ -380,10 +458,13 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
         "pool_size_min": int(found.pool_size.min()),
         "pool_size_max": int(found.pool_size.max()),
     }
+    if method == SAMPLED:  # only then: an exact run's counts stay as they were
+        counts["queries_before_sampling"] = before_sampling["queries"]
+        counts["patients_with_queries_before_sampling"] = before_sampling["patients"]
     result = TaskResult(
         task="recall",
         main_metric="top5",
-        definition=_definition(config, categories),
+        definition=_definition(config, categories, method),
         counts=counts,
         metrics=without_intervals(
             bootstrap_metrics(units, metrics_from_units, config.bootstrap), DESCRIPTIVE_METRICS
