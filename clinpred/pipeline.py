@@ -8,6 +8,7 @@ Only this module and the CLI touch a run's file layout:
     RUN_DIR/umap.png                 one UMAP panel per backend (when geometry ran)
     RUN_DIR/report.html              one self-contained page: the table, figures per task, definitions
     RUN_DIR/units/LABEL/TASK.parquet per-unit out-of-fold outputs, for paired comparisons in `clinpred report`
+    RUN_DIR/predictions/TASK/LABEL.parquet  binary tasks' out-of-fold predictions in meds-evaluation's schema
     RUN_DIR/.clinpred-run            the mark: clinpred wrote this folder and may replace it (run_folder.py)
 
 A backend that cannot run (no API key, model not on disk, refused for protected data) is recorded as
@@ -371,15 +372,22 @@ def _nothing_ran(runs: list[Any]) -> str:
 
 
 def write_run(results: RunResults, out_dir: Path) -> None:
-    """results.json, per-unit outputs, RESULTS.md, the UMAP figure and report.html."""
+    """results.json, per-unit outputs, meds-evaluation predictions, RESULTS.md, the UMAP figure, report.html."""
+    import pyarrow.parquet as pq
+
     from clinpred.report.html import write_report_html
     from clinpred.report.markdown import results_markdown
+    from clinpred.report.predictions import prediction_table
 
     for run in results.backends:
         for task, result in run.results.items():
             if result.units is not None:
                 with atomic_path(out_dir / "units" / run.label / f"{task}.parquet") as tmp:
                     result.units.to_parquet(tmp, index=False)
+                predictions = prediction_table(result.units)  # binary tasks: what meds-evaluation scores
+                if predictions is not None:
+                    with atomic_path(out_dir / "predictions" / task / f"{run.label}.parquet") as tmp:
+                        pq.write_table(predictions, tmp)
     # secrets redacted by value (a key in base_url, in a reason an endpoint sent back); report.html and
     # `clinpred report` read this file back, so they see what it holds
     write_text(out_dir / "results.json", redact(results.model_dump_json(indent=2)))

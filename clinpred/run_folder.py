@@ -83,7 +83,9 @@ def read_results(run_dir: Path) -> RunResults | None:
 MARKER = ".clinpred-run"
 Kind = Literal["run", "demo", "ablate", "report", "finetune", "synth"]
 
-_RUN = frozenset({"config.json", "results.json", "RESULTS.md", "umap.png", "report.html", "units"})
+_RUN = frozenset(
+    {"config.json", "results.json", "RESULTS.md", "umap.png", "report.html", "units", "predictions"}
+)
 _COMPARISON = frozenset({"comparison.md", "comparison.csv", "comparison.json"})
 # what a folder of each kind may hold; None: any name (a model folder's files depend on the model)
 ENTRIES: dict[str, frozenset[str] | None] = {

@@ -70,7 +70,7 @@ def aggregate(
     method: AggregationMethod = "mean",
     k: int = 5,
     half_life_days: float = 30.0,
-    key: Literal["subject_id", "hadm_id"] = "subject_id",
+    key: str = "subject_id",  # the notes' column that names their unit (subject_id, hadm_id, a label id)
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aggregate note embeddings into one row per unit.
 

@@ -92,43 +92,55 @@ def evaluate_binary_outcome(
     definition: dict[str, Any],
     counts: dict[str, Any],
     warnings: list[str] | None = None,
+    key: str = "hadm_id",
+    note_units: np.ndarray | None = None,
+    unit_name: str = "admissions",
 ) -> TaskResult:
-    """Cross-validated prediction of ``units.y`` (one row per admission: subject_id, hadm_id, y).
+    """Cross-validated prediction of ``units.y`` (one row per unit: subject_id, ``key``, y).
 
-    ``feature_notes`` masks ``cohort.notes`` (and the aligned ``embeddings``) to the notes the task allows
-    as features; each unit's features are the aggregate of its admission's allowed notes. Units without
-    any allowed note are excluded and counted. Too few patients or positives is a user error (the
-    pipeline records the task as not run, with the reason).
+    ``feature_notes`` selects rows of ``cohort.notes`` (and the aligned ``embeddings``): a boolean mask
+    or row positions (a note may then appear more than once). Each unit's features are the aggregate of
+    the selected notes whose ``key`` is the unit's: the notes' own ``key`` column (an admission's notes),
+    or ``note_units``, the unit of each selected row (a label row's notes, ``clinpred.tasks.aces``).
+    Units without any allowed note are excluded and counted (``{unit_name}_without_feature_notes``).
+    A ``prediction_time`` column of ``units`` (when the features end) is kept in the per-unit outputs,
+    which the run writes as meds-evaluation predictions. Too few patients or positives is a user error
+    (the pipeline records the task as not run, with the reason).
     """
     warnings = list(warnings or [])
-    notes, emb = cohort.notes[feature_notes], embeddings[feature_notes]
-    hadm = units["hadm_id"].to_numpy(dtype=np.int64)
+    feature_notes = np.asarray(feature_notes)
+    notes, emb = cohort.notes.iloc[feature_notes], embeddings[feature_notes]
+    if note_units is not None:
+        notes = notes.assign(**{key: np.asarray(note_units, dtype=np.int64)})
+    unit_ids = units[key].to_numpy(dtype=np.int64)
     features, has_notes = aggregate(
         notes,
         emb,
-        hadm,
+        unit_ids,
         method=config.aggregation,
         k=config.last_k,
         half_life_days=config.half_life_days,
-        key="hadm_id",
+        key=key,
     )
-    counts["admissions_without_feature_notes"] = int((~has_notes).sum())
+    counts[f"{unit_name}_without_feature_notes"] = int((~has_notes).sum())
     units = units[has_notes].reset_index(drop=True)
     features = features[has_notes]
     y = units["y"].to_numpy(dtype=bool)
-    used = notes["hadm_id"].isin(set(units["hadm_id"].tolist())).to_numpy()
+    used = notes[key].isin(set(units[key].tolist())).to_numpy()
+    # a note shared by several units (note_units) counts once
+    notes_used = int(used.sum()) if note_units is None else len(np.unique(feature_notes[used]))
     counts.update(
         {
-            "admissions": len(units),
+            unit_name: len(units),
             "patients": int(units["subject_id"].nunique()),
             "positives": int(y.sum()),
             "negatives": int((~y).sum()),
-            "notes_used": int(used.sum()),
+            "notes_used": notes_used,
         }
     )
     if min(int(y.sum()), int((~y).sum())) < config.min_positives:
         raise InputError(
-            f"{task}: {int(y.sum())} positive and {int((~y).sum())} negative admissions with feature notes, "
+            f"{task}: {int(y.sum())} positive and {int((~y).sum())} negative {unit_name} with feature notes, "
             f"fewer than min_positives={config.min_positives} of each; use a larger cohort or lower "
             f"tasks.{task}.min_positives"
         )
@@ -145,7 +157,7 @@ def evaluate_binary_outcome(
     train_neg = [int((~y[fold_of != i]).sum()) for i in range(config.n_folds)]
     if min(min(train_pos), min(train_neg)) < config.min_train_positives:
         raise InputError(
-            f"{task}: a training fold has {min(train_pos)} positive / {min(train_neg)} negative admissions, "
+            f"{task}: a training fold has {min(train_pos)} positive / {min(train_neg)} negative {unit_name}, "
             f"fewer than min_train_positives={config.min_train_positives}; use a larger cohort or fewer folds"
         )
 
@@ -165,7 +177,7 @@ def evaluate_binary_outcome(
             probs[test] = p
             chosen.append(c)
 
-    out = units[["subject_id", "hadm_id"]].copy()
+    out = units[["subject_id", key] + (["prediction_time"] if "prediction_time" in units else [])].copy()
     out["fold"] = fold_of
     out["p"] = probs
     out["y"] = y
@@ -190,7 +202,9 @@ def evaluate_binary_outcome(
         folds={
             "n_splits": config.n_folds,
             "grouped_by": "subject_id",
-            "stratified_by": "whether the patient has a positive admission",
+            "stratified_by": f"whether the patient has a positive unit ({unit_name})"
+            if unit_name != "admissions"
+            else "whether the patient has a positive admission",
             "seed": config.seed,
             "patients_per_fold": [len(test) for _, test in folds],
         },

@@ -68,6 +68,9 @@ def evaluate_mortality(
     if len(embeddings) != len(cohort.notes):
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
     units, counts = admission_outcomes(cohort, config.window_hours)
+    # the features end when the window closes: the prediction time of the meds-evaluation predictions
+    admit = units["hadm_id"].map(cohort.admissions.set_index("hadm_id")["admittime"])
+    units["prediction_time"] = admit + pd.Timedelta(hours=config.window_hours)
     notes = cohort.notes
     is_ds = is_discharge_summary(notes["category"])
     early = early_notes(notes, cohort.admissions, config.window_hours)

@@ -103,6 +103,8 @@ def evaluate_readmission(
     if len(embeddings) != len(cohort.notes):
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
     units, counts = discharge_outcomes(cohort, config.days, config.elective)
+    # prediction at discharge: the prediction time of the meds-evaluation predictions
+    units["prediction_time"] = units["hadm_id"].map(cohort.admissions.set_index("hadm_id")["dischtime"])
     notes = cohort.notes
     disch = notes["hadm_id"].map(cohort.admissions.set_index("hadm_id")["dischtime"])
     date_only = notes["time_is_date"].to_numpy(bool)
