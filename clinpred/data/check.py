@@ -50,6 +50,7 @@ class CheckReport(BaseModel):
     coverage: dict[str, VersionCoverage] = {}  # "icd9" / "icd10"
     patients_unmapped: int = 0  # patients with diagnoses, none of which maps: no labels, not negatives
     repairs: list[RepairCount] = []  # what the reader repaired, by rule (nothing on clean data)
+    omop: dict[str, dict[str, object]] = {}  # an OMOP source's details (omop.OmopDetails.summary)
     warnings: list[str] = []
 
 
@@ -82,7 +83,14 @@ def check_data(path: str | Path, *, use_cache: bool = True, progress: bool = Tru
     diagnosis task labels); the others are counted and warned about.
     """
     layout = detect_layout(path)
-    cohort = load_cohort(path, use_cache=use_cache, progress=progress)
+    omop: dict[str, dict[str, object]] = {}
+    if layout == "omop":  # the reader's details: visits by concept, conditions by version rule, ...
+        from clinpred.data.omop import read_omop_with_details
+
+        cohort, details = read_omop_with_details(path, use_cache=use_cache, progress=progress)
+        omop = details.summary()
+    else:
+        cohort = load_cohort(path, use_cache=use_cache, progress=progress)
     dx = cohort.diagnoses
     unmapped = unmapped_units(dx)
     labels = label_matrix(dx, scheme="ccs_benchmark")
@@ -120,6 +128,7 @@ def check_data(path: str | Path, *, use_cache: bool = True, progress: bool = Tru
             )
             for r, n in repairs_made(cohort.counts)
         ],
+        omop=omop,
         warnings=warnings,
     )
 
@@ -139,6 +148,25 @@ def render_repairs(repairs: list[RepairCount], console: Console) -> None:
             console.print(
                 f"as in the release: {r.key.replace('_', ' ')}: {r.count:,} ({r.rule})", markup=False
             )
+
+
+def render_omop(omop: dict[str, dict[str, object]], console: Console) -> None:
+    """An OMOP source: what was read from which table, and what was not kept (counted and named)."""
+    for key, title in (
+        ("visits_by_concept", "visits by visit_concept_id (kept: admissions / not kept)"),
+        ("conditions_by_version_rule", "conditions by how their ICD version was decided"),
+        ("conditions_without_icd", "conditions without an ICD source (not kept), by condition_concept_id"),
+        ("ambiguous_codes", "codes in both ICD-9-CM and ICD-10-CM (rule applied)"),
+        ("notes_by_category_rule", "notes by how their category was decided"),
+        ("follow_up", "OBSERVATION_PERIOD"),
+    ):
+        values = omop.get(key)
+        if values:
+            listed = "; ".join(
+                f"{k}: " + (", ".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict) else str(v))
+                for k, v in values.items()
+            )
+            console.print(f"OMOP {title}: {listed}", markup=False)
 
 
 def render_check(report: CheckReport, console: Console) -> None:
@@ -201,5 +229,6 @@ def render_check(report: CheckReport, console: Console) -> None:
     for name, share in sorted(report.phenotype_prevalence.items(), key=lambda kv: -kv[1]):
         prev.add_row(name, f"{share:.1%}")
     console.print(prev)
+    render_omop(report.omop, console)
     for warning in report.warnings:
         console.print(f"warning: {warning}", markup=False)  # not markup: "[data]" would vanish

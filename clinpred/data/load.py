@@ -8,10 +8,12 @@ from typing import Any, Literal
 from clinpred.data.cohort import Cohort
 from clinpred.data.mimic3 import read_mimic3
 from clinpred.data.mimic4 import read_mimic4
+from clinpred.data.omop import read_omop
+from clinpred.data.omop_tables import find_table
 from clinpred.data.tables import locate
 from clinpred.errors import InputError
 
-Layout = Literal["mimic3", "mimic4"]
+Layout = Literal["mimic3", "mimic4", "omop"]
 
 
 def detect_layout(path: str | Path) -> Layout:
@@ -21,19 +23,31 @@ def detect_layout(path: str | Path) -> Layout:
         raise InputError(f"{path}: no such directory.")
     if not path.is_dir():
         raise InputError(f"{path}: not a directory. Give the folder that holds the MIMIC CSV files.")
+    if is_omop_root(path):  # before MIMIC-IV: an OMOP NOTE table can be a folder note/ of parts
+        return "omop"
     if (path / "hosp").is_dir() or (path / "note").is_dir():
         return "mimic4"
     if locate(path, "NOTEEVENTS", required=False) is not None:
         return "mimic3"
     raise InputError(
         f"{path}: neither a MIMIC-III directory (NOTEEVENTS.csv.gz with PATIENTS, ADMISSIONS, "
-        "DIAGNOSES_ICD) nor a MIMIC-IV root (hosp/ and note/)."
+        "DIAGNOSES_ICD), a MIMIC-IV root (hosp/ and note/) nor an OMOP CDM folder (person and note "
+        "tables, CSV or Parquet)."
     )
+
+
+def is_omop_root(path: Path) -> bool:
+    """An OMOP CDM folder: PERSON and NOTE tables (files or folders of parts, CSV or Parquet)."""
+    return all(find_table(path, name, required=False) is not None for name in ("person", "note"))
 
 
 def load_cohort(path: str | Path, **options: Any) -> Cohort:
     """Read a MIMIC-III or MIMIC-IV(-Note) directory; options go to the matching reader."""
-    if detect_layout(path) == "mimic4":
+    layout = detect_layout(path)
+    if layout == "omop":
+        options.pop("drop_errors", None)  # OMOP's NOTE has no error flag
+        return read_omop(path, **options)
+    if layout == "mimic4":
         options.pop("drop_errors", None)  # MIMIC-IV-Note has no error flag
         return read_mimic4(path, **options)
     return read_mimic3(path, **options)

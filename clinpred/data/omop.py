@@ -77,6 +77,23 @@ class OmopDetails:
     notes_by_category_rule: dict[str, int] = field(default_factory=dict)
     follow_up_end: pd.Series | None = None  # per person: latest observation_period_end_date
 
+    def summary(self) -> dict[str, dict[str, object]]:
+        """Everything but the per-person follow-up, which is summarised by its count and span."""
+        out: dict[str, dict[str, object]] = {
+            "visits_by_concept": dict(self.visits_by_concept),
+            "conditions_by_version_rule": dict(self.conditions_by_version_rule),
+            "conditions_without_icd": dict(self.conditions_without_icd),
+            "ambiguous_codes": dict(self.ambiguous_codes),
+            "notes_by_category_rule": dict(self.notes_by_category_rule),
+        }
+        if self.follow_up_end is not None:
+            ends = self.follow_up_end.dropna()
+            out["follow_up"] = {
+                "persons_with_an_end": len(ends),
+                "latest_end": str(ends.max().date()) if len(ends) else None,
+            }
+        return out
+
 
 def _concept_name(cid: int, names: dict[int, str]) -> str:
     return f"{cid} {names[cid]}" if cid in names else str(cid)
