@@ -49,6 +49,7 @@ class CheckReport(BaseModel):
     phenotype_prevalence: dict[str, float]  # share of labelled patients (see check_data) with each label
     coverage: dict[str, VersionCoverage] = {}  # "icd9" / "icd10"
     patients_unmapped: int = 0  # patients with diagnoses, none of which maps: no labels, not negatives
+    deaths: dict[str, int] = {}  # patients with a date of death; admissions ending in death
     repairs: list[RepairCount] = []  # what the reader repaired, by rule (nothing on clean data)
     omop: dict[str, dict[str, object]] = {}  # an OMOP source's details (omop.OmopDetails.summary)
     warnings: list[str] = []
@@ -122,6 +123,14 @@ def check_data(path: str | Path, *, use_cache: bool = True, progress: bool = Tru
         phenotype_prevalence=prevalence,
         coverage=icd_coverage(dx),
         patients_unmapped=len(unmapped),
+        deaths={
+            "patients_with_date_of_death": int(cohort.patients["dod"].notna().sum()),
+            "in_hospital_deaths": int(
+                (
+                    (cohort.admissions["hospital_expire_flag"] == 1) | cohort.admissions["deathtime"].notna()
+                ).sum()
+            ),
+        },
         repairs=[
             RepairCount(
                 key=r.key, table=r.table, count=n, rule=r.rule, limited=r.limited, expected=r.expected
@@ -148,6 +157,20 @@ def render_repairs(repairs: list[RepairCount], console: Console) -> None:
             console.print(
                 f"as in the release: {r.key.replace('_', ' ')}: {r.count:,} ({r.rule})", markup=False
             )
+
+
+def render_meds_events(summary: dict[str, object], console: Console) -> None:
+    """A MEDS source: events read, and how many of them clinpred read as what (meds_read.py)."""
+    if "meds_events_read" not in summary:
+        return
+    kinds = ("note", "diagnosis", "admission", "discharge", "birth", "death", "gender")
+    read = ", ".join(f"{k} {int(summary.get(f'meds_{k}_events', 0)):,}" for k in kinds)  # type: ignore[call-overload]
+    console.print(
+        f"MEDS events read: {int(summary['meds_events_read']):,} in {summary.get('meds_shards', 0)} shard(s), "  # type: ignore[call-overload]
+        f"{summary.get('meds_distinct_codes', 0):,} distinct codes; matched as {read}; "
+        f"ignored (other codes) {int(summary.get('meds_events_ignored', 0)):,}",  # type: ignore[call-overload]
+        markup=False,
+    )
 
 
 def render_omop(omop: dict[str, dict[str, object]], console: Console) -> None:
@@ -192,6 +215,12 @@ def render_check(report: CheckReport, console: Console) -> None:
         if key in s:
             overview.add_row(key.replace("_", " "), str(s[key]))
     console.print(overview)
+    if report.deaths:
+        console.print(
+            f"deaths: {report.deaths['patients_with_date_of_death']:,} patients with a date of death, "
+            f"{report.deaths['in_hospital_deaths']:,} admissions ending in death"
+        )
+    render_meds_events(s, console)
     render_repairs(report.repairs, console)
     cats = Table("category", "notes", title="notes by category")
     for cat, n in s["notes_by_category"].items():  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""Open any supported data directory: detect MIMIC-III (NOTEEVENTS) or MIMIC-IV (hosp/ + note/)."""
+"""Open any supported data directory: detect MIMIC-III (NOTEEVENTS), MIMIC-IV (hosp/ + note/) or MEDS
+(data/*.parquet + metadata/)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clinpred.data.cohort import Cohort
+from clinpred.data.meds_read import is_meds_root, read_meds
 from clinpred.data.mimic3 import read_mimic3
 from clinpred.data.mimic4 import read_mimic4
 from clinpred.data.omop import read_omop
@@ -13,7 +15,7 @@ from clinpred.data.omop_tables import find_table
 from clinpred.data.tables import locate
 from clinpred.errors import InputError
 
-Layout = Literal["mimic3", "mimic4", "omop"]
+Layout = Literal["mimic3", "mimic4", "meds", "omop"]
 
 
 def detect_layout(path: str | Path) -> Layout:
@@ -23,6 +25,8 @@ def detect_layout(path: str | Path) -> Layout:
         raise InputError(f"{path}: no such directory.")
     if not path.is_dir():
         raise InputError(f"{path}: not a directory. Give the folder that holds the MIMIC CSV files.")
+    if is_meds_root(path):  # before MIMIC-IV: a MEDS root has no hosp/, but say it first
+        return "meds"
     if is_omop_root(path):  # before MIMIC-IV: an OMOP NOTE table can be a folder note/ of parts
         return "omop"
     if (path / "hosp").is_dir() or (path / "note").is_dir():
@@ -31,8 +35,8 @@ def detect_layout(path: str | Path) -> Layout:
         return "mimic3"
     raise InputError(
         f"{path}: neither a MIMIC-III directory (NOTEEVENTS.csv.gz with PATIENTS, ADMISSIONS, "
-        "DIAGNOSES_ICD), a MIMIC-IV root (hosp/ and note/) nor an OMOP CDM folder (person and note "
-        "tables, CSV or Parquet)."
+        "DIAGNOSES_ICD), a MIMIC-IV root (hosp/ and note/), a MEDS root (data/*.parquet and "
+        "metadata/dataset.json) nor an OMOP CDM folder (person and note tables, CSV or Parquet)."
     )
 
 
@@ -42,8 +46,11 @@ def is_omop_root(path: Path) -> bool:
 
 
 def load_cohort(path: str | Path, **options: Any) -> Cohort:
-    """Read a MIMIC-III or MIMIC-IV(-Note) directory; options go to the matching reader."""
+    """Read a MIMIC-III, MIMIC-IV(-Note) or MEDS directory; options go to the matching reader."""
     layout = detect_layout(path)
+    if layout == "meds":
+        options.pop("drop_errors", None)  # MEDS has no error flag
+        return read_meds(path, **options)
     if layout == "omop":
         options.pop("drop_errors", None)  # OMOP's NOTE has no error flag
         return read_omop(path, **options)

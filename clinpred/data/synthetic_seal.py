@@ -53,7 +53,13 @@ def write_seal(directory: Path, description: dict[str, Any]) -> None:
 
 
 def is_sealed_synthetic(directory: Path) -> bool:
-    """True only when the marker is intact and lists exactly the CSV files here, unchanged."""
+    """True only when the marker is intact and lists exactly the CSV files here, unchanged (a MEDS
+    dataset: its own seal, meds_seal.py)."""
+    directory = Path(directory)
+    if (directory / "metadata" / "dataset.json").is_file() and (directory / "data").is_dir():
+        from clinpred.data.meds_seal import is_sealed_synthetic_meds
+
+        return is_sealed_synthetic_meds(directory)
     marker = directory / MARKER
     try:
         record = json.loads(marker.read_text())
