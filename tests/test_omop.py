@@ -199,7 +199,6 @@ def test_an_omop_conversion_of_mimic4_gives_the_same_cohort(tmp_path):
     pd.testing.assert_series_equal(label_matrix(omop.diagnoses).mean(), label_matrix(native.diagnoses).mean())
 
 
-@pytest.mark.slow
 def test_run_on_an_omop_folder(cli, tmp_path):
     """`clinpred run --data OMOP -b tfidf -t diagnosis` on the tiny synthetic cohort written as OMOP."""
     from clinpred.data.mimic3 import read_mimic3
