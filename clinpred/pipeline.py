@@ -32,7 +32,7 @@ import clinpred
 from clinpred.atomic import atomic_path, write_text
 from clinpred.config import DataConfig, ExperimentConfig, TaskName
 from clinpred.data.cohort import Cohort
-from clinpred.data.splits import PatientSplit, ids_sha256, split_patients
+from clinpred.data.splits import PatientSplit, ids_sha256, split_cohort
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
 from clinpred.privacy.modes import protect_source
@@ -108,7 +108,7 @@ def build_cohort(data: DataConfig, *, progress: bool = True, relax: str | None =
 def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
     """Build the cohort and split its patients; evaluation notes are what every backend embeds."""
     cohort = build_cohort(config.data, progress=progress)
-    split = split_patients(cohort.subject_ids, config.split)
+    split = split_cohort(cohort, config.split)  # seeded, or the dataset's own ([split] source)
     # the text setting is applied once, to the notes that are embedded (or fitted on), not to all notes
     evaluation = cohort.subset(split.evaluation).with_phi_setting(config.data.phi_placeholders)
     if evaluation.notes.empty:
@@ -329,6 +329,9 @@ def run_experiment(
         log(f"cohort: {config.data.describe()}")
         prepared = prepare(config, progress=progress)
         ev = prepared.evaluation
+        if prepared.split.left_out:
+            said = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in prepared.split.left_out.items())
+            log(f"split from the dataset's subject_splits.parquet; left out of every score: {said}")
         log(
             f"{len(prepared.split.evaluation):,} evaluation patients with {len(ev.notes):,} notes; "
             f"{len(prepared.split.finetune_all):,} fine-tuning patients kept out of every score"
@@ -355,6 +358,7 @@ def run_experiment(
                 "evaluation_patients": len(prepared.split.evaluation),
                 "evaluation_patients_sha256": ids_sha256(prepared.split.evaluation),
                 **prepared.split.config.model_dump(),
+                **({"left_out": prepared.split.left_out} if prepared.split.left_out else {}),
             },
             evaluation=ev.summary(),
             allow_external_api=config.allow_external_api,

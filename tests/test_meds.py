@@ -194,3 +194,35 @@ def test_shards_are_read_with_their_text_as_written(tmp_path):
     assert pq.read_schema(root / "data" / "held_out" / "0.parquet").field("text_value").type == pa.string()
     assert len(load_cohort(root).notes) == 6
     assert json.loads((root / "metadata" / "dataset.json").read_text())["dataset_name"] == "hand-built"
+
+
+# ---- [split] source = "dataset" --------------------------------------------------------------------
+
+
+def test_the_dataset_split_is_used_and_what_it_leaves_out_counted(tmp_path):
+    from clinpred.data.splits import SplitConfig, split_cohort
+
+    root = write_meds(tmp_path / "meds", splits={1: "train", 3: "held_out", 9: "tuning"})
+    cohort = load_cohort(root)
+    split = split_cohort(cohort, SplitConfig(source="dataset"))
+    assert (split.finetune, split.validation, split.evaluation) == ([1], [], [3])
+    # subject 2 is not in the file; subject 9 is in the file but not in the data
+    assert split.left_out == {"patients_not_in_split_file": 1, "split_file_patients_not_in_cohort": 1}
+    seeded = split_cohort(cohort, SplitConfig())
+    assert seeded == split_cohort(cohort, SplitConfig(seed=0))  # the default: seeded, as before
+    assert sorted(seeded.finetune + seeded.validation + seeded.evaluation) == [1, 2, 3]
+
+
+def test_the_dataset_split_is_refused_for_a_source_without_one(cli, tmp_path):
+    from tests.mimic_files import write_mimic3
+
+    data = write_mimic3(tmp_path / "mimic3")
+    config = tmp_path / "run.toml"
+    config.write_text('[split]\nsource = "dataset"\n')
+    proc = cli(
+        "run", "--data", str(data), "--config", str(config), "-b", "tfidf", "--out", str(tmp_path / "run")
+    )
+    assert proc.returncode == 2, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert f'[split] source = "dataset": {data} has no metadata/subject_splits.parquet' in said
+    assert not (tmp_path / "run").exists()

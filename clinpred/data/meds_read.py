@@ -656,3 +656,38 @@ def read_meds(
         synthetic=is_sealed_synthetic_meds(root),
         counts={**gathered.counts, **note_counts, **dx_counts, **patient_counts, **admission_counts},
     )
+
+
+def read_subject_splits(root: Path | None) -> dict[int, str]:
+    """``metadata/subject_splits.parquet`` (meds.SubjectSplitSchema) as subject_id -> split name; a
+    source without one is refused (``[split] source = "dataset"`` needs it)."""
+    path = None if root is None else Path(root) / meds.subject_splits_filepath
+    if path is None or not path.is_file():
+        raise InputError(
+            f'[split] source = "dataset": {root if root is not None else "this source"} has no '
+            f"{meds.subject_splits_filepath}; only a MEDS dataset ships its own split. Use "
+            'source = "seeded" (the default) for this source.'
+        )
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({exc}).") from None
+    try:
+        meds.SubjectSplitSchema.validate(table.schema)
+    except SchemaValidationError as exc:
+        missing, mistyped = exc.missing_req_cols or [], exc.mistyped_cols or []
+        bad = [c for c, _, got in mistyped if not (c == "split" and pa.types.is_large_string(got))]
+        if missing or bad:
+            column = (missing or bad)[0]
+            raise InputError(
+                f"{path}: column {column}: {'missing' if missing else 'of the wrong type'}; the MEDS "
+                "SubjectSplitSchema wants subject_id (int64) and split (string)."
+            ) from None
+    for column in ("subject_id", "split"):
+        _refuse_nulls(table.column(column).combine_chunks(), path, column, 0)
+    frame = table.select(["subject_id", "split"]).to_pandas().drop_duplicates()
+    twice = frame["subject_id"].duplicated(keep=False)
+    if twice.any():
+        subject = int(frame.loc[twice, "subject_id"].iloc[0])
+        raise InputError(f"{path}: column split: subject {subject} is in more than one split.")
+    return dict(zip(frame["subject_id"].astype(int), frame["split"].astype(str), strict=True))

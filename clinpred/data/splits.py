@@ -2,17 +2,26 @@
 
 ``split_patients`` separates fine-tuning patients from evaluation patients once, by seed; the tasks
 cross-validate within the evaluation patients with ``patient_folds``. Both work on SUBJECT_IDs only,
-so no note of a patient can fall on both sides.
+so no note of a patient can fall on both sides. ``[split] source = "dataset"`` takes the split a MEDS
+dataset ships instead (``metadata/subject_splits.parquet``: train, tuning, held_out), so that numbers
+are comparable with other work on the same dataset (``split_cohort``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.model_selection import KFold, StratifiedKFold
+
+if TYPE_CHECKING:
+    from clinpred.data.cohort import Cohort
+
+# MEDS split names (meds.train_split, tuning_split, held_out_split) -> clinpred's sides
+DATASET_SIDES = {"train": "finetune", "tuning": "validation", "held_out": "evaluation"}
 
 
 class SplitConfig(BaseModel):
@@ -23,6 +32,9 @@ class SplitConfig(BaseModel):
     evaluation_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # of the fine-tuning patients
     seed: int = Field(0, ge=0)
+    # "seeded": the fractions and seed above; "dataset": the dataset's own split (a MEDS dataset's
+    # metadata/subject_splits.parquet: train -> fine-tuning, tuning -> validation, held_out -> evaluation)
+    source: Literal["seeded", "dataset"] = "seeded"
 
 
 class PatientSplit(BaseModel):
@@ -34,6 +46,9 @@ class PatientSplit(BaseModel):
     validation: list[int]
     evaluation: list[int]
     config: SplitConfig
+    # source = "dataset": patients of the cohort the dataset's split file leaves out (absent, or under
+    # another split name), and the file's patients the cohort does not have; all counted, none used
+    left_out: dict[str, int] = {}
 
     @model_validator(mode="after")
     def _disjoint(self) -> PatientSplit:
@@ -69,6 +84,37 @@ def split_patients(subject_ids: np.ndarray | list[int], config: SplitConfig | No
         evaluation=sorted(int(s) for s in evaluation),
         config=config,
     )
+
+
+def split_from_assignments(
+    subject_ids: np.ndarray | list[int], assignments: Mapping[int, str], config: SplitConfig
+) -> PatientSplit:
+    """The cohort's patients put on the sides a dataset's split file names (``DATASET_SIDES``)."""
+    ids = {int(s) for s in np.unique(np.asarray(subject_ids, dtype=np.int64))}
+    sides: dict[str, list[int]] = {"finetune": [], "validation": [], "evaluation": []}
+    other = 0
+    for subject in sorted(ids & set(assignments)):
+        side = DATASET_SIDES.get(assignments[subject])
+        if side is None:
+            other += 1
+        else:
+            sides[side].append(subject)
+    left_out = {
+        "patients_not_in_split_file": len(ids - set(assignments)),
+        "patients_in_other_splits": other,
+        "split_file_patients_not_in_cohort": len(set(assignments) - ids),
+    }
+    return PatientSplit(**sides, config=config, left_out={k: v for k, v in left_out.items() if v})
+
+
+def split_cohort(cohort: Cohort, config: SplitConfig | None = None) -> PatientSplit:
+    """The run's split of a cohort: seeded (``split_patients``), or the dataset's own."""
+    config = config or SplitConfig()
+    if config.source == "seeded":
+        return split_patients(cohort.subject_ids, config)
+    from clinpred.data.meds_read import read_subject_splits
+
+    return split_from_assignments(cohort.subject_ids, read_subject_splits(cohort.path), config)
 
 
 def patient_folds(

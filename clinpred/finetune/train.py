@@ -28,7 +28,7 @@ from clinpred.atomic import write_text
 from clinpred.data.cohort import Cohort
 from clinpred.data.identity import apply_identity_setting
 from clinpred.data.phi import apply_phi_setting
-from clinpred.data.splits import ids_sha256, split_patients
+from clinpred.data.splits import ids_sha256, split_cohort
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
 from clinpred.finetune.evaluator import NextNoteRecallEvaluator, RecallSet, recall_set
@@ -78,7 +78,7 @@ def finetune(
     callbacks: Sequence[Any] = (),
 ) -> FinetuneReport:
     """Fine-tune on (note t, note t+1) pairs of ``split.finetune`` patients; watch recall on ``split.validation``."""
-    split = split_patients(cohort.subject_ids, config.split)
+    split = split_cohort(cohort, config.split)
     whole = cohort  # the audit's non-members are evaluation patients: read only after training is over
     cohort, pairs, counts = training_data(cohort, split, config)
     if pairs.empty:

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from clinpred.data.cohort import Cohort
-from clinpred.data.splits import ids_sha256, split_patients
+from clinpred.data.splits import ids_sha256, split_cohort
 from clinpred.errors import InputError
 
 # per side: the demo's 900 members and 999 non-members are sampled to 100 each; its seed fine-tune (57
@@ -228,7 +228,7 @@ def membership_audit(
         raise InputError(
             f"{model_dir}: the record's config is not one this clinpred reads; re-run the fine-tune with it."
         ) from None
-    split = split_patients(cohort.subject_ids, config.split)
+    split = split_cohort(cohort, config.split)
     recorded = data.get("train_subject_ids_sha256")
     if recorded is not None and recorded != ids_sha256(split.finetune):
         raise InputError(
