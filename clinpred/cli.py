@@ -34,7 +34,9 @@ err = Console(stderr=True, markup=False, highlight=False)
 
 @data_app.command("check")
 def data_check(
-    path: Path = typer.Argument(..., help="A MIMIC-III directory, or a MIMIC-IV root with hosp/ and note/."),
+    path: Path = typer.Argument(
+        ..., help="A MIMIC-III directory, a MIMIC-IV root with hosp/ and note/, or a MEDS root."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the note cache."),
 ) -> None:
     """Detect the layout, validate it, and print a summary of the cohort."""
@@ -55,6 +57,14 @@ BACKEND_HELP = (
     "A backend to evaluate (repeatable): NAME or NAME:key=value,... e.g. gemma-base:truncate_dim=256."
 )
 ALL_METRICS_HELP = "Print every metric at the end, not only each task's main metric."
+ACES_HELP = (
+    "An ACES task config (YAML, repeatable): es-aces extracts its labels from the MEDS dataset given "
+    "by --data; scored as task aces.<file stem>. Without --task, only these tasks run."
+)
+LABELS_HELP = (
+    "A folder of MEDS label parquet files (subject_id, prediction_time, boolean_value; repeatable); "
+    "scored as task labels.<folder name>. Without --task, only these tasks run."
+)
 
 
 @app.command("run")
@@ -66,6 +76,8 @@ def run(
     ),
     config: Path | None = typer.Option(None, "--config", help="A TOML experiment config; flags override it."),
     task: list[str] = typer.Option([], "--task", "-t", help=TASK_HELP),
+    aces: list[Path] = typer.Option([], "--aces", help=ACES_HELP),
+    labels: list[Path] = typer.Option([], "--labels", help=LABELS_HELP),
     out_dir: Path = typer.Option(..., "--out", help="The run directory to write."),
     allow_external_api: bool = typer.Option(
         False,
@@ -88,6 +100,8 @@ def run(
         tasks=task,
         allow_external_api=allow_external_api,
         seed=seed,
+        aces=aces,
+        labels=labels,
     )
     run_experiment(cfg, out_dir, progress=not quiet, log=_log(quiet))
     _print_results(out_dir, quiet, all_metrics)
@@ -472,6 +486,62 @@ def synth(
 
     path = generate_cohort(out_dir, size=size, patients=patients, seed=seed, progress=not quiet)  # type: ignore[arg-type]
     out.print(f"wrote synthetic cohort to {path}", highlight=False, markup=False, soft_wrap=True)
+
+
+export_app = typer.Typer(help="Write a cohort in another format.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("meds")
+def export_meds_command(
+    out_dir: Path = typer.Option(
+        ..., "--out", help="The MEDS folder to write (new, empty or an earlier export)."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III, MIMIC-IV or MEDS directory."),
+    synthetic: str | None = typer.Option(
+        None, "--synthetic", help="Or the synthetic cohort: tiny, demo, mimic3."
+    ),
+    subjects_per_shard: int = typer.Option(
+        10_000, "--subjects-per-shard", min=1, help="Subjects per data shard (a subject is in one shard)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Write any source clinpred reads as a MEDS dataset, its notes as text_value events."""
+    from clinpred.config import DataConfig
+    from clinpred.data.meds_write import export_meds
+    from clinpred.pipeline import build_cohort
+    from clinpred.privacy.modes import modes_line, protect_source
+    from clinpred.run_folder import check_output_folder
+
+    try:
+        source = DataConfig(path=data, synthetic=synthetic)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InputError(f"give --data or --synthetic (one of them): {exc}") from None
+    inputs = [("--data", data)]
+    check_output_folder(out_dir, "export", inputs=inputs)  # before the cohort is read
+    protected = protect_source(source)  # owner-only modes for what derives from credentialed notes
+    cohort = build_cohort(source, progress=not quiet, relax="--max-repaired-share of `clinpred run`")
+    name = f"clinpred synthetic cohort '{synthetic}'" if synthetic else Path(data or ".").resolve().name
+    summary = export_meds(
+        cohort, out_dir, dataset_name=name, inputs=inputs, subjects_per_shard=subjects_per_shard
+    )
+    kinds = ", ".join(f"{k} {v:,}" for k, v in summary.events_by_kind.items())
+    out.print(
+        f"wrote a MEDS dataset to {out_dir}: {summary.subjects:,} subjects, {summary.events:,} events ({kinds}) "
+        f"in {summary.shards} shard(s); {summary.codes:,} codes in metadata/codes.parquet; splits "
+        + ", ".join(f"{k} {v:,}" for k, v in summary.splits.items()),
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if summary.deathtimes_not_written:
+        out.print(
+            f"{summary.deathtimes_not_written} in-hospital DEATHTIME(s) not on the day of the date of death "
+            "were not written (MEDS_DEATH is at the date of death for those patients)",
+            highlight=False,
+            markup=False,
+        )
+    out.print(modes_line(protected), highlight=False, markup=False)
 
 
 def _silence_libraries(quiet: bool) -> None:

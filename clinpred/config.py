@@ -18,7 +18,7 @@ from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
 from clinpred.redaction import redact, redact_setting, remember_settings
-from clinpred.tasks.registry import BUILT_INS, default_task_names, get_task
+from clinpred.tasks.registry import BUILT_INS, default_task_names, get_task, settings_name
 
 TaskName = str  # a name in the task registry (`clinpred tasks list`), built-in or installed
 TASK_NAMES: tuple[str, ...] = tuple(default_task_names())  # what runs when the config does not say
@@ -129,6 +129,9 @@ class TasksConfig(BaseModel):
                 continue
             names.append(name)
         names += [k for k in data if k != "run"]
+        if any(settings_name(n) != n for n in names if isinstance(n, str)):
+            names.append("aces")  # ACES-config and label-folder tasks share [tasks.aces]
+        names = [n for n in names if not isinstance(n, str) or settings_name(n) == n]
         out: dict[str, Any] = {"run": run} if "run" in data else {}
         for name in dict.fromkeys(names):
             try:
@@ -141,14 +144,34 @@ class TasksConfig(BaseModel):
                 out[name] = given if isinstance(given, model) else model.model_validate(given)
             except ValidationError as exc:
                 errors += [_nested_error(e, name) for e in exc.errors()]
+        _add_label_tasks(out, run if "run" in data else [], errors)
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return out
 
     def settings(self, task: str) -> BaseModel:
         """The validated settings of a task (its config model's defaults where none were given)."""
+        task = settings_name(task)
         value = (self.model_extra or {}).get(task)
         return value if isinstance(value, BaseModel) else get_task(task).config_model()()
+
+
+def _add_label_tasks(out: dict[str, Any], given: Any, errors: list[Any]) -> None:
+    """Each [tasks.aces] config and label folder is a task to run (clinpred.tasks.aces): added to the
+    tasks given, or, where none were, the only tasks that run."""
+    from pydantic_core import PydanticCustomError
+
+    from clinpred.tasks.aces import task_names
+
+    aces = out.get("aces")
+    if not isinstance(aces, BaseModel) or not (aces.configs or aces.labels) or not isinstance(given, list):
+        return
+    try:
+        names = task_names(aces)
+    except InputError as exc:
+        errors.append(_error(PydanticCustomError("aces_task", str(exc)), ("aces",), None))
+        return
+    out["run"] = list(dict.fromkeys([*given, *names]))
 
 
 def _error(error: Any, loc: tuple[Any, ...], value: Any) -> Any:
@@ -325,8 +348,12 @@ def effective_config(
     tasks: list[str] | None = None,
     allow_external_api: bool = False,
     seed: int | None = None,
+    aces: list[Path] | None = None,
+    labels: list[Path] | None = None,
 ) -> ExperimentConfig:
-    """Defaults, then the TOML file, then the command-line flags, validated as one config."""
+    """Defaults, then the TOML file, then the command-line flags, validated as one config.
+
+    ``aces`` (ACES task YAMLs) and ``labels`` (MEDS label folders) replace ``[tasks.aces]``'s lists."""
     raw: dict[str, Any] = read_toml(config_file) if config_file is not None else {}
     if data is not None or synthetic is not None:
         raw["data"] = {
@@ -338,6 +365,9 @@ def effective_config(
         raw["backends"] = [parse_backend(b).model_dump() for b in backends]
     if tasks:
         raw = merge(raw, {"tasks": {"run": list(tasks)}})
+    for setting, paths in (("configs", aces), ("labels", labels)):
+        if paths:
+            raw = merge(raw, {"tasks": {"aces": {setting: [str(p) for p in paths]}}})
     if allow_external_api:
         raw["allow_external_api"] = True
     if seed is not None:

@@ -318,6 +318,9 @@ def run_experiment(
     inputs = [("--data", config.data.path)]
     check_output_folder(out_dir, kind, inputs=inputs)
     check_backend_names(config)
+    from clinpred.tasks.aces import check_label_tasks
+
+    check_label_tasks(config)  # ACES configs and label folders read (and labels extracted) before any work
     built = create_backends(config)
     if all(isinstance(b, BackendRun) for b in built):
         raise InputError(_nothing_ran(built))

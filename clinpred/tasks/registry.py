@@ -30,7 +30,7 @@ from clinpred.errors import InputError
 
 ENTRY_POINT_GROUP = "clinpred.tasks"
 BUILT_IN = "built-in"
-Unit = Literal["query", "patient", "admission"]
+Unit = Literal["query", "patient", "admission", "label"]  # label: a subject at a prediction time (aces)
 Direction = Literal["higher", "lower"]
 
 
@@ -260,6 +260,10 @@ def get_task(name: str) -> TaskSpec:
     spec = BUILT_INS.get(name)
     if spec is not None:
         return spec
+    if name == "aces" or name.startswith(("aces.", "labels.")):  # ACES configs and label folders
+        from clinpred.tasks.aces import task_spec
+
+        return task_spec(name)
     for ep in _entry_points():
         if ep.name == name:
             try:
@@ -273,6 +277,12 @@ def get_task(name: str) -> TaskSpec:
         f"unknown task '{name}'. Known tasks: {', '.join(_known_names())} "
         "(`clinpred tasks list` describes them)."
     )
+
+
+def settings_name(task: str) -> str:
+    """The ``[tasks.NAME]`` table that holds a task's settings: its own, or ``aces`` for every ACES-config
+    and label-folder task (``aces.X``, ``labels.X``)."""
+    return "aces" if task.startswith(("aces.", "labels.")) else task
 
 
 def default_task_names() -> list[str]:
