@@ -59,7 +59,8 @@ BACKEND_HELP = (
 ALL_METRICS_HELP = "Print every metric at the end, not only each task's main metric."
 ACES_HELP = (
     "An ACES task config (YAML, repeatable): es-aces extracts its labels from the MEDS dataset given "
-    "by --data; scored as task aces.<file stem>. Without --task, only these tasks run."
+    "by --data; scored as task aces.<file stem>. Shipped: inhospital_mortality, readmission_30d. "
+    "Without --task, only these tasks run."
 )
 LABELS_HELP = (
     "A folder of MEDS label parquet files (subject_id, prediction_time, boolean_value; repeatable); "

@@ -179,6 +179,58 @@ def test_aces_extracts_hand_counted_labels(meds_root, tmp_path):
     assert found.source["config"] == "mortality.yaml" and len(found.source["config_sha256"]) == 64
 
 
+def test_shipped_configs_on_clinpred_codes(meds_root):
+    """The configs clinpred ships: mortality as the test's YAML; readmission predicts at each discharge
+    alive (the 40 surviving 5-day stays and the 4 short ones), none readmitted in the fixture."""
+    from clinpred.tasks.aces import AcesConfig
+    from clinpred.tasks.aces_labels import aces_labels
+
+    shipped = AcesConfig(configs=["inhospital_mortality", "readmission_30d"]).configs
+    mortality = aces_labels(shipped[0], meds_root).labels
+    assert sorted(mortality["subject_id"]) == LONG
+    assert set(mortality.loc[mortality["boolean_value"], "subject_id"]) == DIES
+    readmission = aces_labels(shipped[1], meds_root).labels
+    alive = sorted(set(LONG + SHORT) - DIES)
+    assert sorted(readmission["subject_id"]) == alive and not readmission["boolean_value"].any()
+    stay = {s: timedelta(days=5) if s in LONG else timedelta(hours=24) for s in alive}
+    want = [np.datetime64(admit_time(s) + stay[s], "us") for s in readmission["subject_id"]]
+    assert (readmission["prediction_time"].to_numpy() == np.array(want)).all()  # at discharge
+
+
+def test_shipped_readmission_config_counts_a_return_within_30_days(tmp_path):
+    """Subject 1 returns after 10 days (a readmission), subject 2 after 40 (none); subject 3 dies in
+    hospital (no index admission)."""
+    from clinpred.tasks.aces import AcesConfig
+    from clinpred.tasks.aces_labels import aces_labels
+
+    day = timedelta(days=1)
+    stays = {1: [(T0, T0 + 3 * day), (T0 + 13 * day, T0 + 15 * day)],
+             2: [(T0, T0 + 3 * day), (T0 + 43 * day, T0 + 45 * day)], 3: [(T0, T0 + 2 * day)]}  # fmt: skip
+    rows = []
+    for subject, spans in stays.items():
+        for admit, disch in spans:
+            rows += [
+                {
+                    "subject_id": subject,
+                    "time": admit,
+                    "code": "HOSPITAL_ADMISSION//URGENT//TRANSFER FROM HOSPITAL",
+                },
+                {"subject_id": subject, "time": disch, "code": "HOSPITAL_DISCHARGE//HOME"},
+            ]
+    rows.append({"subject_id": 3, "time": T0 + 2 * day, "code": "MEDS_DEATH"})
+    (tmp_path / "data").mkdir()
+    schema = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("us")), ("code", pa.string())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / "data" / "0.parquet")
+    labels = aces_labels(AcesConfig(configs=["readmission_30d"]).configs[0], tmp_path).labels
+    got = [(s, t.to_pydatetime(), y) for s, t, y in labels.itertuples(index=False)]
+    assert got == [
+        (1, T0 + 3 * day, True),
+        (1, T0 + 15 * day, False),
+        (2, T0 + 3 * day, False),
+        (2, T0 + 45 * day, False),
+    ]
+
+
 def test_features_are_notes_strictly_before_the_prediction_time():
     from clinpred.tasks.aces import features_before
 

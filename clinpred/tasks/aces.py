@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.cohort import Cohort
@@ -40,12 +40,29 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _NS_PER_DAY = 86_400 * 10**9
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The ACES configs clinpred ships (``clinpred/tasks/aces_configs``), by name: inhospital_mortality,
+    readmission_30d."""
+    from importlib.resources import files
+
+    folder = files("clinpred.tasks.aces_configs")
+    return {Path(e.name).stem: Path(str(e)) for e in folder.iterdir() if e.name.endswith(".yaml")}
+
+
 class AcesConfig(BinaryOutcomeConfig):
     """ACES configs and label folders to score, and the settings their tasks share."""
 
-    configs: list[Path] = Field(default_factory=list, max_length=100)  # ACES task YAMLs: aces.<stem>
+    # ACES task YAMLs (aces.<stem>); a bare name such as inhospital_mortality is a config clinpred ships
+    configs: list[Path] = Field(default_factory=list, max_length=100)
     labels: list[Path] = Field(default_factory=list, max_length=100)  # MEDS label folders: labels.<name>
     include_discharge_summary: bool = False  # True: discharge summaries charted before the time are features
+
+    @field_validator("configs")
+    @classmethod
+    def _packaged(cls, configs: list[Path]) -> list[Path]:
+        """A name that is no file here but names a shipped config is that config's path."""
+        shipped = packaged_configs() if any(not p.exists() and p.name == str(p) for p in configs) else {}
+        return [shipped.get(str(p), p) if not p.exists() else p for p in configs]
 
 
 def _stem(kind: str, path: Path) -> str:

@@ -1,0 +1,1 @@
+"""ACES task configs for clinpred's MEDS codes, shipped with clinpred: ``--aces inhospital_mortality``."""
