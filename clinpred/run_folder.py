@@ -81,7 +81,7 @@ def read_results(run_dir: Path) -> RunResults | None:
 # ---- the mark ----------------------------------------------------------------------------------------
 
 MARKER = ".clinpred-run"
-Kind = Literal["run", "demo", "ablate", "report", "finetune", "synth"]
+Kind = Literal["run", "demo", "ablate", "report", "finetune", "synth", "export"]
 
 _RUN = frozenset(
     {"config.json", "results.json", "RESULTS.md", "umap.png", "report.html", "units", "predictions"}
@@ -95,6 +95,7 @@ ENTRIES: dict[str, frozenset[str] | None] = {
     "report": frozenset({"report.html"}) | _COMPARISON,
     "finetune": None,
     "synth": None,
+    "export": frozenset({"data", "metadata"}),  # a MEDS dataset (`clinpred export meds`)
 }
 # which kinds of folder a command may replace or add to (a synthetic cohort is never written over)
 TAKES: dict[str, frozenset[str]] = {
@@ -104,6 +105,7 @@ TAKES: dict[str, frozenset[str]] = {
     "report": frozenset({"report"}),
     "finetune": frozenset({"finetune"}),
     "synth": frozenset(),
+    "export": frozenset({"export"}),
 }
 _WHAT = {
     "run": "a run",
@@ -112,6 +114,7 @@ _WHAT = {
     "report": "a report",
     "finetune": "a fine-tuned model",
     "synth": "a synthetic cohort",
+    "export": "a MEDS export",
 }
 # ends the refusal of someone's folder by `clinpred finetune`
 RESUME_HINT = " (--resume continues only a fine-tune that clinpred started in this folder)"
@@ -248,7 +251,7 @@ def check_output_folder(
     present = sorted(p.name for p in path.iterdir() if not _TEMPORARY.match(p.name)) if path.is_dir() else []
     if present:
         _check_contents(path, kind, present, option=option, hint=hint)
-    if kind in ("run", "demo", "synth") and _inside(Path.cwd().resolve(), real):
+    if kind in ("run", "demo", "synth", "export") and _inside(Path.cwd().resolve(), real):
         raise InputError(
             f"{option} {path} is the current directory (or holds it): this folder is written whole and "
             f"then renamed into place, which the directory you are in cannot be. Give a new folder, e.g. "

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import meds
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.load import detect_layout, load_cohort
@@ -226,3 +229,97 @@ def test_the_dataset_split_is_refused_for_a_source_without_one(cli, tmp_path):
     said = " ".join(proc.stderr.split())
     assert f'[split] source = "dataset": {data} has no metadata/subject_splits.parquet' in said
     assert not (tmp_path / "run").exists()
+
+
+# ---- export: MEDS out, and back in ------------------------------------------------------------------
+
+
+def _numbers(results: dict) -> dict:
+    """What a run measured: per backend and task its metrics, counts and definition; the split."""
+    out = {"split": {k: v for k, v in results["split"].items() if k != "source"}}
+    cohort = results["cohort"]
+    out["cohort"] = {
+        k: cohort[k] for k in ("patients", "admissions", "diagnosis_rows", "notes", "notes_by_category")
+    }
+    for b in results["backends"]:
+        for task, r in b["results"].items():
+            out[(b["label"], task)] = {k: r[k] for k in ("metrics", "counts", "definition") if k in r}
+    return out
+
+
+@pytest.mark.slow
+def test_export_of_the_tiny_cohort_reads_back_to_the_same_numbers(cli, tmp_path):
+    e = env(tmp_path)
+    export = tmp_path / "meds"
+    proc = cli("export", "meds", "--synthetic", "tiny", "--out", str(export), "-q", env=e)
+    assert proc.returncode == 0, proc.stderr
+    assert "40 subjects" in proc.stdout and "note 748" in proc.stdout
+    for name in ("data/0.parquet", "metadata/dataset.json", "metadata/codes.parquet"):
+        assert (export / name).is_file()
+    record = json.loads((export / "metadata" / "dataset.json").read_text())
+    assert record["etl_name"] == "clinpred" and record["meds_version"] == meds.__version__
+    meds.DataSchema.validate(pq.read_table(export / "data" / "0.parquet"))  # the written shard, as read
+    # data check: the same counts as the synthetic source
+    checks = [cli("data", "check", str(p), env=e) for p in (export, cli_synthetic_dir(tmp_path, e))]
+    assert all(c.returncode == 0 for c in checks), [c.stderr for c in checks]
+    for key in ("patients", "admissions", "diagnosis rows", "notes"):
+        assert _line(checks[0].stdout, key) == _line(checks[1].stdout, key)
+    # runs: the same labels and metrics; the MEDS run with the dataset's split (= the seeded one)
+    config = tmp_path / "dataset-split.toml"
+    config.write_text('[split]\nsource = "dataset"\n')
+    runs = {}
+    for name, source in (("synthetic", ["--synthetic", "tiny"]), ("meds", ["--data", str(export)])):
+        extra = ["--config", str(config)] if name == "meds" else []
+        args = ["run", *source, *extra, "-b", "tfidf", "-t", "diagnosis", "-t", "mortality", "-q"]
+        proc = cli(*args, "--out", str(tmp_path / f"run-{name}"), env=e)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads((tmp_path / f"run-{name}" / "results.json").read_text())
+    assert runs["meds"]["split"]["source"] == "dataset" and runs["synthetic"]["split"]["source"] == "seeded"
+    assert runs["meds"]["cohort"]["source"] == "meds"
+    assert _numbers(runs["meds"]) == _numbers(runs["synthetic"])
+
+
+def cli_synthetic_dir(tmp_path, e):
+    """The synthetic tiny cohort's folder in this test's cache (written by the export above)."""
+    found = sorted((tmp_path / "cache" / "synthetic").glob("tiny-seed0-*"))
+    assert found
+    return found[0]
+
+
+def _line(text: str, key: str) -> str:
+    return next(line.split()[-1] for line in text.splitlines() if line.strip().startswith(key + " "))
+
+
+def test_export_of_a_mimic4_fixture_round_trips(cli, tmp_path):
+    from tests.mimic_files import write_mimic4
+
+    source = write_mimic4(tmp_path / "mimic4")
+    export = tmp_path / "meds"
+    proc = cli(
+        "export",
+        "meds",
+        "--data",
+        str(source),
+        "--out",
+        str(export),
+        "--subjects-per-shard",
+        "1",
+        env=env(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2 shard(s)" in proc.stdout and "owner-only" in proc.stdout
+    assert (export / "data" / "1.parquet").stat().st_mode & 0o077 == 0  # credentialed: owner-only
+    before, after = load_cohort(source), load_cohort(export)
+    assert not after.synthetic
+    for name in ("patients", "admissions", "diagnoses", "notes"):
+        pd.testing.assert_frame_equal(getattr(before, name), getattr(after, name), check_like=False)
+    # again: an earlier export is replaced; a folder of someone's files is refused
+    again = cli("export", "meds", "--data", str(source), "--out", str(export), "-q", env=env(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (export / "data").iterdir()) == ["0.parquet"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    refused = cli("export", "meds", "--data", str(source), "--out", str(mine), env=env(tmp_path))
+    assert refused.returncode == 2 and "holds files that clinpred did not write" in refused.stderr
+    assert (mine / "notes.txt").read_text() == "keep"
