@@ -187,7 +187,7 @@ def evaluate_label_task(
     if len(embeddings) != len(cohort.notes):
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
     kind, path = source_of(task, config)
-    found = extract(kind, path, None if cohort.synthetic else cohort.path)
+    found = extract(kind, path, cohort.path)  # a MEDS root (an exported synthetic cohort too)
     labels = found.labels
     evaluation = labels["subject_id"].isin(set(cohort.patients["subject_id"].tolist())).to_numpy()
     counts: dict[str, Any] = {

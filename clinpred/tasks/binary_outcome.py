@@ -35,6 +35,7 @@ from clinpred.errors import InputError
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
 from clinpred.tasks.diagnosis import _fit_predict
 from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision_columns
+from clinpred.tasks.registry import settings_name
 from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics, without_intervals
 from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
 
@@ -142,7 +143,7 @@ def evaluate_binary_outcome(
         raise InputError(
             f"{task}: {int(y.sum())} positive and {int((~y).sum())} negative {unit_name} with feature notes, "
             f"fewer than min_positives={config.min_positives} of each; use a larger cohort or lower "
-            f"tasks.{task}.min_positives"
+            f"tasks.{settings_name(task)}.min_positives"
         )
     patients = np.sort(units["subject_id"].unique())
     if len(patients) < config.n_folds:
