@@ -127,8 +127,15 @@ declare(
 
 
 def shard_paths(root: Path) -> list[Path]:
-    """The data shards of a MEDS root: ``data/**/*.parquet``, sorted by path."""
-    return sorted(p for p in (Path(root) / meds.data_subdirectory).rglob("*.parquet") if p.is_file())
+    """The data shards of a MEDS root: ``data/**/*.parquet``, sorted by path, numbered names by number
+    (``2.parquet`` before ``10.parquet``: an export's shards then come in subject order)."""
+
+    def key(path: Path) -> tuple[str, int, str]:
+        return (path.parent.as_posix(), int(path.stem) if path.stem.isdigit() else -1, path.stem)
+
+    return sorted(
+        (p for p in (Path(root) / meds.data_subdirectory).rglob("*.parquet") if p.is_file()), key=key
+    )
 
 
 def is_meds_root(path: Path) -> bool:
@@ -245,7 +252,7 @@ def _column(block: pa.Table, name: str, type_: pa.DataType, path: Path, n: int) 
         if name == "time_is_date":
             return pa.repeat(False, n)  # a reader of someone else's MEDS: every time is a time
         return pa.nulls(n, type_)
-    values = block.column(name).combine_chunks()
+    values = block.column(name)  # chunked: filtered as it is, never copied whole
     if values.type == type_:
         return values
     try:
@@ -561,6 +568,13 @@ def _drop_repeated_notes(notes: pa.Table, paths: list[Path]) -> tuple[pa.Table, 
     return notes.filter(pa.array(~whole.to_numpy())), int(whole.sum())
 
 
+def _in_order(table: pa.Table) -> bool:
+    """Whether the rows are sorted by (subject_id, time)."""
+    s = table.column("subject_id").to_numpy()
+    t = table.column("time").to_numpy()
+    return bool(np.all((s[1:] > s[:-1]) | ((s[1:] == s[:-1]) & (t[1:] >= t[:-1]))))
+
+
 def _notes(
     g: _Gathered, codes: MedsCodes, admissions: pd.DataFrame, categories: Iterable[str] | None
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -596,8 +610,9 @@ def _notes(
     table = table.rename_columns(["text" if c == "text_value" else c for c in table.column_names])
     table, repaired = repair_notes(table, sources=g.paths, id_column="note_id", admissions=admissions)
     counts.update(repaired)
-    order = pc.sort_indices(table, sort_keys=[("subject_id", "ascending"), ("time", "ascending")])
-    table = table.take(order)
+    if not _in_order(table):  # an export's notes come in order: no second copy of the text then
+        order = pc.sort_indices(table, sort_keys=[("subject_id", "ascending"), ("time", "ascending")])
+        table = table.take(order)
     columns: dict[str, Any] = {}
     for name, dtype in NOTE_DTYPES.items():
         values = table.column("note_description" if name == "description" else name)

@@ -56,6 +56,7 @@ from clinpred.data.meds_seal import DATASET_JSON, SEAL_KEY, seal_record
 from clinpred.data.splits import SplitConfig, split_patients
 
 SUBJECTS_PER_SHARD = 10_000
+ROW_GROUP_ROWS = 65_536  # events per parquet row group: what a reader holds at once
 # the shards' columns: meds.DataSchema's, then clinpred's extra columns
 EXTRA_COLUMNS: dict[str, pa.DataType] = {
     "hadm_id": pa.int64(),
@@ -253,7 +254,7 @@ def write_meds_dataset(
         table = _shard_table(
             cohort, subjects[start : start + subjects_per_shard], death, summary.events_by_kind
         )
-        pq.write_table(table, data / f"{i}.parquet")
+        pq.write_table(table, data / f"{i}.parquet", row_group_size=ROW_GROUP_ROWS)
         written.update(pc.unique(table.column("code")).to_pylist())
         summary.shards += 1
         summary.events += table.num_rows
