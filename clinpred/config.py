@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
+from clinpred.data.icd_versions import AmbiguityRule
+from clinpred.data.meds_codes import MedsCodes
 from clinpred.data.phi import PhiMode
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
@@ -25,12 +27,24 @@ TASK_NAMES: tuple[str, ...] = tuple(default_task_names())  # what runs when the 
 SyntheticSize = Literal["tiny", "demo", "mimic3"]
 
 
-class DataConfig(BaseModel):
-    """Where the cohort comes from: a MIMIC directory, or the embedded synthetic generator."""
+class OmopOptions(BaseModel):
+    """How an OMOP CDM folder is read (``[data.omop]``; clinpred/data/omop.py says why each default)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    path: Path | None = None  # a MIMIC-III directory or a MIMIC-IV root
+    # visit_concept_ids that are hospital admissions: 9201 Inpatient Visit, 262 Emergency Room and
+    # Inpatient Visit
+    inpatient_visits: list[int] = Field(default_factory=lambda: [9201, 262], min_length=1)
+    # a code that is both a valid ICD-9-CM and ICD-10-CM code, where no CONCEPT row says which
+    icd_version_when_ambiguous: AmbiguityRule = "by_visit"
+
+
+class DataConfig(BaseModel):
+    """Where the cohort comes from: a MIMIC, MEDS or OMOP directory, or the embedded synthetic generator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = None  # a MIMIC-III directory, a MIMIC-IV root, a MEDS root or an OMOP folder
     synthetic: SyntheticSize | None = None
     synthetic_seed: int = Field(0, ge=0)
     categories: list[str] | None = None  # note categories to read (None: all)
@@ -41,6 +55,8 @@ class DataConfig(BaseModel):
     # DESIGN.md rule 9: `run` refuses a source where a limited repair rule (clinpred/data/integrity.py)
     # repaired more than this share of its table's rows; raising it accepts the repairs (recorded)
     max_repaired_share: float = Field(0.01, ge=0, le=1)
+    meds: MedsCodes = Field(default_factory=MedsCodes)  # [data.meds]: which MEDS codes are notes, diagnoses
+    omop: OmopOptions = Field(default_factory=OmopOptions)  # [data.omop]
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

@@ -100,7 +100,14 @@ def build_cohort(data: DataConfig, *, progress: bool = True, relax: str | None =
                 generate_cohort(path, size=data.synthetic, seed=data.synthetic_seed, progress=progress)
     else:
         path = data.path
-    cohort = load_cohort(path, categories=data.categories, use_cache=data.use_cache, progress=progress)
+    cohort = load_cohort(
+        path,
+        categories=data.categories,
+        use_cache=data.use_cache,
+        progress=progress,
+        meds_codes=data.meds,
+        omop=data.omop.model_dump(),
+    )
     refuse_excess(cohort, data.max_repaired_share, data.describe(), relax)  # DESIGN.md rule 9
     return cohort
 

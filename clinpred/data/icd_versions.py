@@ -155,6 +155,6 @@ def _resolve(
             f"{path}: column CONDITION_SOURCE_VALUE, data row {at}: {codes.iloc[row]!r} is both an ICD-9-CM "
             f"and an ICD-10-CM code, and {int(undecided.sum())} such code(s) cannot be placed ({why}). "
             "Give a CONCEPT table that names their source concepts, or set icd_version_when_ambiguous "
-            "([data] omop_icd_version_when_ambiguous) to 'by_date' (US dates: ICD-9-CM before "
+            "([data.omop] icd_version_when_ambiguous) to 'by_date' (US dates: ICD-9-CM before "
             "2015-10-01), '9', '10' or 'drop'."
         )

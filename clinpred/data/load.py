@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clinpred.data.cohort import Cohort
+from clinpred.data.meds_codes import MedsCodes
 from clinpred.data.meds_read import is_meds_root, read_meds
 from clinpred.data.mimic3 import read_mimic3
 from clinpred.data.mimic4 import read_mimic4
@@ -45,15 +46,24 @@ def is_omop_root(path: Path) -> bool:
     return all(find_table(path, name, required=False) is not None for name in ("person", "note"))
 
 
-def load_cohort(path: str | Path, **options: Any) -> Cohort:
-    """Read a MIMIC-III, MIMIC-IV(-Note) or MEDS directory; options go to the matching reader."""
+def load_cohort(
+    path: str | Path,
+    *,
+    meds_codes: MedsCodes | None = None,
+    omop: dict[str, Any] | None = None,
+    **options: Any,
+) -> Cohort:
+    """Read a MIMIC-III, MIMIC-IV(-Note), MEDS or OMOP directory; options go to the matching reader.
+
+    ``meds_codes`` ([data.meds]) and ``omop`` ([data.omop]) reach only the reader of their format.
+    """
     layout = detect_layout(path)
     if layout == "meds":
         options.pop("drop_errors", None)  # MEDS has no error flag
-        return read_meds(path, **options)
+        return read_meds(path, codes=meds_codes, **options)
     if layout == "omop":
         options.pop("drop_errors", None)  # OMOP's NOTE has no error flag
-        return read_omop(path, **options)
+        return read_omop(path, **(omop or {}), **options)
     if layout == "mimic4":
         options.pop("drop_errors", None)  # MIMIC-IV-Note has no error flag
         return read_mimic4(path, **options)
