@@ -88,6 +88,12 @@ class SentenceTransformerSettings(BaseModel):
         description="int8: torch dynamic quantisation of the Linear layers (per-channel weights), CPU "
         "only; faster, not exact (benchmarks/embed.py prints the cosine to float32)",
     )
+    engine: Literal["torch", "openvino", "auto"] = Field(
+        "torch",
+        description="what runs the model: torch; openvino (CPU only, through sentence-transformers' "
+        "backend='openvino', exported once and cached; needs the 'openvino' extra); auto: openvino for a "
+        "CPU run when it is installed and a one-time cosine check against torch float32 passes, else torch",
+    )
     chunk_tokens: int | None = Field(None, gt=0, description="window size; None: what fits after the prompt")
     overlap: int = Field(32, ge=0, description="tokens shared by consecutive windows")
 
@@ -373,6 +379,10 @@ class SentenceTransformerBackend:
         self._attention: str | None = None
         self._batch_size: int | None = None  # the size that last worked (after any back-off)
         self._backoffs = 0
+        self._engine: str | None = None  # "torch" or "openvino", once resolved
+        self._precision: str | None = None  # OpenVINO's inference precision (f32, bf16)
+        self._export: Path | None = None  # the cached OpenVINO export
+        self._check: dict[str, Any] | None = None  # engine=auto: the cosine check that chose
 
     # ---- identity
 
@@ -380,14 +390,9 @@ class SentenceTransformerBackend:
         """Model id + commit (hub) or content hash (local) + prompts + dimension + length + long-note mode."""
         if self._fingerprint is None:
             s = self.settings
-            weights = (
-                f"{self.resolved.model_id}@{self.resolved.revision}"
-                if self.resolved.from_hub_cache
-                else f"sha256:{directory_hash(self.resolved.path)}"
-            )
             parts = {
                 "kind": "sentence-transformers",
-                "model": weights,
+                "model": self._weights(),
                 "prompts": self.prompts,
                 "dim": s.truncate_dim or "full",
                 "max_seq_length": s.max_seq_length or "model",
@@ -396,11 +401,20 @@ class SentenceTransformerBackend:
             }
             if s.quantize != "none":  # absent when off: fingerprints of float models are unchanged
                 parts["quantize"] = s.quantize
+            if self.resolved_engine() == "openvino":  # absent for torch: torch caches stay valid
+                parts["engine"] = "openvino"
+                parts["precision"] = self._precision
             if s.long_notes == "chunk":
                 parts["chunk_tokens"] = s.chunk_tokens or "fit"
                 parts["overlap"] = s.overlap
             self._fingerprint = json.dumps(parts, sort_keys=True, separators=(",", ":"))
         return self._fingerprint
+
+    def _weights(self) -> str:
+        """What identifies the weights: hub id and commit, or the local folder's content hash."""
+        if self.resolved.from_hub_cache:
+            return f"{self.resolved.model_id}@{self.resolved.revision}"
+        return f"sha256:{directory_hash(self.resolved.path)}"
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, dimension, library versions and settings: recorded with every result."""
@@ -408,8 +422,21 @@ class SentenceTransformerBackend:
         import transformers
 
         model = self._load()
+        engine: dict[str, Any] = {"name": self.resolved_engine()}
+        if engine["name"] == "openvino":
+            from importlib.metadata import version
+
+            engine.update(
+                precision=self._precision,
+                export=self._export.name if self._export else None,  # the cache key, not a path
+                openvino=version("openvino"),
+                optimum_intel=version("optimum-intel"),
+            )
+        if self._check is not None:
+            engine["check"] = self._check
         return {
             "backend": self.name,
+            "engine": engine,
             "dtype": self.resolved_dtype(),
             "device": self._device(),
             "devices": self.devices(),
@@ -432,7 +459,49 @@ class SentenceTransformerBackend:
 
     # ---- loading
 
+    def resolved_engine(self) -> str:
+        """``torch`` or ``openvino``: the setting, or for ``auto`` OpenVINO on a CPU run where it is
+        installed and its one-time cosine check passed (the export and the check are cached)."""
+        if self._engine is not None:
+            return self._engine
+        from clinpred.backends import openvino_engine as ov
+
+        s = self.settings
+        if s.engine == "openvino":
+            if s.quantize != "none":
+                raise InputError(
+                    "quantize=int8 is torch's dynamic quantisation; it cannot run with engine=openvino. "
+                    "Use one or the other."
+                )
+            self._device()  # refuses device=cuda/mps
+            missing = ov.openvino_missing()
+            if missing:
+                raise InputError(missing)
+            self._precision = ov.resolve_precision(s.dtype)
+            self._engine = "openvino"
+        elif s.engine == "auto":
+            self._engine = "torch"  # on CUDA/MPS, with int8 or float16, or without the extra
+            eligible = s.quantize == "none" and s.dtype != "float16" and self._device() == "cpu"
+            if eligible and ov.openvino_missing() is None:
+                if s.dtype == "bfloat16" and not ov.cpu_has_bf16():
+                    return self._engine  # torch emulates what this CPU lacks; OpenVINO is refused it
+                precision = ov.resolve_precision(s.dtype)
+                folder = ov.export_folder(self.resolved.path, self._weights(), self.resolved.model_id)
+                self._check = ov.passes_check(folder, self.resolved.path, precision)
+                if self._check["passed"]:
+                    self._engine, self._precision, self._export = "openvino", precision, folder
+        else:
+            self._engine = "torch"
+        return self._engine
+
     def _device(self) -> str:
+        if self.settings.engine == "openvino":
+            if self.settings.device not in ("auto", "cpu"):
+                raise InputError(
+                    f"engine=openvino runs on the CPU only (device={self.settings.device} was asked for); "
+                    "use device=cpu, or engine=torch on a GPU"
+                )
+            return "cpu"
         if self.settings.quantize == "int8":
             if self.settings.device not in ("auto", "cpu"):
                 raise InputError(
@@ -455,6 +524,10 @@ class SentenceTransformerBackend:
     def resolved_dtype(self) -> str:
         """The dtype the model runs in: the setting, or for ``auto`` bfloat16 on a CUDA GPU that supports
         it and float32 elsewhere. Needs no model loaded (the fingerprint calls it)."""
+        if self.resolved_engine() == "openvino":
+            from clinpred.backends.openvino_engine import PRECISIONS
+
+            return PRECISIONS[str(self._precision)]
         device, bf16 = self._device(), False
         if self.settings.dtype == "auto" and device.startswith("cuda"):
             import torch
@@ -490,6 +563,33 @@ class SentenceTransformerBackend:
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
+        if self.resolved_engine() == "openvino":
+            from clinpred.backends import openvino_engine as ov
+
+            if self._export is None:
+                self._export = ov.export_folder(self.resolved.path, self._weights(), self.resolved.model_id)
+            model = ov.load_exported(self._export, str(self._precision))
+        else:
+            model = self._load_torch()
+        if self.settings.max_seq_length is not None:
+            model.max_seq_length = self.settings.max_seq_length
+        if self.settings.quantize == "int8":
+            model = _quantize_int8(model)
+        full = model.get_embedding_dimension()
+        if self.settings.truncate_dim is not None and full is not None and self.settings.truncate_dim > full:
+            raise InputError(
+                f"truncate_dim={self.settings.truncate_dim} is larger than the model's dimension ({full})"
+            )
+        self._full_dimension = full
+        self._model = model
+        devices = self.devices()
+        if len(devices) > 1:  # one process per device, started once; moves the model to the CPU
+            self._pool = model.start_multi_process_pool(devices)
+            weakref.finalize(self, _stop_pool, self._pool)
+        return model
+
+    def _load_torch(self) -> Any:
+        """The model in torch, with the resolved dtype and the first attention implementation it takes."""
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -525,21 +625,6 @@ class SentenceTransformerBackend:
                 transformers_logging.enable_progress_bar()
         # what transformers really chose (e.g. 'sdpa' when the default was taken), for describe()
         self._attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
-        if self.settings.max_seq_length is not None:
-            model.max_seq_length = self.settings.max_seq_length
-        if self.settings.quantize == "int8":
-            model = _quantize_int8(model)
-        full = model.get_embedding_dimension()
-        if self.settings.truncate_dim is not None and full is not None and self.settings.truncate_dim > full:
-            raise InputError(
-                f"truncate_dim={self.settings.truncate_dim} is larger than the model's dimension ({full})"
-            )
-        self._full_dimension = full
-        self._model = model
-        devices = self.devices()
-        if len(devices) > 1:  # one process per device, started once; moves the model to the CPU
-            self._pool = model.start_multi_process_pool(devices)
-            weakref.finalize(self, _stop_pool, self._pool)
         return model
 
     def close(self) -> None:
