@@ -24,7 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Read and check MIMIC-III / MIMIC-IV-Note data.", no_args_is_help=True)
+data_app = typer.Typer(help="Read and check MIMIC-III, MIMIC-IV, MEDS or OMOP data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 # Markup off: paths and values such as "[v1.4]" or "[/x]" are printed as written, never parsed as style.
@@ -35,7 +35,7 @@ err = Console(stderr=True, markup=False, highlight=False)
 @data_app.command("check")
 def data_check(
     path: Path = typer.Argument(
-        ..., help="A MIMIC-III directory, a MIMIC-IV root with hosp/ and note/, or a MEDS root."
+        ..., help="A MIMIC-III directory, a MIMIC-IV root (hosp/, note/), a MEDS root or an OMOP CDM folder."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the note cache."),
 ) -> None:
@@ -49,6 +49,7 @@ def data_check(
     out.print(modes_line(protected), highlight=False, markup=False)
 
 
+DATA_HELP = "A MIMIC-III directory, a MIMIC-IV root, a MEDS root or an OMOP CDM folder."
 TASK_HELP = (
     "A task to run (repeatable), e.g. recall, diagnosis, survival, geometry (the default), mortality, "
     "readmission, or an installed one: `clinpred tasks list`."
@@ -71,7 +72,7 @@ LABELS_HELP = (
 @app.command("run")
 def run(
     backend: list[str] = typer.Option([], "--backend", "-b", help=BACKEND_HELP),
-    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III directory or a MIMIC-IV root."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
     synthetic: str | None = typer.Option(
         None, "--synthetic", help="Use the synthetic cohort: tiny, demo, mimic3."
     ),
@@ -173,7 +174,7 @@ app.add_typer(config_app, name="config")
 def config_show(
     config: Path | None = typer.Option(None, "--config", help="A TOML experiment config to start from."),
     backend: list[str] = typer.Option([], "--backend", "-b", help=BACKEND_HELP),
-    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III directory or a MIMIC-IV root."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
     synthetic: str | None = typer.Option(None, "--synthetic", help="tiny, demo or mimic3."),
     task: list[str] = typer.Option([], "--task", "-t", help=TASK_HELP),
 ) -> None:
@@ -361,7 +362,7 @@ def _clear_source(source: Path, cache_dir: Path | None) -> None:
 
 @app.command("finetune")
 def finetune_command(
-    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III directory or a MIMIC-IV root."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
     synthetic: str | None = typer.Option(None, "--synthetic", help="Synthetic cohort: tiny, demo, mimic3."),
     pairs: Path | None = typer.Option(
         None, "--pairs", help="Your own pairs: .csv/.parquet, anchor,positive[,group]."
@@ -498,7 +499,7 @@ def export_meds_command(
     out_dir: Path = typer.Option(
         ..., "--out", help="The MEDS folder to write (new, empty or an earlier export)."
     ),
-    data: Path | None = typer.Option(None, "--data", help="A MIMIC-III, MIMIC-IV or MEDS directory."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
     synthetic: str | None = typer.Option(
         None, "--synthetic", help="Or the synthetic cohort: tiny, demo, mimic3."
     ),
