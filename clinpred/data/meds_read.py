@@ -66,8 +66,12 @@ from clinpred.data.cohort import (
 from clinpred.data.integrity import Repair, declare
 from clinpred.data.labels import normalise_icd
 from clinpred.data.meds_codes import DEATH_LOCATIONS, MedsCodes
+from clinpred.data.meds_notes import NoteSink
+from clinpred.data.meds_notes import cache_path as note_cache_path
+from clinpred.data.meds_notes import read_cache as read_note_cache
 from clinpred.data.meds_seal import is_sealed_synthetic_meds
 from clinpred.data.mimic3 import order_diagnoses
+from clinpred.data.note_cache import record_note_source
 from clinpred.data.source_repairs import link_diagnoses, repair_notes
 from clinpred.errors import InputError
 
@@ -269,9 +273,17 @@ def _refuse_nulls(values: pa.Array, path: Path, column: str, first_row: int) -> 
 
 
 def _read_shard(
-    path: Path, index: int, codes: MedsCodes, known: dict[str, str], wanted: pa.Array | None, out: _Gathered
+    path: Path,
+    index: int,
+    codes: MedsCodes,
+    known: dict[str, str],
+    wanted: pa.Array | None,
+    out: _Gathered,
+    sink: NoteSink | None,
 ) -> None:
-    """Keep one shard's events of the kinds clinpred reads, a row group at a time."""
+    """Keep one shard's events of the kinds clinpred reads, a row group at a time. Note events go to
+    ``sink`` (their text spilled to disk, meds_notes.py), or are only counted when the note cache
+    already holds them (``sink`` None)."""
     try:
         file = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
@@ -290,36 +302,38 @@ def _read_shard(
         _refuse_nulls(code, path, "code", first)
         out.add("meds_events_read", n)
         keep = None if wanted is None else pc.is_in(subject, value_set=wanted)
-        if keep is not None:
-            subject = subject.filter(keep)
-        out.subjects.append(np.unique(subject.to_numpy()))
+        out.subjects.append(np.unique((subject if keep is None else subject.filter(keep)).to_numpy()))
         encoded = pc.dictionary_encode(code)
         names = encoded.dictionary.to_pylist()
         for name in names:
             if name not in known:
                 known[name] = codes.classify(name)[0]
         kind_of = pa.array([known[name] for name in names], pa.string())
-        kinds = pc.take(kind_of, encoded.indices)
-        if keep is not None:
-            kinds = pc.if_else(keep, kinds, pa.scalar("filtered", pa.string()))
+        every = pc.take(kind_of, encoded.indices)  # every subject's: a cache holds all notes
+        kinds = every if keep is None else pc.if_else(keep, every, pa.scalar("filtered", pa.string()))
         tally = pc.value_counts(kinds)
         found = dict(zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True))
         out.add("meds_events_ignored", found.get("ignored", 0))
         out.add("meds_events_of_other_subjects", found.get("filtered", 0))
-        wanted_kinds = [k for k in KINDS if found.get(k)]
-        if wanted_kinds:
-            extras = sorted({c for k in wanted_kinds for c in EXTRA[k] if c in present})
+        for kind in KINDS:
+            if found.get(kind):
+                out.add(f"meds_{kind}_events", found[kind])
+        masks = {kind: pc.equal(kinds, kind) for kind in KINDS if kind != "note" and found.get(kind)}
+        if sink is not None:
+            notes = pc.equal(every if sink.all_subjects else kinds, "note")
+            if pc.any(notes).as_py():
+                masks["note"] = notes
+        if masks:
+            extras = sorted({c for k in masks for c in EXTRA[k] if c in present})
             more = file.read_row_group(group, columns=extras) if extras else None
             time = base.column("time").combine_chunks()
             if time.type != TIME:
                 time = pc.cast(time, TIME)  # another unit, same instants (a lossy cast raises)
             rows = pa.array(np.arange(first, first + n, dtype=np.int64))
-            for kind in wanted_kinds:
-                mask = pc.equal(kinds, kind)
-                m = found[kind]
-                out.add(f"meds_{kind}_events", m)
+            for kind, mask in masks.items():
+                m = pc.sum(mask).as_py()
                 columns = {
-                    "subject_id": base.column("subject_id").combine_chunks().filter(mask),
+                    "subject_id": subject.filter(mask),
                     "time": time.filter(mask),
                     "code": pc.cast(code.filter(mask), pa.large_string()),
                 }
@@ -330,7 +344,12 @@ def _read_shard(
                     columns[name] = values.filter(mask)
                 columns["shard"] = pa.repeat(index, m).cast(pa.int32())
                 columns["row"] = rows.filter(mask)
-                out.tables[kind].append(pa.table(columns, schema=_kind_schema(kind)))
+                events = pa.table(columns, schema=_kind_schema(kind))
+                if kind == "note":
+                    sink.add(events, index)
+                else:
+                    out.tables[kind].append(events)
+            del more
         first += n
 
 
@@ -638,10 +657,12 @@ def read_meds(
     """Read a MEDS root into a Cohort (see the module docstring for what is read from which code).
 
     ``categories`` and ``subject_ids`` filter as for the MIMIC readers; ``codes`` sets the note and
-    diagnosis patterns. ``use_cache`` and ``cache_dir`` are accepted for the common reader interface
-    (the note cache serves CSV sources only); ``progress`` likewise.
+    diagnosis patterns. The notes are a memory map of the note cache (meds_notes.py; ``cache_dir``, else
+    the cache root's ``notes/``), written on the first read; with ``use_cache`` False, of an unnamed
+    temporary file holding only the kept subjects' notes. ``progress`` is accepted for the common
+    reader interface.
     """
-    del use_cache, cache_dir, progress
+    del progress
     root = Path(root)
     codes = codes or MedsCodes()
     paths = shard_paths(root)
@@ -652,15 +673,36 @@ def read_meds(
     read_dataset_metadata(root)
     keep = None if subject_ids is None else pa.array(sorted({int(s) for s in subject_ids}), pa.int64())
     gathered = _Gathered(paths=paths)
+    names = [gathered.name(i) for i in range(len(paths))]
+    cache_file = note_cache_path(names, paths, codes, cache_dir) if use_cache else None
+    cached = cache_file is not None and cache_file.exists()
+    sink = None if cached else NoteSink(_kind_schema("note"), cache_file)
     known: dict[str, str] = {}
-    for index, path in enumerate(paths):
-        _read_shard(path, index, codes, known, keep, gathered)
+    try:
+        for index, path in enumerate(paths):
+            _read_shard(path, index, codes, known, keep, gathered, sink)
+        note_events = read_note_cache(cache_file) if sink is None else sink.finish()
+    finally:
+        if sink is not None:
+            sink.close()
+    if keep is not None and cache_file is not None:  # the cache holds every subject's notes
+        note_events = note_events.filter(pc.is_in(note_events.column("subject_id"), value_set=keep))
+    gathered.tables["note"] = [note_events]
+    del note_events
     gathered.add("meds_shards", len(paths))
     gathered.add("meds_distinct_codes", len(known))
     patients, death, patient_counts = _patients(gathered)
     admissions, admission_counts = _admissions(gathered, codes, death)
     diagnoses, dx_counts = _diagnoses(gathered, codes, admissions)
-    notes, note_counts = _notes(gathered, codes, admissions, categories)
+    try:
+        notes, note_counts = _notes(gathered, codes, admissions, categories)
+    except InputError:  # a refused dataset (an id repeated with other text) leaves no note cache
+        if cache_file is not None:
+            cache_file.unlink(missing_ok=True)
+        raise
+    synthetic = is_sealed_synthetic_meds(root)
+    if cache_file is not None:
+        record_note_source(cache_file, paths, ("meds", root), synthetic=synthetic)
     return Cohort(
         notes=notes,
         patients=patients,
@@ -668,7 +710,7 @@ def read_meds(
         diagnoses=diagnoses,
         source="meds",
         path=root,
-        synthetic=is_sealed_synthetic_meds(root),
+        synthetic=synthetic,
         counts={**gathered.counts, **note_counts, **dx_counts, **patient_counts, **admission_counts},
     )
 

@@ -46,9 +46,17 @@ def read_note_sources(cache_file: Path) -> list[dict[str, Any]]:
     return [s for s in sources if isinstance(s, dict)] if isinstance(sources, list) else []
 
 
-def record_note_source(cache_file: Path, files: Sequence[Path], origin: tuple[str, Path] | None) -> None:
+def record_note_source(
+    cache_file: Path,
+    files: Sequence[Path],
+    origin: tuple[str, Path] | None,
+    *,
+    synthetic: bool | None = None,
+) -> None:
     """Record, beside ``cache_file``, the note files it was read from: their absolute paths, the dataset
     root, the reader, the content digest (the cache key, a SHA-256 over the files' SHA-256s) and the date.
+    ``synthetic``: whether the root is the sealed synthetic cohort, where the reader knows (a MEDS
+    export's seal is in its dataset.json); else the root's synthetic marker is checked.
 
     Written atomically (a temporary, then a rename) with the process's modes: owner-only for a
     credentialed source. A copy of a dataset elsewhere has the same content, so the same cache file:
@@ -75,7 +83,9 @@ def record_note_source(cache_file: Path, files: Sequence[Path], origin: tuple[st
                 "files": paths,
                 "reader": reader,
                 "content_digest": cache_file.stem.rsplit("-", 1)[-1],
-                "synthetic": (root / MARKER).is_file() and is_sealed_synthetic(root),
+                "synthetic": synthetic
+                if synthetic is not None
+                else (root / MARKER).is_file() and is_sealed_synthetic(root),
                 "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         )
