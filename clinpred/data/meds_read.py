@@ -27,15 +27,16 @@ code (meds_codes.py; the names of the official MIMIC-IV converter, MIMIC_IV_MEDS
 
 Every other code is counted and ignored. Shards are read one row group at a time with pyarrow: only
 ``subject_id``, ``time`` and ``code`` are decoded for every row, the other columns only for row groups
-holding events clinpred keeps, and only those rows are kept: memory is a row group plus the cohort's
-own tables, never the dataset. Each shard's schema is checked against the ``meds`` package's own
-``DataSchema`` first; a shard that breaks it is refused naming the file and column. Accepted as the
-same values: ``code`` / ``text_value`` as string or large_string (MEDS 0.3 wrote string), ``time`` in
-another unit without a time zone, any float ``numeric_value`` (never read).
+holding events clinpred keeps, and only those rows are kept. Note text is never held whole: each row
+group's goes to disk and the notes come back as a memory map of the note cache, as for the MIMIC
+readers (meds_notes.py). Memory is a row group plus the cohort's small tables, never the dataset.
+Each shard's schema is checked against the ``meds`` package's own ``DataSchema`` first; a shard that
+breaks it is refused naming the file and column. Accepted as the same values: ``code`` /
+``text_value`` as string or large_string (MEDS 0.3 wrote string), ``time`` in another unit without a
+time zone, any float ``numeric_value`` (never read).
 
-The note cache is not used: parquet is read as fast as the cache would be. A MEDS dataset is
-credentialed unless `clinpred export meds` wrote it from the synthetic cohort and sealed it
-(meds_seal.py).
+A MEDS dataset is credentialed unless `clinpred export meds` wrote it from the synthetic cohort and
+sealed it (meds_seal.py).
 """
 
 from __future__ import annotations
