@@ -387,6 +387,11 @@ def finetune_command(
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run from its last checkpoint."
     ),
+    keep_checkpoints: bool = typer.Option(
+        False,
+        "--keep-checkpoints",
+        help="Keep the trainer's checkpoints (in OUT.checkpoints, beside the model folder) after it ends.",
+    ),
     max_repaired_share: float | None = typer.Option(
         None,
         "--max-repaired-share",
@@ -421,6 +426,7 @@ def finetune_command(
         resume=resume,
         progress=not quiet,
         max_repaired_share=max_repaired_share,
+        keep_checkpoints=keep_checkpoints,
     )
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun the summary is rank 0's: the other processes wrote nothing

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksConfig
 from clinpred.errors import InputError
-from clinpred.finetune.output import check_models_generator
+from clinpred.finetune.model_names import MINILM_HUB_ID
+from clinpred.finetune.output import check_models_generator, same_config
 from clinpred.pipeline import Log, build_cohort, run_experiment
 from clinpred.run_folder import RunResults, mark_output_folder
 
@@ -50,7 +51,8 @@ def demo_config(models_dir: Path, *, size: str = "demo", seed: int = 0) -> Exper
     fine-tune is not Gemma: each is the generic backend, named by its label; the provenance check reads
     the clinpred-finetune.json the fine-tune writes, whatever the backend's name.
     """
-    minilm = str(bundled_minilm())
+    bundled_minilm()  # a clear message when the package is missing
+    minilm = MINILM_HUB_ID  # read from the bundled package offline: results.json names no site-packages path
     length = {"max_seq_length": DEMO_MAX_SEQ_LENGTH}
     tuned = [
         BackendConfig(
@@ -102,7 +104,7 @@ def run_demo(
         model_dir = models / recipe
         record = model_dir / "clinpred-finetune.json"
         if record.is_file():
-            if json.loads(record.read_text()).get("config") != ft.model_dump(mode="json"):
+            if not same_config(json.loads(record.read_text()).get("config"), ft):
                 raise InputError(
                     f"{model_dir} holds a model fine-tuned with other settings: remove it or use another --out."
                 )

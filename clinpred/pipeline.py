@@ -167,6 +167,16 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
     ], provenance
 
 
+def _record_as_given(backend: Any, record: Path) -> str:
+    """A model's record as results.json names it: under the model setting as the user gave it, or the
+    hub id and commit; never the resolved absolute path of this machine (results.json travels)."""
+    resolved = getattr(backend, "resolved", None)
+    if getattr(resolved, "from_hub_cache", False):
+        return f"{resolved.model_id}@{resolved.revision}/{record.name}"
+    given = getattr(getattr(backend, "settings", None), "model", None)
+    return str(Path(given) / record.name) if given else str(record)
+
+
 def _audit_summary(audit: dict[str, Any] | None) -> dict[str, Any] | None:
     """The model's membership-inference audit (clinpred.privacy.audit) as its record states it, in short."""
     if not audit:
@@ -242,6 +252,8 @@ def evaluate_backend(
         run.description = backend.describe() if hasattr(backend, "describe") else {}
         provenance_warnings, run.provenance = _finetune_provenance(backend, prepared.split)
         provenance_warnings += _text_setting_warning(run.provenance, config.data.phi_placeholders)
+        if run.provenance.get("record"):  # recorded as the model was given, not as resolved here
+            run.provenance["record"] = _record_as_given(backend, Path(run.provenance["record"]))
         run.warnings += provenance_warnings
         for warning in provenance_warnings:
             log(f"{run.label}: warning: {warning}")

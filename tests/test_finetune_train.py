@@ -67,7 +67,12 @@ def test_pairs_run_writes_a_loadable_model_and_a_text_free_record(minilm_path, t
     assert not np.allclose(vec, base, atol=1e-4)  # the weights moved
 
     record = json.loads((out / "clinpred-finetune.json").read_text())
-    assert record["config"]["batch_size"] == 4 and record["config"]["base_model"] == str(minilm_path)
+    assert record["config"]["batch_size"] == 4  # the bundled MiniLM by its hub id, not this machine's path
+    assert (
+        record["config"]["base_model"]
+        == record["base_model"]["id"]
+        == "sentence-transformers/all-MiniLM-L6-v2"
+    )
     assert record["base_model"]["weights_sha256"] and len(record["base_model"]["weights_sha256"]) == 64
     assert record["data"]["pairs"] == len(pairs) and record["data"]["groups"] == 12
     assert [p["step"] for p in record["loss_curve"]] == [1.0, 2.0, 3.0, 4.0]
@@ -97,11 +102,14 @@ def test_resume_after_interruption_gives_the_uninterrupted_weights(minilm_path, 
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         finetune_pairs(pairs, small_config(minilm_path), out, progress=False, callbacks=[Interrupt()])
-    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "clinpred-finetune.json").exists()
+    ckpts = tmp_path / "resumed.checkpoints"  # beside the model folder, not inside it
+    assert (ckpts / "checkpoint-2").is_dir() and not (out / "clinpred-finetune.json").exists()
+    assert not (out / "checkpoints").exists()
     with pytest.raises(InputError, match="--resume"):
         finetune_pairs(pairs, small_config(minilm_path), out, progress=False)
     resumed = finetune_pairs(pairs, small_config(minilm_path), out, progress=False, resume=True)
     assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 4
+    assert not ckpts.exists() and not (tmp_path / "whole.checkpoints").exists()  # removed once finished
     a = SentenceTransformer(str(tmp_path / "whole")).state_dict()
     b = SentenceTransformer(str(out)).state_dict()
     for key in a:

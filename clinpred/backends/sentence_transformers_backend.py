@@ -174,6 +174,11 @@ def resolve_model(model: str, revision: str | None = None) -> ResolvedModel:
     try:
         snapshot = Path(snapshot_download(model, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
+        from clinpred.finetune.model_names import local_copy
+
+        bundled = local_copy(model)  # the bundled all-MiniLM-L6-v2, named by its hub id (the demo does)
+        if bundled != model and revision is None:
+            return ResolvedModel(model, Path(bundled).resolve(), None, False)
         if _offline():
             raise InputError(_not_available_message(model, constants.HF_HUB_CACHE)) from None
         try:
@@ -447,8 +452,9 @@ class SentenceTransformerBackend:
                 "out_of_memory_backoffs": self._backoffs,
             },
             "model": self.resolved.model_id,
+            # the model as given (no resolved path: results.json travels, and names no folder of this
+            # machine the user did not give), identified by its hub commit or its files' hash
             "revision": self.resolved.revision or f"sha256:{directory_hash(self.resolved.path)}",
-            "path": str(self.resolved.path),
             "dimension": self.dimension,
             "max_seq_length": model.max_seq_length,
             "prompts": self.prompts,

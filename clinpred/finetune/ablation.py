@@ -36,7 +36,7 @@ from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksCo
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
-from clinpred.finetune.output import RUN_FILE, check_models_generator, write_json_atomic
+from clinpred.finetune.output import RUN_FILE, check_models_generator, same_config, write_json_atomic
 from clinpred.run_folder import folder_kind, mark_output_folder
 
 ABLATION_FILE = "ablation.json"
@@ -136,9 +136,8 @@ def train_recipe(
     from clinpred.finetune.train import finetune
 
     record = model_dir / RUN_FILE
-    wanted = config.model_dump(mode="json")
     if record.is_file():
-        if json.loads(record.read_text()).get("config") == wanted:
+        if same_config(json.loads(record.read_text()).get("config"), config):
             return "reused"
         if folder_kind(model_dir) != "finetune":
             raise InputError(f"{model_dir}: holds a model that clinpred did not write; move it out of --out.")

@@ -49,6 +49,7 @@ def run_finetune_command(
     resume: bool,
     progress: bool,
     max_repaired_share: float | None = None,
+    keep_checkpoints: bool = False,
 ):
     """Load the one data source the user named and fine-tune on it (``max_repaired_share``: the share
     of a table's rows a repair rule may change before the source is refused, DataConfig's default)."""
@@ -70,7 +71,14 @@ def run_finetune_command(
     from clinpred.finetune.train import finetune, finetune_pairs  # torch: only once the folder is known good
 
     if pairs is not None:
-        return finetune_pairs(read_pairs_file(pairs), config, out, progress=progress, resume=resume)
+        return finetune_pairs(
+            read_pairs_file(pairs),
+            config,
+            out,
+            progress=progress,
+            resume=resume,
+            keep_checkpoints=keep_checkpoints,
+        )
     if synthetic is not None and synthetic not in SYNTHETIC_SIZES:
         raise InputError(f"--synthetic {synthetic!r}: choose one of {', '.join(SYNTHETIC_SIZES)}.")
     from clinpred.config import DataConfig
@@ -82,7 +90,7 @@ def run_finetune_command(
     cohort = build_cohort(
         DataConfig(path=data, synthetic=synthetic, **limit), progress=progress, relax="--max-repaired-share"
     )
-    return finetune(cohort, config, out, progress=progress, resume=resume)
+    return finetune(cohort, config, out, progress=progress, resume=resume, keep_checkpoints=keep_checkpoints)
 
 
 def summary_lines(report: Any) -> list[str]:
@@ -108,4 +116,6 @@ def summary_lines(report: Any) -> list[str]:
 
         lines.append(audit_line(report.audit))
     lines.append(f"wrote {report.out} (SentenceTransformer folder, clinpred-finetune.json)")
+    if report.checkpoints:
+        lines.append(f"checkpoints kept in {report.checkpoints} (--keep-checkpoints)")
     return lines

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import Any
 from clinpred.errors import InputError
 
 RUN_FILE = "clinpred-finetune.json"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # ORG/NAME, as the Hugging Face hub spells a model
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -72,6 +74,22 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
+def record_config(config: Any) -> dict[str, Any]:
+    """A FinetuneConfig as the record keeps it: the base model named as it travels (its hub id where
+    known, clinpred.finetune.model_names), never a folder of the machine that trained it."""
+    from clinpred.finetune.model_names import shareable_name
+
+    dumped = config.model_dump(mode="json")
+    dumped["base_model"] = shareable_name(str(config.base_model))
+    return dumped
+
+
+def same_config(recorded: Any, config: Any) -> bool:
+    """Whether a model's record was written for ``config`` (a record of an older clinpred kept the base
+    model's path as given, and still matches)."""
+    return recorded in (record_config(config), config.model_dump(mode="json"))
+
+
 def move_into(staging: Path, out: Path) -> None:
     """Move every entry of a finished staging folder into ``out``, each by one rename."""
     for entry in sorted(Path(staging).iterdir()):
@@ -103,6 +121,9 @@ def model_card(record: dict[str, Any], ks: Sequence[int]) -> str:
         if after
         else "No validation patients: no recall measured during fine-tuning."
     )
+    base = str(record["base_model"]["id"])
+    # the hub's metadata field takes a hub id; a local folder clinpred cannot name is left out of it
+    hub_line = f"base_model: {base}\n" if _HUB_ID.fullmatch(base) else ""
     return f"""---
 library_name: sentence-transformers
 pipeline_tag: sentence-similarity
@@ -110,8 +131,7 @@ tags:
 - sentence-transformers
 - clinpred
 - temporal-contrastive
-base_model: {record["base_model"]["id"]}
----
+{hub_line}---
 
 # Temporal contrastive fine-tune of `{record["base_model"]["id"]}`
 
@@ -129,6 +149,10 @@ two pairs of one patient).
   wall time {record["wall_time_s"]:.0f} s
 - prompts: {cfg["prompts"]}
 
+{training_data_section(data)}
+
+## Validation
+
 {recall}
 
 {privacy_section(record)}
@@ -141,6 +165,51 @@ from sentence_transformers import SentenceTransformer
 model = SentenceTransformer("path/to/this/folder")
 ```
 """
+
+
+SOURCE_NAMES = {
+    "mimic3": "MIMIC-III clinical notes",
+    "mimic4": "MIMIC-IV-Note",
+    "meds": "a MEDS dataset",
+    "omop": "an OMOP CDM database",
+    "pairs": "a pairs file given to `clinpred finetune --pairs`",
+}
+
+
+def credentialed(data: dict[str, Any]) -> bool:
+    """Whether the training data was credentialed: anything but clinpred's synthetic cohort (a pairs
+    file counts as credentialed: clinpred cannot tell where its text came from)."""
+    return not data.get("synthetic")
+
+
+def training_data_section(data: dict[str, Any]) -> str:
+    """The card's Training data section: source, synthetic or credentialed, and counts (never text)."""
+    source = str(data.get("source", "unknown"))
+    what = SOURCE_NAMES.get(source, source)
+    if data.get("synthetic"):
+        kind = f"clinpred's synthetic cohort (`{data['synthetic']}`, generated text in the shape of {what})"
+    elif source == "pairs":
+        kind = f"{what}, treated as credentialed (clinpred cannot tell where its text came from)"
+    else:
+        kind = f"{what}, credentialed data"
+    if source == "pairs":
+        counts = f"{data.get('pairs')} pairs in {data.get('groups')} groups" + (
+            " (the file's group column)" if data.get("group_column") else " (one per pair: no group column)"
+        )
+    else:
+        counts = (
+            f"{data.get('pairs')} (note t, note t+1) pairs from {data.get('train_patients')} fine-tuning "
+            f"patients; {data.get('validation_patients')} validation patients; "
+            f"{data.get('evaluation_patients_held_out')} evaluation patients held out, never seen"
+        )
+    return (
+        "## Training data\n\n"
+        f"- source: {kind}\n"
+        f"- counts: {counts}\n"
+        f"- text settings: PHI placeholders {data.get('phi_placeholders', 'keep')}, identity details "
+        f"{data.get('identity_details', 'keep')}\n"
+        "- no note text is stored with this model: its record holds counts and hashes of patient ids only"
+    )
 
 
 def estimate_text(entry: dict[str, Any] | None) -> str:
@@ -183,13 +252,15 @@ def privacy_section(record: dict[str, Any]) -> str:
             "No membership-inference audit in this model's record: run `clinpred audit --model THIS_FOLDER "
             "--data SOURCE` with the data it was fine-tuned on."
         )
-    synthetic = (record.get("data") or {}).get("synthetic")
+    data = record.get("data") or {}
     dua = (
         "This model was trained on clinpred's synthetic cohort, which no data use agreement covers; "
         "a model trained on credentialed notes (MIMIC) is derived data of them: "
-        if synthetic
-        else "PhysioNet's credentialed data use agreement forbids sharing credentialed data, and this model, "
-        "trained on such notes, is derived data of them: "
+        if not credentialed(data)
+        else "This model was trained on credentialed notes: a model trained on MIMIC notes may reproduce "
+        "them (text a model memorised can be extracted from it), and it falls under PhysioNet's terms for "
+        "sharing. PhysioNet's credentialed data use agreement forbids sharing credentialed data, and this "
+        "model is derived data of them: do not upload it to a public hub; "
     )
     return (
         "## Privacy\n\n"

@@ -1,7 +1,10 @@
 """The contrastive trainer: sentence-transformers' own trainer with a patient-aware batch sampler.
 
 ``finetune`` splits patients, mines pairs from the fine-tuning patients and measures next-note recall on
-the validation slice; ``finetune_pairs`` trains on a team's own pairs. Training never reads an evaluation
+the validation slice; ``finetune_pairs`` trains on a team's own pairs. The model folder is one a user
+uploads as it is (issue 26): the trainer's checkpoints go beside it (``<out>.checkpoints/``, marked as
+clinpred's, found there by ``--resume``) and are removed at the end unless kept; the record and card name
+the base model by its hub id where known (clinpred.finetune.model_names), never a path of this machine. Training never reads an evaluation
 patient; once the model is saved, ``finetune`` ends with the membership-inference audit
 (clinpred.privacy.audit), whose non-members are evaluation patients. The trainer's data parallelism is
 untouched, so the same code runs under ``torchrun`` or ``accelerate launch``.
@@ -32,10 +35,12 @@ from clinpred.data.splits import ids_sha256, split_cohort
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
 from clinpred.finetune.evaluator import NextNoteRecallEvaluator, RecallSet, recall_set
+from clinpred.finetune.model_names import shareable_name
 from clinpred.finetune.output import (
     RUN_FILE,
     model_card,
     move_into,
+    record_config,
     versions,
     weights_sha256,
     write_json_atomic,
@@ -43,7 +48,8 @@ from clinpred.finetune.output import (
 from clinpred.finetune.pairs import training_data
 from clinpred.run_folder import RESUME_HINT, check_output_folder, read_mark, write_mark
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = "checkpoints"  # inside the model folder: where clinpred before issue 26 kept them
+CHECKPOINTS_SUFFIX = ".checkpoints"  # <out>.checkpoints: beside the model folder, never inside it
 # Opt-in evidence of what each process trained on (see ``BatchTrace``): a folder, or unset.
 TRACE_ENV = "CLINPRED_TRACE_BATCHES"
 TRACE_COLUMN = "clinpred_trace_group"
@@ -64,6 +70,7 @@ class FinetuneReport(BaseModel):
     loss_curve: list[dict[str, float]]
     recall_curve: list[dict[str, float]]
     resumed_from: str | None = None
+    checkpoints: str | None = None  # where they were kept (--keep-checkpoints); None: removed
     # the membership-inference audit written into the record (clinpred.privacy.audit), or why none ran
     audit: dict[str, Any] | None = None
 
@@ -76,6 +83,7 @@ def finetune(
     progress: bool = True,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
+    keep_checkpoints: bool = False,
 ) -> FinetuneReport:
     """Fine-tune on (note t, note t+1) pairs of ``split.finetune`` patients; watch recall on ``split.validation``."""
     split = split_cohort(cohort, config.split)
@@ -113,7 +121,9 @@ def finetune(
 
         return membership_audit(whole, record, folder, progress=progress)
 
-    return _train(pairs, config, Path(out), validation, data, progress, resume, callbacks, audit)
+    return _train(
+        pairs, config, Path(out), validation, data, progress, resume, callbacks, audit, keep_checkpoints
+    )
 
 
 def finetune_pairs(
@@ -124,6 +134,7 @@ def finetune_pairs(
     progress: bool = True,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
+    keep_checkpoints: bool = False,
 ) -> FinetuneReport:
     """Fine-tune on a team's own pairs: columns anchor, positive and optionally group (e.g. a patient id).
 
@@ -178,7 +189,18 @@ def finetune_pairs(
         if "group" in pairs.columns
         else None,
     }
-    return _train(frame, config, Path(out), None, data, progress, resume, callbacks, _no_patients_to_audit)
+    return _train(
+        frame,
+        config,
+        Path(out),
+        None,
+        data,
+        progress,
+        resume,
+        callbacks,
+        _no_patients_to_audit,
+        keep_checkpoints,
+    )
 
 
 def _no_patients_to_audit(_folder: Path, _record: dict[str, Any]) -> dict[str, Any]:
@@ -194,8 +216,42 @@ def _strings_sha256(values: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest()
 
 
+def checkpoints_folder(out: Path) -> Path:
+    """Where a fine-tune into ``out`` keeps its checkpoints: ``<out>.checkpoints``, beside the model."""
+    out = Path(os.path.abspath(out))
+    return out.with_name(out.name + CHECKPOINTS_SUFFIX)
+
+
+def _check_checkpoints_folder(ckpt_dir: Path, resume: bool) -> None:
+    """The checkpoints folder must be clinpred's (or new); without --resume a stale one is cleared."""
+    if ckpt_dir.exists() and not ckpt_dir.is_dir():
+        raise InputError(
+            f"{ckpt_dir}: exists and is not a directory; fine-tuning keeps its checkpoints there, beside "
+            "--out. Move it away or choose another --out."
+        )
+    if not ckpt_dir.is_dir() or not any(ckpt_dir.iterdir()):
+        return
+    if read_mark(ckpt_dir) is None:
+        raise InputError(
+            f"{ckpt_dir}: holds files that clinpred did not write; fine-tuning keeps its checkpoints there, "
+            "beside --out, and never writes into someone's folder. Move it away or choose another --out."
+        )
+    if not resume:  # checkpoints of a fine-tune cut off before, not asked to continue: out of date
+        shutil.rmtree(ckpt_dir)
+
+
+def _remove_checkpoints(out: Path, ckpt_dir: Path) -> None:
+    """The finished model needs no checkpoints: remove clinpred's, beside it and (older runs) inside it."""
+    if ckpt_dir.is_dir() and read_mark(ckpt_dir) is not None:
+        shutil.rmtree(ckpt_dir)
+    legacy = out / CHECKPOINTS
+    if legacy.is_dir() and any(legacy.glob("checkpoint-*/trainer_state.json")):
+        shutil.rmtree(legacy)
+
+
 def _check_out(out: Path, resume: bool) -> str | None:
-    """Refuse to overwrite a finished or foreign folder; find the checkpoint to resume from."""
+    """Refuse to overwrite a finished or foreign folder; find the checkpoint to resume from (beside the
+    model folder, or inside it where a fine-tune of an older clinpred was cut off)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     if out.exists() and not out.is_dir():
@@ -208,8 +264,16 @@ def _check_out(out: Path, resume: bool) -> str | None:
             f"{out}: folder is not empty. Choose a new --out folder, or pass --resume to continue an "
             "interrupted run from its last checkpoint."
         )
-    ckpt_dir = out / CHECKPOINTS
-    return get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    ckpt_dir = checkpoints_folder(out)
+    if first_process:
+        _check_checkpoints_folder(ckpt_dir, resume)
+    if not resume:
+        return None
+    for folder in (ckpt_dir, out / CHECKPOINTS):
+        found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        if found:
+            return found
+    return None
 
 
 def load_base_model(name: str) -> tuple[Any, dict[str, Any]]:
@@ -221,7 +285,11 @@ def load_base_model(name: str) -> tuple[Any, dict[str, Any]]:
         if not (path / "modules.json").exists() and not (path / "config.json").exists():
             raise InputError(f"{path}: not a model folder (no modules.json or config.json).")
         model = SentenceTransformer(str(path), local_files_only=True)
-        return model, {"id": name, "path": str(path.resolve()), "weights_sha256": weights_sha256(path)}
+        return model, {
+            "id": shareable_name(name),  # a hub id where known, never this machine's path
+            "path": str(path.resolve()),  # for this process's audit only: not written to the record
+            "weights_sha256": weights_sha256(path),
+        }
     try:
         model = SentenceTransformer(name, local_files_only=True)
     except Exception:
@@ -439,9 +507,11 @@ def _train(
     resume: bool,
     callbacks: Sequence[Any],
     audit: Callable[[Path, dict[str, Any]], dict[str, Any]],
+    keep_checkpoints: bool = False,
 ) -> FinetuneReport:
     started = time.perf_counter()
     checkpoint = _check_out(out, resume)
+    ckpt_dir = checkpoints_folder(out)
     model, base_fp = load_base_model(config.base_model)
     bf16, fp16 = _precision(config, model)
 
@@ -497,8 +567,10 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     if os.environ.get("RANK", "0") == "0" and read_mark(out) is None:
         write_mark(out, "finetune")  # from the first step on, an interrupted fine-tune here is clinpred's
+    if os.environ.get("RANK", "0") == "0" and read_mark(ckpt_dir) is None:
+        write_mark(ckpt_dir, "finetune", command="finetune checkpoints")  # so --resume may use it
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / CHECKPOINTS),
+        output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
@@ -567,8 +639,8 @@ def _train(
         return report
     record = {
         "kind": "clinpred-finetune",
-        "config": config.model_dump(mode="json"),
-        "base_model": base_fp,
+        "config": record_config(config),  # the base model by its hub id where known: no path here
+        "base_model": {k: v for k, v in base_fp.items() if k != "path"},
         "data": data,
         "steps_per_epoch": steps_per_epoch,
         "prompts": {"anchor": anchor_prompt, "positive": positive_prompt},
@@ -584,8 +656,13 @@ def _train(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    # the saved model against its base on members and non-members; the card and record then carry it
-    record["audit"] = report.audit = audit(out, record)
+    # the saved model against its base on members and non-members (the base read where it was just
+    # read from: the record names it portably); the card and record then carry it
+    record["audit"] = report.audit = audit(out, {**record, "base_model": base_fp})
     write_text(out / "README.md", model_card(record, config.recall_k))
     write_json_atomic(out / RUN_FILE, record)  # last: its presence marks a finished run
+    if keep_checkpoints:
+        report.checkpoints = str(ckpt_dir)
+    else:
+        _remove_checkpoints(out, ckpt_dir)
     return report

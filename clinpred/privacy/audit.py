@@ -257,7 +257,10 @@ def membership_audit(
     )
 
     base_fp = record.get("base_model") or {}
-    base = str(base_fp.get("path") or base_fp.get("id") or config.base_model)
+    from clinpred.finetune.model_names import local_copy, shareable_name
+
+    # where this machine has the base: the path just trained from, or the record's portable name
+    base = str(base_fp.get("path") or local_copy(str(base_fp.get("id") or config.base_model)))
     if check_base:
         _check_base(base, base_fp)
     prompts = record.get("prompts") or {}
@@ -307,7 +310,7 @@ def membership_audit(
             "non_members": float(units.loc[~units["member"], "score"].mean()),
         },
         "bootstrap": {"unit": "patient", **scheme.model_dump()},
-        "base_model": base,
+        "base_model": shareable_name(base),  # the record travels with the model: no path of this machine
         "text": {
             "phi_placeholders": config.phi_placeholders,
             "identity_details": config.identity_details,
