@@ -50,7 +50,7 @@ def cache_path(names: list[str], paths: list[Path], codes: MedsCodes, cache_dir:
     ]
     settings = codes.model_dump_json()
     digest = hashlib.sha256("|".join([*keys, settings, f"meds-v{CACHE_VERSION}"]).encode()).hexdigest()[:24]
-    return (cache_dir or default_cache_dir()) / f"meds-{digest}.arrow"
+    return Path(cache_dir or default_cache_dir()) / f"meds-{digest}.arrow"
 
 
 def read_cache(cache_file: Path) -> pa.Table:

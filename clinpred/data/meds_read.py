@@ -42,7 +42,7 @@ sealed it (meds_seal.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ from clinpred.data.meds_notes import NoteSink
 from clinpred.data.meds_notes import cache_path as note_cache_path
 from clinpred.data.meds_notes import read_cache as read_note_cache
 from clinpred.data.meds_seal import is_sealed_synthetic_meds
+from clinpred.data.memory import return_freed_memory
 from clinpred.data.mimic3 import order_diagnoses
 from clinpred.data.note_cache import record_note_source
 from clinpred.data.source_repairs import link_diagnoses, repair_notes
@@ -95,6 +96,7 @@ EXTRA: dict[str, dict[str, pa.DataType]] = {
     "gender": {},
 }
 TIME = pa.timestamp("us")
+EXTRA_ROWS = 8_192  # rows of a row group's extra columns (note text) decoded at a time
 
 declare(
     Repair(
@@ -326,32 +328,53 @@ def _read_shard(
                 masks["note"] = notes
         if masks:
             extras = sorted({c for k in masks for c in EXTRA[k] if c in present})
-            more = file.read_row_group(group, columns=extras) if extras else None
             time = base.column("time").combine_chunks()
             if time.type != TIME:
                 time = pc.cast(time, TIME)  # another unit, same instants (a lossy cast raises)
             rows = pa.array(np.arange(first, first + n, dtype=np.int64))
-            for kind, mask in masks.items():
-                m = pc.sum(mask).as_py()
-                columns = {
-                    "subject_id": subject.filter(mask),
-                    "time": time.filter(mask),
-                    "code": pc.cast(code.filter(mask), pa.large_string()),
-                }
-                for name, type_ in EXTRA[kind].items():
-                    values = _column(more, name, type_, path, n) if more is not None else None
-                    if values is None:
-                        values = pa.repeat(False, n) if name == "time_is_date" else pa.nulls(n, type_)
-                    columns[name] = values.filter(mask)
-                columns["shard"] = pa.repeat(index, m).cast(pa.int32())
-                columns["row"] = rows.filter(mask)
-                events = pa.table(columns, schema=_kind_schema(kind))
-                if kind == "note":
-                    sink.add(events, index)
-                else:
-                    out.tables[kind].append(events)
-            del more
+            start = 0
+            for more in _extra_columns(file, group, extras):
+                size = n if more is None else more.num_rows
+                for kind, every_mask in masks.items():
+                    mask = every_mask.slice(start, size)
+                    m = pc.sum(mask).as_py() or 0
+                    if not m:
+                        continue
+                    columns = {
+                        "subject_id": subject.slice(start, size).filter(mask),
+                        "time": time.slice(start, size).filter(mask),
+                        "code": pc.cast(code.slice(start, size).filter(mask), pa.large_string()),
+                    }
+                    for name, type_ in EXTRA[kind].items():
+                        if more is not None:
+                            values = _column(more, name, type_, path, size)
+                        else:
+                            values = (
+                                pa.repeat(False, size) if name == "time_is_date" else pa.nulls(size, type_)
+                            )
+                        columns[name] = values.filter(mask)
+                    columns["shard"] = pa.repeat(index, m).cast(pa.int32())
+                    columns["row"] = rows.slice(start, size).filter(mask)
+                    events = pa.table(columns, schema=_kind_schema(kind))
+                    if kind == "note":
+                        sink.add(events, index)
+                    else:
+                        out.tables[kind].append(events)
+                start += size
+            return_freed_memory()  # the row group's decoded columns
         first += n
+
+
+def _extra_columns(file: pq.ParquetFile, group: int, columns: list[str]) -> Iterator[pa.Table | None]:
+    """A row group's extra columns, EXTRA_ROWS rows at a time (note text decoded a slice at a time, not
+    a whole row group: 65,536 events of an export hold about 50 MB of it); None when there are none."""
+    if not columns:
+        yield None
+        return
+    for batch in file.iter_batches(
+        batch_size=EXTRA_ROWS, row_groups=[group], columns=columns, use_threads=False
+    ):
+        yield pa.Table.from_batches([batch])
 
 
 def _parts(codes: MedsCodes, values: pd.Series) -> pd.Series:
