@@ -297,7 +297,7 @@ def _read_shard(
     out.has_hadm_id |= "hadm_id" in present
     first = 0
     for group in range(file.num_row_groups):
-        base = file.read_row_group(group, columns=["subject_id", "time", "code"])
+        base = file.read_row_group(group, columns=["subject_id", "time", "code"], use_threads=False)
         n = base.num_rows
         subject = base.column("subject_id").combine_chunks()
         code = base.column("code").combine_chunks()
