@@ -58,6 +58,12 @@ FOLLOW_UP = {
     "every patient is followed to the horizon",
     "mimic4": "DOD records out-of-hospital deaths up to one year after the last discharge: follow-up ends at "
     "the horizon or last discharge + 365 days, whichever is first",
+    # a MEDS or OMOP extract does not say how long its death records run after discharge (a MIMIC-IV
+    # conversion keeps MIMIC-IV's one year): said, so that a reader can judge the censoring
+    "meds": "deaths are the dataset's MEDS_DEATH events; how long after discharge they are recorded is not "
+    "stated by MEDS, so every patient is followed to the horizon (a MIMIC-IV conversion records one year)",
+    "omop": "deaths are the DEATH table's; every patient is followed to the horizon (OBSERVATION_PERIOD ends "
+    "are counted in data check, not used as censoring)",
 }
 
 
