@@ -154,3 +154,14 @@ def test_results_json_names_models_as_given_never_by_this_machine_s_paths(finetu
     assert by_label["tuned"]["status"] == by_label["base"]["status"] == "ok"
     assert by_label["tuned"]["provenance"]["record"] == "model/clinpred-finetune.json"
     assert by_label["base"]["description"]["model"] == MINILM_HUB_ID
+
+
+def test_a_foreign_folder_where_the_checkpoints_go_is_refused(finetuned, cli):
+    root, common, env = finetuned
+    foreign = root / "other.checkpoints"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("someone's file\n")
+    proc = cli("finetune", *common, "--out", str(root / "other"), env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "did not write" in proc.stderr and "other.checkpoints" in proc.stderr
+    assert (foreign / "notes.txt").read_text() == "someone's file\n" and not (root / "other").exists()

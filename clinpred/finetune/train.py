@@ -265,6 +265,8 @@ def _check_out(out: Path, resume: bool) -> str | None:
             "interrupted run from its last checkpoint."
         )
     ckpt_dir = checkpoints_folder(out)
+    # checkpoints beside a model folder that clinpred never started (removed since) are not its own
+    resume = resume and read_mark(out) is not None
     if first_process:
         _check_checkpoints_folder(ckpt_dir, resume)
     if not resume:
