@@ -127,6 +127,18 @@ def test_entry_point_tasks_are_listed(toy_site: Path):
     assert task_order(["note-count", "geometry", "recall"]) == ["recall", "geometry", "note-count"]
 
 
+def test_tasks_list_says_how_to_run_aces_and_label_tasks(cli, tmp_path: Path):
+    listed = cli("tasks", "list", env={"COLUMNS": "400", "CLINPRED_CACHE": str(tmp_path / "cache")})
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if "aces.<stem>, labels.<folder>" in line)
+    cells = [c.strip() for c in line.split("│")]
+    assert cells[2:6] == ["label", "auroc", "no", "built-in"]  # never run by default
+    assert "--aces FILE|inhospital_mortality|readmission_30d" in line and "--labels DIR" in line
+    assert "[tasks.aces]" in line and "Shipped configs: inhospital_mortality, readmission_30d." in line
+    shipped = Path(__file__).parent.parent / "clinpred" / "tasks" / "aces_configs"
+    assert sorted(p.stem for p in shipped.glob("*.yaml")) == ["inhospital_mortality", "readmission_30d"]
+
+
 def test_entry_point_task_through_the_cli(toy_site: Path, cli, tmp_path: Path):
     env = {"PYTHONPATH": str(toy_site), "CLINPRED_CACHE": str(tmp_path / "cache"), "COLUMNS": "250"}
     listed = cli("tasks", "list", env=env)

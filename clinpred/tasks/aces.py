@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 from clinpred.data.categories import is_discharge_summary
 from clinpred.data.cohort import Cohort
 from clinpred.errors import InputError
+from clinpred.tasks.aces_configs import packaged_configs
 from clinpred.tasks.aces_labels import extract
 from clinpred.tasks.binary_outcome import BinaryOutcomeConfig, evaluate_binary_outcome
 from clinpred.tasks.result import TaskResult
@@ -38,15 +39,6 @@ SETTINGS = "aces"  # [tasks.aces]: the settings every ACES and label-folder task
 PREFIXES = {"aces": "configs", "labels": "labels"}  # task name prefix -> the setting that lists its files
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _NS_PER_DAY = 86_400 * 10**9
-
-
-def packaged_configs() -> dict[str, Path]:
-    """The ACES configs clinpred ships (``clinpred/tasks/aces_configs``), by name: inhospital_mortality,
-    readmission_30d."""
-    from importlib.resources import files
-
-    folder = files("clinpred.tasks.aces_configs")
-    return {Path(e.name).stem: Path(str(e)) for e in folder.iterdir() if e.name.endswith(".yaml")}
 
 
 class AcesConfig(BinaryOutcomeConfig):

@@ -210,6 +210,26 @@ def _load(ep: metadata.EntryPoint) -> TaskSpec:
     return spec
 
 
+def _label_tasks_row() -> TaskInfo:
+    """The ACES-config and label-folder tasks: named by the files a run is given, so one row says how."""
+    from clinpred.tasks.aces_configs import packaged_configs
+
+    shipped = sorted(packaged_configs())
+    return TaskInfo(
+        name="aces.<stem>, labels.<folder>",
+        title="ACES and label-folder tasks",
+        description=(
+            f"Binary labels per subject and prediction time, named by the files given: run with "
+            f"--aces FILE|{'|'.join(shipped)} (an ACES task YAML, on a MEDS --data) or --labels DIR "
+            f"(MEDS label parquet files); settings [tasks.aces]. Shipped configs: {', '.join(shipped)}."
+        ),
+        unit="label",
+        main_metric="auroc",
+        default=False,
+        source=BUILT_IN,
+    )
+
+
 def list_tasks() -> list[TaskInfo]:
     """Every task clinpred knows, built-in first, then installed ones (with why one cannot be used)."""
     rows = [
@@ -224,6 +244,7 @@ def list_tasks() -> list[TaskInfo]:
         )
         for s in BUILT_INS.values()
     ]
+    rows.append(_label_tasks_row())
     for ep in _entry_points():
         source = _source(ep)
         base = {"name": ep.name, "title": ep.name, "unit": "", "main_metric": "", "default": False}
