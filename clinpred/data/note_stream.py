@@ -573,11 +573,13 @@ def _read_cache(cache_file: Path, filters: NoteFilters) -> tuple[pa.Table, int]:
     return table, errors
 
 
-def _frame(table: pa.Table) -> pd.DataFrame:
-    """The notes in NOTE_DTYPES, each column converted once.
+def notes_frame(table: pa.Table) -> pd.DataFrame:
+    """Notes in the cache schema (an Arrow table: ``CACHE_SCHEMA``'s columns, as ``read_notes`` and the
+    OMOP Parquet reader build them) -> a pandas frame of NOTE_DTYPES' columns, each converted once.
 
     Strings stay the Arrow arrays they are (no Python objects, no copy of the text); whole numbers
-    and times become numpy or pandas' nullable integers directly, not through float64.
+    and times become numpy or pandas' nullable integers directly, not through float64. The caller
+    conforms the result (``cohort.conform``); the table's other columns (``part``, ``order``) are left.
     """
     columns = {}
     for name, dtype in NOTE_DTYPES.items():
@@ -647,7 +649,7 @@ def read_notes(
         from clinpred.data.note_cache import record_note_source
 
         record_note_source(cache_file, sources, origin)
-    frame = _frame(table)
+    frame = notes_frame(table)
     del table
     counts = {
         "error_notes_dropped": int(errors) if filters.drop_errors else 0,

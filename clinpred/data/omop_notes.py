@@ -42,7 +42,7 @@ from clinpred.data.note_stream import (
     SORT_KEYS,
     BlockContext,
     NoteFilters,
-    _frame,
+    notes_frame,
     read_notes,
     strings,
     to_int,
@@ -306,7 +306,7 @@ def read_omop_notes(
         table, counts = repair_notes(table, sources=parts, id_column="NOTE_ID", admissions=visits)
         if cleared := pc.sum(table.column("charttime_out_of_range")).as_py():
             counts[CHARTTIME_SET_MISSING] = int(cleared)
-        notes = conform(_frame(table), NOTE_DTYPES)
+        notes = conform(notes_frame(table), NOTE_DTYPES)
         del table
     else:
         columns = note_columns(parts[0])
