@@ -328,3 +328,28 @@ def _cohort_as_omop(cohort, root):
         observation_period=None,
         concept=None,
     )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_note_repeated_whole_is_dropped_and_counted_in_both_formats(tmp_path, fmt):
+    """NOTE with note 2 written twice (the copy the 9th data row, in the second of two parts): the copy
+    is dropped, counted once, and the cohort is the one without it, in CSV as in Parquet."""
+    clean = read_omop(write_omop(tmp_path / "clean", fmt, upper=True), cache_dir=tmp_path / "c")
+    root = write_omop(tmp_path / "o", fmt, upper=True, note_parts=2, note=[*NOTE, NOTE[2]])
+    cohort = read_omop(root, cache_dir=tmp_path / "c")
+    assert cohort.counts["duplicate_note_rows_dropped"] == 1 and len(cohort.notes) == 8
+    pd.testing.assert_frame_equal(cohort.notes, clean.notes)
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("csv", ".csv"), ("parquet", ".parquet")])
+def test_a_note_id_repeated_with_other_text_is_refused_in_both_formats(cli, tmp_path, fmt, suffix):
+    """note_id 2 again with other text, in the second part (its 4th data row): refused, exit 2, the
+    message naming both parts' rows, column NOTE_ID, and no note text."""
+    other = _with([NOTE[0], NOTE[2]], 1, "note_text", "CHEST XRAY: left lower lobe opacity.")[1]
+    root = write_omop(tmp_path / "o", fmt, upper=True, note_parts=2, note=[*NOTE, other])
+    result = cli("data", "check", str(root), env={"CLINPRED_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "column NOTE_ID: NOTE_ID 2 in" in message and "appears again with different content" in message
+    assert f"part-0{suffix} data row(s) 2" in message and f"part-1{suffix} data row(s) 4" in message
+    assert "XRAY" not in result.stderr and "opacity" not in result.stderr  # never note text

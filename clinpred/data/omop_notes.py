@@ -2,7 +2,10 @@
 
 CSV notes go through the note reader of MIMIC (``note_stream.read_notes``: streamed, text spilled,
 sorted once, cached by content). Parquet notes are read a batch at a time with pyarrow, normalised by the
-same function, sorted once by the same keys and repaired by the same rules (``source_repairs``).
+same function, sorted once by the same keys and repaired by the same rules (``source_repairs``), so
+both formats treat a repeated note_id alike, as the MIMIC readers do: a row repeated whole (same
+note_id, same fields and text) is dropped and counted (``duplicate_note_rows_dropped``); the same
+note_id with other content is refused, naming the file(s), column NOTE_ID and data rows.
 
 What is read: note_id (an integer, as the CDM has it), person_id, visit_occurrence_id (-> hadm_id),
 note_datetime, else note_date (then ``time_is_date``), note_text (required: a NOTE table without it
@@ -229,11 +232,10 @@ def categorise(
 
 def _parquet_notes(parts: list[Path], keep: frozenset[int] | None) -> pa.Table:
     """Every Parquet NOTE part, normalised batch by batch and sorted once (CACHE_SCHEMA)."""
-    tables, starts, seen = [], [], 0
+    tables = []
     for number, path in enumerate(parts):
         columns = note_columns(path)
         originals = {c.strip().upper(): c for c in parquet_columns(path)}
-        starts.append(seen)
         try:
             batches = pq.ParquetFile(path).iter_batches(
                 batch_size=PARQUET_BATCH_ROWS, columns=[originals[c] for c in columns]
@@ -250,13 +252,11 @@ def _parquet_notes(parts: list[Path], keep: frozenset[int] | None) -> pa.Table:
                 first += batch.num_rows
                 table = table.append_column("part", pa.array(np.full(table.num_rows, number, np.int16)))
                 tables.append(table.select(CACHE_SCHEMA.names).cast(CACHE_SCHEMA))
-            seen += first
         except (pa.ArrowException, OSError) as exc:
             raise InputError(
                 f"{path}: cannot be read as Parquet ({type(exc).__name__}). Is the file complete?"
             ) from None
     table = pa.concat_tables(tables)
-    _refuse_repeated_ids(table, parts, np.array(starts))
     if keep is not None:
         table = table.filter(pc.is_in(table.column("subject_id"), pa.array(sorted(keep), pa.int64())))
     order = pc.sort_indices(table.select([k for k, _ in SORT_KEYS]), sort_keys=SORT_KEYS)
@@ -265,22 +265,6 @@ def _parquet_notes(parts: list[Path], keep: frozenset[int] | None) -> pa.Table:
     del tables
     return_freed_memory()
     return table
-
-
-def _refuse_repeated_ids(table: pa.Table, parts: list[Path], starts: np.ndarray) -> None:
-    """A note_id twice in Parquet notes is refused (the CSV reader drops whole copies, counted; the
-    Parquet reader names the first repeat instead)."""
-    ids = table.column("note_id")
-    if len(pc.unique(ids)) == len(ids):
-        return
-    repeated = pd.Series(ids.to_numpy(zero_copy_only=False)).duplicated().to_numpy()
-    row = int(np.flatnonzero(repeated)[0])
-    part = int(np.searchsorted(starts, row, side="right") - 1)
-    raise InputError(
-        f"{parts[part]}: column NOTE_ID, data row {row - int(starts[part]) + 1}: the note_id "
-        f"{ids[row].as_py()} appears again ({int(repeated.sum())} repeated in all). Each note must have "
-        "one NOTE_ID."
-    )
 
 
 def read_omop_notes(

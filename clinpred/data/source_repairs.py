@@ -3,13 +3,14 @@
 Notes are checked on the Arrow table the note reader returns (a memory map of the sorted cache, or of
 a temporary file), before any pandas copy: duplicates are found by note id, and only the repeated rows'
 text is hashed (a digest each, never a second copy of the text); every row the rules drop is removed
-by one filter, so clean notes are never copied at all.
+by one filter, so clean notes are never copied at all. The rules are the same whatever the notes were
+read from (MIMIC's CSVs, OMOP's NOTE as CSV or Parquet parts): a refusal names each part's data rows.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from clinpred.data.categories import canonicalise
 from clinpred.data.tables import read_raw_header
@@ -35,11 +37,15 @@ def _text_digests(text: pa.ChunkedArray, rows: np.ndarray) -> list[bytes]:
     return out
 
 
-def _data_rows(path: Path, column: str, ids: set[str]) -> dict[str, list[int]]:
-    """The data rows (1 = the first after the header) where ``column`` holds one of ``ids``: read
-    again, that column alone, only when a refusal must name them."""
+def _column_batches(path: Path, column: str) -> Iterator[pa.Array]:
+    """One column of a CSV or Parquet part (OMOP's NOTE may be Parquet), a batch at a time, as text."""
+    if path.name.lower().endswith((".parquet", ".pq")):
+        file = pq.ParquetFile(path)
+        original = {h.strip().upper(): h for h in file.schema_arrow.names}[column]
+        for batch in file.iter_batches(columns=[original]):
+            yield pc.fill_null(pc.cast(batch.column(0), pa.string()), "")  # an int64 id: 3 -> "3"
+        return
     original = {h.strip().upper(): h for h in read_raw_header(path)}[column]
-    found: dict[str, list[int]] = {}
     reader = pacsv.open_csv(
         pa.input_stream(str(path), compression="detect"),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
@@ -47,13 +53,21 @@ def _data_rows(path: Path, column: str, ids: set[str]) -> dict[str, list[int]]:
             column_types={original: pa.string()}, include_columns=[original], strings_can_be_null=False
         ),
     )
-    seen = 0
     with reader:
         for batch in reader:
-            values = pc.utf8_trim_whitespace(batch.column(0)).to_numpy(zero_copy_only=False)
-            for i in np.flatnonzero(np.isin(values, list(ids))):
-                found.setdefault(str(values[i]), []).append(seen + int(i) + 1)
-            seen += batch.num_rows
+            yield batch.column(0)
+
+
+def _data_rows(path: Path, column: str, ids: set[str]) -> dict[str, list[int]]:
+    """The data rows (1 = the first after the header; in Parquet, the first row) where ``column``
+    holds one of ``ids``: read again, that column alone, only when a refusal must name them."""
+    found: dict[str, list[int]] = {}
+    seen = 0
+    for batch in _column_batches(path, column):
+        values = pc.utf8_trim_whitespace(batch).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(np.isin(values, list(ids))):
+            found.setdefault(str(values[i]), []).append(seen + int(i) + 1)
+        seen += len(batch)
     return found
 
 
