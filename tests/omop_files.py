@@ -35,8 +35,9 @@ PERSON: Rows = [
     ["2", "8532", "1940", "", "", "", "0", "0", "F", "BLACK"],
     ["3", "0", "1900", "", "", "1960-07-01 00:00:00", "0", "0", "F", ""],  # birth_datetime wins
     ["4", "8507", "1970", "1", "1", "", "0", "0", "M", ""],  # outpatient visits only
+    ["5", "8532", "1980", "", "", "", "0", "0", "F", ""],  # dies the day of a discharge home
 ]
-# inpatient (9201, 262): 10, 12, 20, 30 -> 4 admissions; 11 outpatient, 21 ER, 40 outpatient: not
+# inpatient (9201, 262): 10, 12, 20, 30, 50 -> 5 admissions; 11 outpatient, 21 ER, 40 outpatient: not
 VISIT: Rows = [
     [
         "visit_occurrence_id",
@@ -76,12 +77,26 @@ VISIT: Rows = [
         "4216643",
     ],  # died: discharge concept only (no DEATH row)
     ["40", "4", "9202", "2019-01-01", "", "2019-01-01", "", "32817", ""],
+    [
+        "50",
+        "5",
+        "9201",
+        "2014-03-01",
+        "2014-03-01 10:00:00",
+        "2014-03-05",
+        "2014-03-05 11:00:00",
+        "32817",
+        "8536",
+    ],  # discharged home (8536) on the day of a date-only death: not an in-hospital death
 ]
-# patients with a death: 1 (after their stays: not in hospital) and 2 (inside visit 20)
+# patients with a death: 1 (after their stays: not in hospital), 2 (date only, the end date of visit
+# 20, which says "Patient died": in hospital) and 5 (date only, the end date of visit 50, which says
+# discharged home: not in hospital, counted as a death on the day of discharge)
 DEATH: Rows = [
     ["person_id", "death_date", "death_datetime", "death_type_concept_id"],
     ["1", "2020-06-01", "2020-06-01 12:00:00", "32817"],
     ["2", "2012-05-10", "", "32817"],
+    ["5", "2014-03-05", "", "32817"],
 ]
 # With CONCEPT: icd9_list 1,2,8 (3); icd10_list 3,5,11,12 (4); concept 6,9 (2); ambiguous_by_visit 4
 # (E8020: in both lists; visit 12's other code is ICD-10); no_icd_source 7; other_vocabulary 10.

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 from mimic_files import M4_ADMISSIONS, M4_DIAGNOSES, M4_PATIENTS, write_mimic4
-from omop_files import DEATH, NOTE, PERSON, write_omop
+from omop_files import DEATH, NOTE, PERSON, VISIT, write_omop
 
 from clinpred.data import detect_layout, load_cohort
 from clinpred.data.check import check_data
@@ -28,15 +28,24 @@ def test_csv_and_parquet_with_upper_case_headers_give_one_cohort(tmp_path):
 
 def test_hand_counted_values(tmp_path):
     cohort, details = read_omop_with_details(write_omop(tmp_path / "o"), cache_dir=tmp_path / "c")
-    assert len(cohort.patients) == 4 and list(cohort.admissions["hadm_id"]) == [10, 12, 20, 30]
-    assert cohort.counts["omop_visits_inpatient"] == 4 and cohort.counts["omop_visits_not_inpatient"] == 3
-    assert dict(cohort.patients.set_index("subject_id")["gender"]) == {1: "M", 2: "F", 3: "F", 4: "M"}
+    assert len(cohort.patients) == 5 and list(cohort.admissions["hadm_id"]) == [10, 12, 20, 30, 50]
+    assert cohort.counts["omop_visits_inpatient"] == 5 and cohort.counts["omop_visits_not_inpatient"] == 3
+    genders = dict(cohort.patients.set_index("subject_id")["gender"])
+    assert genders == {1: "M", 2: "F", 3: "F", 4: "M", 5: "F"}
     assert cohort.patients.set_index("subject_id").loc[3, "dob"] == pd.Timestamp("1960-07-01")
-    assert cohort.patients["dod"].notna().sum() == 2  # persons 1 and 2
+    assert cohort.patients["dod"].notna().sum() == 3  # persons 1, 2 and 5
     adm = cohort.admissions.set_index("hadm_id")
-    assert list(adm["hospital_expire_flag"]) == [0, 0, 1, 1]  # 20: DEATH inside; 30: discharged "died"
+    # 20: DEATH on its end date, discharged "died"; 30: discharged "died", no DEATH row; 50: DEATH on
+    # its end date, discharged home: a death after the discharge, not in hospital
+    assert list(adm["hospital_expire_flag"]) == [0, 0, 1, 1, 0]
     assert adm.loc[30, "deathtime"] == adm.loc[30, "dischtime"]
-    assert cohort.counts["omop_admission_deaths_from_discharge_concept_only"] == 1
+    assert adm.loc[20, "deathtime"] == pd.Timestamp("2012-05-10") and pd.isna(adm.loc[50, "deathtime"])
+    assert details.admission_deaths == {
+        "admission_deaths_from_death_table": 1,
+        "admission_deaths_from_discharge_concept_only": 1,
+        "date_only_deaths_on_discharge_day_not_in_hospital": 1,
+    }
+    assert cohort.counts["omop_date_only_deaths_on_discharge_day_not_in_hospital"] == 1
     assert cohort.notes["category"].value_counts().to_dict() == {
         "Discharge summary": 2,
         "Radiology": 2,
@@ -100,6 +109,36 @@ def test_ambiguous_codes_follow_the_rule_set(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("death_date", "death_datetime", "discharged_to", "in_hospital", "deathtime", "on_discharge_day"),
+    [
+        ("2014-03-04", "", "8536", 1, "2014-03-04 00:00", 0),  # date only, before the end date
+        ("2014-03-01", "", "8536", 1, "2014-03-01 10:00", 0),  # date only, the start date: from admittime
+        ("2014-03-05", "", "8536", 0, None, 1),  # date only, the end date, discharged home
+        ("2014-03-05", "", "", 0, None, 1),  # ... discharge destination not recorded
+        ("2014-03-05", "", "4216643", 1, "2014-03-05 11:00", 0),  # ... discharged "Patient died"
+        ("2014-03-05", "2014-03-05 10:30:00", "8536", 1, "2014-03-05 10:30", 0),  # time known, inside
+        ("2014-03-05", "2014-03-05 11:00:00", "8536", 1, "2014-03-05 11:00", 0),  # ... at discharge
+        ("2014-03-05", "2014-03-05 12:00:00", "8536", 0, None, 0),  # ... after discharge
+        ("2014-03-06", "", "8536", 0, None, 0),  # date only, after the end date
+    ],
+)
+def test_a_death_in_hospital_by_time_or_by_date(
+    tmp_path, death_date, death_datetime, discharged_to, in_hospital, deathtime, on_discharge_day
+):
+    """Person 5's death against visit 50 (2014-03-01 10:00 .. 2014-03-05 11:00): the rule of omop.py."""
+    death = [*DEATH[:-1], ["5", death_date, death_datetime, "32817"]]
+    visit = _with(VISIT, len(VISIT) - 1, "discharged_to_concept_id", discharged_to)
+    cohort, details = read_omop_with_details(
+        write_omop(tmp_path / "o", death=death, visit_occurrence=visit), cache_dir=tmp_path / "c"
+    )
+    stay = cohort.admissions.set_index("hadm_id").loc[50]
+    assert stay["hospital_expire_flag"] == in_hospital
+    assert (pd.isna(stay["deathtime"]) and deathtime is None) or stay["deathtime"] == pd.Timestamp(deathtime)
+    assert details.admission_deaths["date_only_deaths_on_discharge_day_not_in_hospital"] == on_discharge_day
+    assert details.admission_deaths["admission_deaths_from_death_table"] == 1 + in_hospital  # 20, and 50
+
+
 def _with(rows, row, column, value):
     out = [list(r) for r in rows]
     out[row][rows[0].index(column)] = value
@@ -110,7 +149,7 @@ def _with(rows, row, column, value):
     ("overrides", "expected"),
     [
         ({"note": NOTE}, "no NOTE_TEXT column"),
-        ({"death": [*DEATH, ["2", "2012-05-11", "", "32817"]]}, "death.csv: column PERSON_ID, data row 3"),
+        ({"death": [*DEATH, ["2", "2012-05-11", "", "32817"]]}, "death.csv: column PERSON_ID, data row 4"),
         ({"person": _with(PERSON, 2, "person_id", "2x")}, "person.csv: column PERSON_ID, data row 2"),
     ],
 )
@@ -131,7 +170,10 @@ def test_layout_and_data_check(cli, tmp_path):
     assert report.layout == "omop" and report.omop["conditions_without_icd"]
     result = cli("data", "check", str(root), env={"CLINPRED_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
-    assert "4229440 Chronic congestive heart failure: 2" in result.stdout.replace("\n", " ")
+    shown = " ".join(result.stdout.split())
+    assert "4229440 Chronic congestive heart failure: 2" in shown
+    assert "date_only_deaths_on_discharge_day_not_in_hospital: 1" in shown
+    assert "2 admissions ending in death" in shown  # 20 and 30, not 50
 
 
 def _mimic4_as_omop(root):

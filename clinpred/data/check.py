@@ -181,6 +181,7 @@ def render_omop(omop: dict[str, dict[str, object]], console: Console) -> None:
         ("conditions_without_icd", "conditions without an ICD source (not kept), by condition_concept_id"),
         ("ambiguous_codes", "codes in both ICD-9-CM and ICD-10-CM (rule applied)"),
         ("notes_by_category_rule", "notes by how their category was decided"),
+        ("admission_deaths", "deaths and admissions (the rule in clinpred/data/omop.py)"),
         ("follow_up", "OBSERVATION_PERIOD"),
     ):
         values = omop.get(key)

@@ -13,11 +13,19 @@ Read (table: columns -> Cohort):
   OMOP has no admission type nor insurance on a visit: both are missing (readmission then treats no
   admission as planned).
 - DEATH: death_datetime else death_date -> dod; a second DEATH row of a person is refused (the CDM
-  allows one). An admission ends in death (deathtime, hospital_expire_flag 1) when the death falls
-  inside it (by date when only the date is known: from the start date to the end date), or when it
-  was discharged to concept 4216643 "Patient died" (discharged_to_concept_id, v5.4;
-  discharge_to_concept_id, v5.3); the deathtime is the death's time, kept inside the stay (a date
-  alone: clipped to admittime .. dischtime), else the discharge time.
+  allows one). An admission ends in death (deathtime, hospital_expire_flag 1) when:
+
+  1. the death's time is known and lies within [admittime, dischtime] (deathtime: that time);
+  2. only its date is known and that date is from the visit's start date to the day before its end
+     date (deathtime: the date, kept inside the stay: no earlier than admittime); or on the end date
+     only when the visit says the patient died, discharged to concept 4216643 "Patient died"
+     (discharged_to_concept_id, v5.4; discharge_to_concept_id, v5.3) (deathtime: dischtime). A visit
+     with no end: any date from its start date. A date-only death on the end date of a visit that
+     does not say so is a death after a discharge alive, on the same day (the date cannot tell which,
+     and the visit's own record says alive): not in hospital, counted
+     (``omop_date_only_deaths_on_discharge_day_not_in_hospital``, shown by `data check`);
+  3. the visit says the patient died (4216643) and DEATH has no death inside it (deathtime:
+     dischtime; counted, ``omop_admission_deaths_from_discharge_concept_only``).
 - CONDITION_OCCURRENCE: condition_source_value (ICD-9-CM / ICD-10-CM as coded: dots, padding, case
   ignored) -> icd_code, its version by ``icd_versions`` (CONCEPT through condition_source_concept_id,
   else the vendored code lists), linked through visit_occurrence_id: conditions of inpatient visits
@@ -64,6 +72,8 @@ RACES = {  # the standard race concepts (OMB categories) -> the names MIMIC-IV w
     8657: "AMERICAN INDIAN/ALASKA NATIVE",
 }
 TOP = 10  # concepts / codes named in data check
+# a date-only death on the day of a discharge the visit records as alive: not in hospital (docstring)
+DISCHARGE_DAY_DEATHS = "omop_date_only_deaths_on_discharge_day_not_in_hospital"
 
 
 @dataclass
@@ -75,6 +85,7 @@ class OmopDetails:
     conditions_without_icd: dict[str, int] = field(default_factory=dict)  # top condition_concept_ids
     ambiguous_codes: dict[str, int] = field(default_factory=dict)  # codes in both ICD lists, resolved how
     notes_by_category_rule: dict[str, int] = field(default_factory=dict)
+    admission_deaths: dict[str, int] = field(default_factory=dict)  # by rule, and the discharge-day ones
     follow_up_end: pd.Series | None = None  # per person: latest observation_period_end_date
 
     def summary(self) -> dict[str, dict[str, object]]:
@@ -85,6 +96,7 @@ class OmopDetails:
             "conditions_without_icd": dict(self.conditions_without_icd),
             "ambiguous_codes": dict(self.ambiguous_codes),
             "notes_by_category_rule": dict(self.notes_by_category_rule),
+            "admission_deaths": dict(self.admission_deaths),
         }
         if self.follow_up_end is not None:
             ends = self.follow_up_end.dropna()
@@ -266,22 +278,25 @@ def _with_deaths(admissions: pd.DataFrame, deaths: pd.DataFrame) -> tuple[pd.Dat
     dod = admissions["subject_id"].map(death["dod"]).astype("datetime64[ns]")
     date_only = admissions["subject_id"].map(death["date_only"]).fillna(False).astype(bool)
     admit, disch = admissions["admittime"], admissions["dischtime"]
+    start, end = admissions["start_date"], admissions["end_date"]
+    died = admissions["died_at_discharge"].astype(bool)
     timed_inside = ~date_only & (dod >= admit) & (disch.isna() | (dod <= disch))
-    dated_inside = (
-        date_only
-        & (dod >= admissions["start_date"])
-        & (admissions["end_date"].isna() | (dod <= admissions["end_date"]))
-    )
+    dated = date_only & (dod >= start)
+    before_end_day = dated & (end.isna() | (dod < end))
+    on_end_day = dated & (dod == end)
+    dated_inside = before_end_day | (on_end_day & died)
     inside = (timed_inside | dated_inside).to_numpy()
-    clipped = dod.where(
-        ~date_only, dod.clip(lower=admit).where(disch.isna(), dod.clip(lower=admit, upper=disch))
-    )
-    by_concept = admissions["died_at_discharge"].to_numpy() & ~inside
-    deathtime = clipped.where(inside).fillna(disch.where(by_concept))
+    kept_in_stay = dod.clip(lower=admit).where(disch.isna(), dod.clip(lower=admit, upper=disch))
+    deathtime = dod.where(timed_inside).fillna(kept_in_stay.where(before_end_day))
+    deathtime = deathtime.fillna(disch.where(on_end_day & died))
+    by_concept = died.to_numpy() & ~inside
+    deathtime = deathtime.fillna(disch.where(by_concept))
     frame = admissions.assign(deathtime=deathtime, hospital_expire_flag=(inside | by_concept).astype("int64"))
     counts = {"omop_admission_deaths_from_death_table": int(inside.sum())}
     if by_concept.any():
         counts["omop_admission_deaths_from_discharge_concept_only"] = int(by_concept.sum())
+    if (alive := int((on_end_day & ~died).sum())) > 0:
+        counts[DISCHARGE_DAY_DEATHS] = alive
     return frame, counts
 
 
@@ -435,6 +450,14 @@ def read_omop_with_details(
         if k.startswith("omop_note_category_")
     }
     details.follow_up_end = follow_up
+    details.admission_deaths = {  # zeros too: that a rule found none is worth seeing
+        key.removeprefix("omop_"): int(death_visit_counts.get(key, 0))
+        for key in (
+            "omop_admission_deaths_from_death_table",
+            "omop_admission_deaths_from_discharge_concept_only",
+            DISCHARGE_DAY_DEATHS,
+        )
+    }
     cohort = Cohort(
         notes=notes,
         patients=patients,
