@@ -167,3 +167,29 @@ def test_sampled_estimates_lie_within_the_exact_intervals():
         assert e.low <= s.value <= e.high, (name, s.value, e)
         assert s.low <= e.value <= s.high, (name, e.value, s)  # the sampled interval holds the truth
         assert s.high - s.low > e.high - e.low, name  # and is wider: it carries the sampling error
+
+
+def test_results_md_and_report_html_say_when_recall_was_sampled(cli, tmp_path):
+    """A sampled run says so in words beside its numbers; an exact run's text has no such clause."""
+    config = tmp_path / "sampled.toml"
+    config.write_text("[tasks.recall]\nexact_up_to = 50\nquery_sample = 100\n")
+    env = {"CLINPRED_CACHE": str(tmp_path / "cache")}
+    base = ("run", "--synthetic", "tiny", "-b", "tfidf", "-t", "recall", "--quiet")
+    sampled, exact = tmp_path / "sampled", tmp_path / "exact"
+    assert cli(*base, "--config", str(config), "--out", str(sampled), env=env).returncode == 0
+    assert cli(*base, "--out", str(exact), env=env).returncode == 0
+
+    # tiny: 20 evaluation patients, 392 notes, so 392 - 20 = 372 consecutive pairs; 100 of them scored
+    clause = (
+        "recall scored on a seeded, patient-stratified sample of 100 of 372 queries against the full pool "
+        "(intervals include the sampling error)"
+    )
+    md = (sampled / "RESULTS.md").read_text()
+    table_end = md.index("\n\n", md.index("| recall | top5 |"))
+    assert md[table_end:].startswith(f"\n\nNext-note {clause}.\n")  # right under the numbers
+    html = (sampled / "report.html").read_text()
+    assert f"for the same patient&#39;s next note; {clause}; chance at top5 is" in html
+
+    md, html = (exact / "RESULTS.md").read_text(), (exact / "report.html").read_text()
+    assert "Next-note recall scored" not in md and "of 372 queries" not in md + html
+    assert "372 queries from 20 patients" in html and "next note; chance at top5 is" in html

@@ -274,6 +274,8 @@ def _recall_words(results: dict[str, TaskResult]) -> str:
         f"{c.get('queries', 0):,} queries from {c.get('patients_with_queries', 0):,} patients: each query note "
         f"searched a pool of {pool} notes (the query itself never in it) for the same patient's next note"
     )
+    sampled = sentences.sampled_recall_clause(r)  # only where recall sampled its queries
+    text += f"; {sampled}" if sampled else ""
     return text + (f"; chance at {r.main_metric} is {chance.value:.4f}." if chance is not None else ".")
 
 

@@ -86,6 +86,15 @@ def _audit(audit: dict | None) -> str:
     return "; " + audit_sentence(audit)
 
 
+def sampled_recall_lines(runs: dict[str, dict[str, TaskResult]]) -> list[str]:
+    """A sentence under the table where recall scored a sample of its queries; nothing for an exact run."""
+    from clinpred.report.sentences import sampled_recall_clause
+
+    recall = next((results["recall"] for results in runs.values() if "recall" in results), None)
+    clause = sampled_recall_clause(recall) if recall is not None else None
+    return ["", f"Next-note {clause}."] if clause else []
+
+
 def repairs_lines(cohort: dict[str, object]) -> list[str]:
     """'Source rows repaired' under the table (DESIGN.md rule 9), only where the reader repaired any."""
     from clinpred.data.integrity import damage_repaired
@@ -117,6 +126,7 @@ def results_markdown(results: RunResults, comparison: Comparison | None = None) 
         )
     if ok:
         lines += table(list(ok), metric_rows(ok))
+        lines += sampled_recall_lines(ok)
     lines += repairs_lines(results.cohort)
     skipped = [r for r in results.backends if r.status != "ok"]
     if skipped:

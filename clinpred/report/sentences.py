@@ -119,6 +119,22 @@ def folds_sentence(folds: dict[str, Any]) -> str | None:
     return text + "."
 
 
+def sampled_recall_clause(result: TaskResult) -> str | None:
+    """'recall scored on a seeded, patient-stratified sample of 20,000 of 512,345 queries against the full
+    pool (intervals include the sampling error)' where recall sampled its queries; None for an exact run
+    (whose text stays as it was) and for any other task."""
+    from clinpred.tasks.recall import SAMPLED
+
+    if result.definition.get("method") != SAMPLED:
+        return None
+    scored, total = result.counts.get("queries"), result.counts.get("queries_before_sampling")
+    of = f"{scored:,} of {total:,}" if isinstance(scored, int) and isinstance(total, int) else "some of the"
+    return (
+        f"recall scored on a seeded, patient-stratified sample of {of} queries against the full pool "
+        "(intervals include the sampling error)"
+    )
+
+
 def scalar_counts(counts: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) of every count that is a single number or word, in the task's order."""
     out = []
