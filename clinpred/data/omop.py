@@ -37,7 +37,7 @@ Read (table: columns -> Cohort):
   The Cohort has no slot for it: it is counted (``omop_persons_with_observation_period``) and returned
   in ``OmopDetails.follow_up_end`` for a survival task that would censor there.
 - CONCEPT (optional): vocabulary_id and concept_name of the concept ids read (Athena's tab-separated
-  CONCEPT.csv too).
+  CONCEPT.csv too), only those rows kept, the file streamed (``omop_concepts``).
 
 Everything from OMOP is credentialed (``Cohort.synthetic`` False): a warehouse's notes are patients'.
 """
@@ -55,6 +55,7 @@ from clinpred.data.cohort import ADMISSION_DTYPES, DIAGNOSIS_DTYPES, PATIENT_DTY
 from clinpred.data.icd_versions import AmbiguityRule, decide_versions
 from clinpred.data.labels import normalise_icd
 from clinpred.data.mimic3 import order_diagnoses
+from clinpred.data.omop_concepts import ConceptLookup
 from clinpred.data.omop_notes import read_omop_notes
 from clinpred.data.omop_tables import BIRTH_YEARS, EVENT_YEARS, find_table, read_omop_table
 from clinpred.data.source_repairs import link_diagnoses
@@ -109,22 +110,6 @@ class OmopDetails:
 
 def _concept_name(cid: int, names: dict[int, str]) -> str:
     return f"{cid} {names[cid]}" if cid in names else str(cid)
-
-
-def _concepts(root: Path, ids: set[int]) -> tuple[dict[int, str], dict[int, str]]:
-    """(vocabulary_id, concept_name) of the given concept ids, from CONCEPT where it is present."""
-    table = read_omop_table(
-        root, "concept", ["CONCEPT_ID", "VOCABULARY_ID"], ("CONCEPT_NAME",), must_exist=False
-    )
-    if table is None or table.frame.empty:
-        return {}, {}
-    wanted = table.frame["CONCEPT_ID"].str.strip().isin({str(i) for i in ids})
-    frame = table.frame[wanted]
-    cid = frame["CONCEPT_ID"].str.strip().astype("int64")
-    return (
-        dict(zip(cid, frame["VOCABULARY_ID"].str.strip(), strict=True)),
-        dict(zip(cid, frame["CONCEPT_NAME"].str.strip(), strict=True)),
-    )
 
 
 def _persons(root: Path) -> tuple[pd.DataFrame, pd.Series, dict[str, int]]:
@@ -305,6 +290,7 @@ def _conditions(
     admissions: pd.DataFrame,
     every: pd.DataFrame,
     rule: AmbiguityRule,
+    concepts: ConceptLookup,
 ) -> tuple[pd.DataFrame, dict[str, int], OmopDetails]:
     """Diagnoses of the inpatient admissions, their counts and the details for data check."""
     table = read_omop_table(
@@ -324,7 +310,8 @@ def _conditions(
     visit = table.ints("VISIT_OCCURRENCE_ID", nullable=True)
     concept = table.concept_ids("CONDITION_CONCEPT_ID")
     source_concept = table.concept_ids("CONDITION_SOURCE_CONCEPT_ID")
-    vocab, names = _concepts(root, set(source_concept[source_concept > 0]) | set(concept[concept > 0]))
+    ids = set(source_concept[source_concept > 0]) | set(concept[concept > 0])
+    vocab, names = concepts.vocabularies(ids), concepts.names(ids)
     codes = normalise_icd(table.frame["CONDITION_SOURCE_VALUE"])
     date, _ = table.times("CONDITION_START_DATE", EVENT_YEARS)
     no_source = (codes == "").to_numpy()
@@ -416,8 +403,8 @@ def read_omop_with_details(
     patients, race, person_counts = _persons(root)
     deaths, death_counts = _deaths(root)
     every, admissions, visit_counts, by_concept = _visits(root, inpatient)
-    names = _concepts(root, set(by_concept))[1]
-    visits_by_concept = {_concept_name(cid, names): n for cid, n in by_concept.items()}
+    concepts = ConceptLookup(root)
+    concepts.want(by_concept)  # looked up in the conditions' pass over CONCEPT
     admissions, death_visit_counts = _with_deaths(admissions, deaths)
     admissions = conform(
         admissions.assign(race=admissions["subject_id"].map(race)), ADMISSION_DTYPES
@@ -425,12 +412,14 @@ def read_omop_with_details(
     patients = patients.assign(
         dod=patients["subject_id"].map(deaths.set_index("subject_id")["dod"]).astype("datetime64[ns]")
     )
-    diagnoses, dx_counts, details = _conditions(root, admissions, every, icd_version_when_ambiguous)
+    diagnoses, dx_counts, details = _conditions(root, admissions, every, icd_version_when_ambiguous, concepts)
+    names = concepts.names(by_concept)
+    visits_by_concept = {_concept_name(cid, names): n for cid, n in by_concept.items()}
     keep = None if subject_ids is None else frozenset(int(s) for s in subject_ids)
     notes, note_counts = read_omop_notes(
         note_parts,
         visits=every,
-        concept_names=lambda ids: _concepts(root, ids)[1],
+        concept_names=concepts.names,
         subject_ids=keep,
         categories=categories,
         use_cache=use_cache,
