@@ -24,8 +24,8 @@ Measured on 2 shared cores (AMD EPYC, load 4-6 from other jobs), 2,000,000 rows 
     ratio filtered / peer                      0.13x    0.35x
 
 With 16 MB blocks the filtered read peaked at 485 MB: pyarrow's streaming reader holds some tens of
-blocks in flight, hence BLOCK_BYTES = 1 MB. Not measured here: Athena's 6-7 million rows should scale the peer's excess
-about 3x and leave the filtered read's at a block's worth plus the rows kept.
+blocks in flight, hence BLOCK_BYTES = 1 MB. Not measured here: Athena's 6-7 million rows should
+scale the peer's excess about 3x and leave the filtered read's at a block's worth plus the rows kept.
 """
 
 from __future__ import annotations
