@@ -5,6 +5,8 @@ agreement ends, the user must be able to see what a dataset left behind (sorted 
 per model) and remove exactly that. Each note cache file has a source record beside it
 (clinpred.data.note_cache), each embedding fingerprint folder a ``sources.json`` (clinpred.backends.cache).
 Entries written before those records existed are "source unknown": `clinpred cache clear` removes them.
+OpenVINO exports of models (``<cache>/openvino``) are listed beside them: they derive from a model, not
+from a recorded dataset, and go with `clinpred cache clear`.
 Run folders and fine-tuned models are the user's: nothing here deletes them.
 """
 
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from clinpred.backends.cache import CacheEntry, EmbeddingCache
+from clinpred.backends.openvino_engine import export_root
+from clinpred.backends.openvino_exports import OpenVinoExport, list_exports
 from clinpred.data.note_cache import (
     NoteCacheFile,
     clear_note_source,
@@ -63,6 +67,8 @@ class CacheListing:
     entries: list[CacheEntry]
     note_files: list[NoteCacheFile]
     exposures: list[Exposure]
+    exports_root: Path
+    exports: list[OpenVinoExport]  # engine=openvino's exported models (clinpred.backends.openvino_exports)
 
 
 def _exposures(root: Path, share: bool) -> list[Exposure]:
@@ -106,7 +112,11 @@ def cache_listing(cache_dir: Path | None = None) -> CacheListing:
         if notes_root.parent not in cache.root.parents:  # a --cache-dir elsewhere
             exposures += _exposures(cache.root, share)
     ordered = sorted(groups.values(), key=lambda g: (g.path == UNKNOWN, g.synthetic, g.path))
-    return CacheListing(cache.root, notes_root, ordered, entries, note_files, exposures)
+    exports_root = export_root()
+    exports = list_exports(exports_root)
+    return CacheListing(
+        cache.root, notes_root, ordered, entries, note_files, exposures, exports_root, exports
+    )
 
 
 @dataclass

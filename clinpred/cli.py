@@ -276,9 +276,24 @@ def cache_info(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=C
                 f"created {e.created or '-'}  mode {e.mode}  {e.fingerprint}",
                 soft_wrap=True,
             )
+    if listing.exports:
+        out.print(
+            f"OpenVINO exports {listing.exports_root} (models converted for engine=openvino; the export of "
+            "a model fine-tuned on credentialed notes derives from them):",
+            soft_wrap=True,
+        )
+    for x in listing.exports:
+        state = "left by a killed export" if x.stale_temporary else "export" if x.complete else "incomplete"
+        name = x.path.name if x.stale_temporary else x.path.name[:12]
+        out.print(
+            f"  {state:<10} {name}  {x.model or '-'}  {x.bytes:,} bytes  exported {x.exported or '-'}  "
+            f"mode {x.mode}",
+            soft_wrap=True,
+        )
     entries, files = listing.entries, listing.note_files
     out.print(f"{len(entries)} fingerprint(s), {sum(e.bytes for e in entries):,} bytes")
     out.print(f"{len(files)} note cache file(s), {sum(f.bytes for f in files):,} bytes")
+    out.print(f"{len(listing.exports)} OpenVINO export(s), {sum(x.bytes for x in listing.exports):,} bytes")
     for x in listing.exposures:
         out.print(f"READABLE BY {x.who.upper()}: {x.path} (mode {x.mode})", soft_wrap=True)
     if listing.exposures:
@@ -304,8 +319,9 @@ def cache_clear(
     notes_only: bool = typer.Option(False, "--notes", help="Only the note cache (sorted note text)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),
 ) -> None:
-    """Delete cached vectors and cached note text: all of it, one part, one fingerprint's vectors, or what
-    one dataset left behind. Run folders and fine-tuned models are yours: never deleted here."""
+    """Delete cached vectors, cached note text and OpenVINO exports of models: all of it, one part, one
+    fingerprint's vectors, or what one dataset left behind. Run folders and fine-tuned models are yours:
+    never deleted here."""
     from clinpred.backends import EmbeddingCache
     from clinpred.data.note_cache import clear_note_cache
     from clinpred.data.note_stream import default_cache_dir
@@ -330,6 +346,12 @@ def cache_clear(
     if not embeddings_only and fingerprint is None:
         files = clear_note_cache()
         out.print(f"removed {len(files)} note cache file(s) from {default_cache_dir()}")
+    if not (embeddings_only or notes_only) and fingerprint is None:  # everything: the exports too
+        from clinpred.backends.openvino_engine import export_root
+        from clinpred.backends.openvino_exports import clear_exports
+
+        exports = clear_exports()
+        out.print(f"removed {len(exports)} OpenVINO export folder(s) from {export_root()}")
 
 
 def _clear_source(source: Path, cache_dir: Path | None) -> None:
@@ -357,6 +379,15 @@ def _clear_source(source: Path, cache_dir: Path | None) -> None:
         )
     if purge.temporaries_removed:
         out.print(f"removed {purge.temporaries_removed} temporary note file(s) left by killed readers")
+    from clinpred.backends.openvino_exports import list_exports
+
+    exports = list_exports()
+    if exports:  # an export derives from a model, not from a recorded dataset
+        out.print(
+            f"{len(exports)} OpenVINO export(s) of models left (not recorded by dataset; "
+            "`clinpred cache clear` removes them)",
+            soft_wrap=True,
+        )
     out.print("run folders and fine-tuned models are yours: not touched")
 
 
