@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +32,48 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def file_records(directory: Path) -> dict[str, dict[str, Any]]:
-    """Every CSV file of ``directory``: name -> {bytes, sha256}."""
-    return {
-        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        for p in sorted(directory.iterdir())
-        if _is_data_file(p)
-    }
+def _data_files(directory: Path) -> dict[str, Path]:
+    """Every CSV file of ``directory``, by name."""
+    return {p.name: p for p in sorted(Path(directory).iterdir()) if _is_data_file(p)}
 
 
-def _seal(record: dict[str, Any]) -> str:
+def _seal(record: dict[str, Any], key: bytes) -> str:
     body = json.dumps({k: v for k, v in record.items() if k != "seal"}, sort_keys=True)
-    return hmac.new(_KEY, body.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def sealed_record(
+    description: dict[str, Any], files: Mapping[str, Path], *, key: bytes = _KEY
+) -> dict[str, Any]:
+    """``description`` plus ``files`` (name -> {bytes, sha256} of each ``{name: path}``, in the mapping's
+    order) and ``seal``, a keyed hash of the rest under ``key`` (each kind of seal has its own key)."""
+    record = {
+        **description,
+        "files": {name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for name, p in files.items()},
+    }
+    record["seal"] = _seal(record, key)
+    return record
+
+
+def record_matches(record: Any, files: Mapping[str, Path], *, key: bytes = _KEY) -> bool:
+    """True only when ``record`` (as ``sealed_record`` made it) has an intact seal under ``key`` and
+    lists exactly the names of ``files``, each with the same size, then the same sha256."""
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return False
+    if not hmac.compare_digest(str(record.get("seal", "")), _seal(record, key)):
+        return False
+    listed = record["files"]
+    if set(files) != set(listed) or not all(isinstance(listed[name], dict) for name in files):
+        return False
+    for name, path in files.items():  # sizes first: cheap, and catches most changes
+        if path.stat().st_size != listed[name].get("bytes"):
+            return False
+    return all(_sha256(path) == listed[name].get("sha256") for name, path in files.items())
 
 
 def write_seal(directory: Path, description: dict[str, Any]) -> None:
     """Write the marker for the files now in ``directory`` (the generator's last step)."""
-    record = {**description, "files": file_records(directory)}
-    record["seal"] = _seal(record)
+    record = sealed_record(description, _data_files(directory))
     (directory / MARKER).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
@@ -60,20 +85,8 @@ def is_sealed_synthetic(directory: Path) -> bool:
         from clinpred.data.meds_seal import is_sealed_synthetic_meds
 
         return is_sealed_synthetic_meds(directory)
-    marker = directory / MARKER
     try:
-        record = json.loads(marker.read_text())
+        record = json.loads((directory / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
-        return False
-    if not hmac.compare_digest(str(record.get("seal", "")), _seal(record)):
-        return False
-    files = record["files"]
-    present = {p.name: p for p in directory.iterdir() if _is_data_file(p)}
-    if set(present) != set(files):
-        return False
-    for name, path in present.items():  # sizes first: cheap, and catches most changes
-        if path.stat().st_size != files[name].get("bytes"):
-            return False
-    return all(_sha256(path) == files[name].get("sha256") for name, path in present.items())
+    return record_matches(record, _data_files(directory))
