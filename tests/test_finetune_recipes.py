@@ -222,7 +222,11 @@ def test_recipe_settings_round_trip_through_the_record(tiny, minilm_path, tmp_pa
     assert record["config"]["phi_placeholders"] == "mask" and record["data"]["phi_placeholders"] == "mask"
     assert record["config"]["identity_details"] == record["data"]["identity_details"] == "mask"
     assert record["config"]["preset"] == "clinical"
-    assert FinetuneConfig.model_validate(record["config"]) == config
+    # the record names the bundled base by its hub id, never this machine's path (a model folder to share)
+    assert record["config"]["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert FinetuneConfig.model_validate(record["config"]) == config.model_copy(
+        update={"base_model": "sentence-transformers/all-MiniLM-L6-v2"}
+    )
     assert record["counts"] if "counts" in record else record["data"]["counts"]["negatives_missing"] >= 0
     card = (tmp_path / "m" / "README.md").read_text()
     assert "positives\n  window" in card or "positives window" in card.replace("\n  ", " ")

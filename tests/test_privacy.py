@@ -139,11 +139,12 @@ def test_finetune_on_a_credentialed_source_writes_an_owner_only_model_folder(sou
     )
     out = tmp_path / "model"
     ok(clinpred("finetune", "--data", str(source), "--base", str(minilm_path), "--config", str(config),
-                "--out", str(out), "--quiet", cache=tmp_path / "cache"))  # fmt: skip
-    found = modes(out, tmp_path / "cache")
+                "--out", str(out), "--keep-checkpoints", "--quiet", cache=tmp_path / "cache"))  # fmt: skip
+    checkpoints = tmp_path / "model.checkpoints"  # beside the model folder, kept on request
+    found = modes(out, checkpoints, tmp_path / "cache")
     assert (out / "model.safetensors") in found and (out / "clinpred-finetune.json") in found
     assert len([p for p in found if p.parent == out]) > 5  # the card, tokenizer, config files
-    assert [p for p in found if p.parent.parent == out / "checkpoints"]  # a checkpoint, with its optimiser
+    assert [p for p in found if p.parent.parent == checkpoints]  # a checkpoint, with its optimiser
     assert exposed(found, 0o077) == []
 
 
