@@ -200,6 +200,7 @@ def alongside(other: Callable[[Workspace], list[str]]) -> Callable[..., Proc]:
         # both may exit 0 (each writes whole and renames): the case's own checks judge what is left
         return second
 
+    drive.shares_out = True  # type: ignore[attr-defined]  # the other command may write --out itself
     return drive
 
 
@@ -379,7 +380,9 @@ def run_case(case: Case, shared: Any, tmp: Path) -> list[str]:
             problems.append(f"message has none of {list(case.any_of)}: {tail(shown, 2)}")
         problems += leaks(ws, before, proc)
         problems += leftovers(ws)
-        if proc.returncode != 0 and not out_existed and (ws.out.exists() or ws.out.is_symlink()):
+        out_now = ws.out.exists() or ws.out.is_symlink()
+        others_out = getattr(case.driver, "shares_out", False)  # refused because the other wrote it first
+        if proc.returncode != 0 and not out_existed and out_now and not others_out:
             problems.append("a refused command left its --out folder")
         if case.notes_refused and (ws.cache / "notes").is_dir() and any((ws.cache / "notes").iterdir()):
             problems.append("a refused note read left a note cache file")
