@@ -19,7 +19,6 @@ the sampled interval (what the sampled interval promises, at 95%). The figures g
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import write_figures
 from scale import REPO, cohort_dir, machine_name
 
 
@@ -125,11 +125,7 @@ def main() -> None:
         "definition_sampled": {k: sampled.definition[k] for k in ("method", "method_rule", "query_sample")},
         "metrics": rows,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out)
-    print(f"written: {out}")
+    write_figures(out, record)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from figures import write_figures
 
 TASKS = ["recall", "diagnosis", "survival", "geometry", "mortality", "readmission"]
 FLAG_ABOVE = 1.15
@@ -287,11 +288,7 @@ def main() -> None:
         "flagged": flagged,
         "peer_exact_over_sampled_recall_seconds": peers,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out)
-    print(f"written: {out}")
+    write_figures(out, record)
 
 
 if __name__ == "__main__":
