@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from clinpred import usage
+from clinpred.backends.load_report import hide_benign_load_reports
 from clinpred.errors import InputError, cannot_write_message, path_error_message
 from clinpred.interrupts import Terminated, exit_at_once_on_interrupt, exit_on_terminate
 from clinpred.parallel import jobs, stop_pools
@@ -621,6 +622,7 @@ def main() -> None:
     """Entry point: user errors and usage errors exit 2 with one message; interrupts exit 130 (143 on SIGTERM)."""
     exit_on_terminate()
     _write_limits_raise()
+    hide_benign_load_reports()  # transformers' position_ids table on every MiniLM load; others show
     try:
         try:
             jobs()  # a bad CLINPRED_JOBS is a user error now, not after an hour of embedding
