@@ -58,13 +58,11 @@ def load_cohort(
     ``meds_codes`` ([data.meds]) and ``omop`` ([data.omop]) reach only the reader of their format.
     """
     layout = detect_layout(path)
+    if layout == "mimic3":
+        return read_mimic3(path, **options)
+    options.pop("drop_errors", None)  # only MIMIC-III's NOTEEVENTS has an error flag (ISERROR)
     if layout == "meds":
-        options.pop("drop_errors", None)  # MEDS has no error flag
         return read_meds(path, codes=meds_codes, **options)
     if layout == "omop":
-        options.pop("drop_errors", None)  # OMOP's NOTE has no error flag
         return read_omop(path, **(omop or {}), **options)
-    if layout == "mimic4":
-        options.pop("drop_errors", None)  # MIMIC-IV-Note has no error flag
-        return read_mimic4(path, **options)
-    return read_mimic3(path, **options)
+    return read_mimic4(path, **options)

@@ -15,7 +15,6 @@ shared parser rather than rounded or shifted.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clinpred.data.tables import (
-    GZIP_ERRORS,
     Years,
     parse_datetimes,
     parse_ints,
     read_header,
-    unreadable,
+    read_text_csv,
+    require_columns,
 )
 from clinpred.errors import InputError
 
@@ -117,13 +116,13 @@ def is_tab_separated(names: list[str]) -> bool:
 
 def require(path: Path, columns: list[str], required: list[str], table: str) -> None:
     """Fail with the first missing required column, saying which table of the CDM it belongs to."""
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise InputError(
-            f"{path}: required column {missing[0]} of the OMOP {table} table is missing"
-            + (f" (also {', '.join(missing[1:])})" if len(missing) > 1 else "")
-            + ". Is this an OMOP CDM v5.3 / v5.4 export?"
-        )
+    require_columns(
+        path,
+        columns,
+        required,
+        of=f" of the OMOP {table} table",
+        hint="Is this an OMOP CDM v5.3 / v5.4 export?",
+    )
 
 
 def text_column(values: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -150,23 +149,7 @@ def _read_part(path: Path, wanted: list[str]) -> pd.DataFrame:
             },
             dtype=object,
         )
-    tabs = is_tab_separated(read_header(path))
-    try:
-        frame = pd.read_csv(
-            path,
-            sep="\t" if tabs else ",",
-            quoting=csv.QUOTE_NONE if tabs else csv.QUOTE_MINIMAL,  # Athena's TSV quotes nothing
-            dtype=str,
-            keep_default_na=False,
-            na_values=[],
-            usecols=lambda c: c.strip().upper() in wanted,
-        )
-    except GZIP_ERRORS as exc:
-        raise unreadable(path, exc) from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise unreadable(path, exc) from None
-    frame.columns = [c.strip().upper() for c in frame.columns]
-    return frame
+    return read_text_csv(path, wanted, tabs=is_tab_separated(read_header(path)))  # Athena's TSV: no quotes
 
 
 @dataclass(frozen=True)

@@ -121,16 +121,46 @@ def read_header(path: Path) -> list[str]:
     return [h.strip().upper() for h in read_raw_header(path)]
 
 
-def require_columns(path: Path, header: Iterable[str], required: Iterable[str]) -> None:
-    """Fail with the first missing column's name."""
+def require_columns(
+    path: Path,
+    header: Iterable[str],
+    required: Iterable[str],
+    *,
+    of: str = "",
+    hint: str = "Is this the right table, from MIMIC-III v1.4 / MIMIC-IV?",
+) -> None:
+    """Fail with the first missing column's name (``of``: which table it belongs to, for the message)."""
     have = set(header)
     missing = [c for c in required if c not in have]
     if missing:
         raise InputError(
-            f"{path}: required column {missing[0]} is missing"
+            f"{path}: required column {missing[0]}{of} is missing"
             + (f" (also {', '.join(missing[1:])})" if len(missing) > 1 else "")
-            + ". Is this the right table, from MIMIC-III v1.4 / MIMIC-IV?"
+            + f". {hint}"
         )
+
+
+def read_text_csv(path: Path, wanted: Iterable[str], *, tabs: bool = False) -> pd.DataFrame:
+    """A CSV's ``wanted`` columns (names matched stripped and case-folded) as strings, "" where empty,
+    UPPERCASE names; an unreadable file is one message. ``tabs``: tab-separated and unquoted, as
+    Athena's vocabulary files are."""
+    wanted = set(wanted)
+    try:
+        frame = pd.read_csv(
+            path,
+            sep="\t" if tabs else ",",
+            quoting=csv.QUOTE_NONE if tabs else csv.QUOTE_MINIMAL,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[],
+            usecols=lambda c: c.strip().upper() in wanted,
+        )
+    except GZIP_ERRORS as exc:
+        raise unreadable(path, exc) from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise unreadable(path, exc) from None
+    frame.columns = [c.strip().upper() for c in frame.columns]
+    return frame
 
 
 def read_table(path: Path, required: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -141,25 +171,12 @@ def read_table(path: Path, required: list[str], optional: tuple[str, ...] = ()) 
     """
     header = read_header(path)
     require_columns(path, header, required)
-    wanted = [*required, *(c for c in optional if c in header)]
-    try:
-        frame = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[],
-            usecols=lambda c: c.strip().upper() in wanted,
-        )
-    except GZIP_ERRORS as exc:
-        raise unreadable(path, exc) from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise unreadable(path, exc) from None
+    frame = read_text_csv(path, [*required, *(c for c in optional if c in header)])
     if frame.empty:  # else the first thing to notice would be a table with no patients, say
         raise InputError(
             f"{path} has a header but no rows. Is the download or export complete, or was the table "
             "filtered to nothing?"
         )
-    frame.columns = [c.strip().upper() for c in frame.columns]
     for column in optional:
         if column not in frame.columns:
             frame[column] = ""
