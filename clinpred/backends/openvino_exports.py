@@ -26,6 +26,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from clinpred.backends.openvino_engine import EXPORT_RECORD, export_root
+from clinpred.privacy.modes import mode_text
 from clinpred.temporaries import remove_stale_temporaries, stale_temporaries
 
 _KEY_NAME = re.compile(r"[0-9a-f]{64}")
@@ -46,10 +47,6 @@ class OpenVinoExport:
 
 def _size(folder: Path) -> int:
     return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_symlink() and p.is_file())
-
-
-def _mode(path: Path) -> str:
-    return f"{path.stat().st_mode & 0o777:04o}"
 
 
 def _record(folder: Path) -> dict | None:
@@ -79,7 +76,7 @@ def list_exports(root: Path | None = None) -> list[OpenVinoExport]:
             OpenVinoExport(
                 path=folder,
                 bytes=_size(folder),
-                mode=_mode(folder),
+                mode=mode_text(folder),
                 model=str(record.get("model")) if record and record.get("model") else None,
                 exported=str(record.get("exported")) if record and record.get("exported") else None,
                 complete=record is not None,
@@ -87,7 +84,7 @@ def list_exports(root: Path | None = None) -> list[OpenVinoExport]:
         )
     for path in stale_temporaries(root):
         size = _size(path) if path.is_dir() and not path.is_symlink() else path.lstat().st_size
-        found.append(OpenVinoExport(path, size, _mode(path), None, None, False, stale_temporary=True))
+        found.append(OpenVinoExport(path, size, mode_text(path), None, None, False, stale_temporary=True))
     return found
 
 

@@ -22,8 +22,9 @@ import json
 import os
 from pathlib import Path
 
+from clinpred.backends.sentence_transformers_backend import GEMMA_DEFAULT_MODEL as GEMMA_HUB_ID
+
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-GEMMA_HUB_ID = "google/embeddinggemma-300m"
 _GEMMA_QUERY_PROMPT = "task: search result | query: "
 
 
