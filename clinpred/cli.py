@@ -5,7 +5,6 @@ Errors a user can cause arrive as ``InputError`` and leave as one message on std
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ from clinpred import usage
 from clinpred.backends.load_report import hide_benign_load_reports
 from clinpred.errors import InputError, cannot_write_message, path_error_message
 from clinpred.interrupts import Terminated, exit_at_once_on_interrupt, exit_on_terminate
-from clinpred.parallel import jobs, stop_pools
+from clinpred.parallel import jobs, stop_workers
 
 app = typer.Typer(
     help="How much clinical signal does a text-embedding model capture?",
@@ -684,24 +683,12 @@ def _exit_now(code: int) -> None:
     read abandoned; if the interpreter is finalising when it does, the process aborts ("terminate
     called without an active exception", exit 134) instead of exiting 2. So: flush, then leave.
 
-    Leaving that way skips the atexit hooks that stop worker processes, so they are stopped here: a
-    worker left behind (seen once: the generator's, interrupted as its pool started) holds this
-    process's stdout and stderr open, and whatever reads them (``clinpred run | tee log``) hangs.
+    Leaving that way skips the atexit hooks that stop worker processes, so they are stopped here
+    (``parallel.stop_workers``).
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    if "multiprocessing" in sys.modules:  # no worker was ever started otherwise
-        import multiprocessing
-
-        children = multiprocessing.active_children()
-        for child in children:
-            child.terminate()
-        for child in children:  # one that was interrupted before it could take SIGTERM's default
-            child.join(timeout=1)
-            if child.is_alive() and child.pid:  # by pid: loky's Popen has no kill()
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
-    stop_pools()  # loky's workers and semaphores (no "leaked semlock objects" warning at exit)
+    stop_workers()
     os._exit(code)
 
 

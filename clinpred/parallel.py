@@ -13,6 +13,7 @@ numpy, pandas and scikit-learn) costs more than they take.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -83,3 +84,53 @@ def stop_pools() -> None:
         executor.shutdown(wait=True, kill_workers=True)
     util._run_finalizers(0)  # the pool's semaphores: unlinked and unregistered from the tracker
     atexit._run_exitfuncs()  # joblib's memmapping folder, loky's manager threads
+
+
+def stop_workers() -> None:
+    """Stop every process this one started, for a process about to ``os._exit`` on an error or interrupt.
+
+    A worker left behind holds this process's stdout and stderr open, and whatever reads them
+    (``clinpred run | tee log``) hangs. Three kinds: multiprocessing's children (the generator's pool),
+    loky's pool (``stop_pools``), and a worker that is nobody's yet: loky starts a worker, then sends it
+    its start-up data through a pipe; an interrupt between the two leaves a process that no pool lists,
+    and when we exit it reads an empty pipe and prints "EOFError: Ran out of input" with a traceback.
+    Those are found as our children in /proc and killed before they can read.
+    """
+    import signal
+    import sys
+
+    if "multiprocessing" in sys.modules:  # no worker was ever started otherwise
+        import multiprocessing
+
+        children = multiprocessing.active_children()
+        for child in children:
+            child.terminate()
+        for child in children:  # one that was interrupted before it could take SIGTERM's default
+            child.join(timeout=1)
+            if child.is_alive() and child.pid:  # by pid: loky's Popen has no kill()
+                _kill(child.pid, signal.SIGKILL)
+    stop_pools()
+    for pid in _child_pids():
+        _kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):  # reaped by its owner meanwhile
+            os.waitpid(pid, 0)
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        os.kill(pid, signum)
+
+
+def _child_pids() -> list[int]:
+    """This process's live children, from /proc (nothing on a system without it)."""
+    from pathlib import Path
+
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        if int(parent) == me and state != "Z":
+            found.append(int(stat.parent.name))
+    return found

@@ -3,6 +3,8 @@ is one message with exit 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -54,3 +56,36 @@ def test_a_bad_process_count_is_one_message_and_exit_2(value, tmp_path):
     assert proc.returncode == 2
     assert JOBS_ENV in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+# A worker that loky has started but not yet sent its start-up data: it waits on a pipe, like loky's
+# popen_loky_posix, and no pool lists it. Without stop_workers it reads an empty pipe when we exit and
+# prints "EOFError: Ran out of input" with a traceback (seen under Ctrl-C in the hostile suite).
+_UNLISTED_WORKER = """
+import os, subprocess, sys
+data_r, data_w = os.pipe()
+ready_r, ready_w = os.pipe()
+worker = subprocess.Popen(
+    [sys.executable, "-c",
+     "import os, pickle, sys; os.write(int(sys.argv[2]), b'.'); pickle.load(os.fdopen(int(sys.argv[1]), 'rb'))",
+     str(data_r), str(ready_w)],
+    pass_fds=(data_r, ready_w),
+)
+os.read(ready_r, 1)  # the worker is waiting for its data
+print(worker.pid, flush=True)
+from clinpred.cli import _exit_now
+_exit_now(130)
+"""
+
+
+def test_an_interrupt_leaves_no_worker_behind_and_no_traceback_from_one(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNLISTED_WORKER], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr and "EOFError" not in proc.stdout + proc.stderr
+    worker = int(proc.stdout.split()[0])
+    assert not Path(f"/proc/{worker}").exists() or Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
