@@ -32,12 +32,16 @@ import clinpred
 from clinpred.atomic import atomic_path, write_text
 from clinpred.config import DataConfig, ExperimentConfig, TaskName
 from clinpred.data.cohort import Cohort
+from clinpred.data.memory import release_mapped_pages, return_freed_memory
+from clinpred.data.note_texts import NoteTexts
 from clinpred.data.splits import PatientSplit, ids_sha256, split_cohort
 from clinpred.errors import InputError
 from clinpred.paths import cache_root
 from clinpred.privacy.modes import protect_source
+from clinpred.recorded_paths import relative_inside
 from clinpred.redaction import redact
 from clinpred.run_folder import BackendRun, Kind, RunResults, check_output_folder, replace_run_folder
+from clinpred.stage_times import StageTimes
 from clinpred.tasks.result import TaskResult
 
 Log = Callable[[str], None]
@@ -53,15 +57,17 @@ class Prepared:
     phi_placeholders: str = "keep"
 
     @cached_property
-    def evaluation_texts(self) -> list[str]:
-        """What every backend embeds; made once per run."""
-        return self.evaluation.notes["text"].astype(str).tolist()
+    def evaluation_texts(self) -> NoteTexts:
+        """What every backend embeds: a view of the text column (no second copy of the text)."""
+        return NoteTexts(self.evaluation.notes["text"])
 
-    @cached_property
-    def finetune_texts(self) -> list[str]:
-        """What a backend that learns from text (TF-IDF) is fitted on; made only if one asks."""
-        notes = self.cohort.subset(self.split.finetune).with_phi_setting(self.phi_placeholders).notes
-        return notes["text"].astype(str).tolist()
+    @property
+    def finetune_texts(self) -> NoteTexts:
+        """What a backend that learns from text (TF-IDF) is fitted on: the fine-tuning patients' notes,
+        read from the cohort's own column under the run's PHI-placeholder setting."""
+        notes = self.cohort.notes
+        rows = np.flatnonzero(notes["subject_id"].isin(set(self.split.finetune)).to_numpy())
+        return NoteTexts(notes["text"], rows, phi=self.phi_placeholders)  # masked a block at a time
 
 
 def source_record(cohort: Cohort) -> dict[str, Any]:
@@ -118,6 +124,8 @@ def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
     split = split_cohort(cohort, config.split)  # seeded, or the dataset's own ([split] source)
     # the text setting is applied once, to the notes that are embedded (or fitted on), not to all notes
     evaluation = cohort.subset(split.evaluation).with_phi_setting(config.data.phi_placeholders)
+    return_freed_memory()  # the subset's temporaries (Arrow keeps them otherwise: ~0.3 GB per 10,000 patients)
+    release_mapped_pages()  # the cohort's text pages the split read: the page cache's, not ours
     if evaluation.notes.empty:
         raise InputError(f"{config.data.describe()}: the evaluation patients have no notes to embed.")
     return Prepared(cohort, split, evaluation, phi_placeholders=config.data.phi_placeholders)
@@ -244,8 +252,15 @@ def evaluate_backend(
             backend, protected=prepared.cohort.protected, allow_external_api=config.allow_external_api
         )
         if hasattr(backend, "fit"):
-            log(f"{run.label}: fitting on {len(prepared.finetune_texts):,} notes of fine-tuning patients")
-            backend.fit(prepared.finetune_texts)
+            finetune_texts = prepared.finetune_texts
+            log(f"{run.label}: fitting on {len(finetune_texts):,} notes of fine-tuning patients")
+            backend.fit(finetune_texts)
+            fitted = getattr(backend, "n_fit_texts", len(finetune_texts))
+            if fitted < len(finetune_texts):
+                log(f"{run.label}: fitted on a seeded sample of {fitted:,} of them (setting fit_max_notes)")
+            del finetune_texts
+            return_freed_memory()  # the fit's temporaries (a Python int per term and note)
+            release_mapped_pages()
         cache = EmbeddingCache(config.cache_dir or default_cache_root())
         cached = CachedBackend(backend, cache, progress=progress, source=source_record(prepared.cohort))
         run.fingerprint = backend.fingerprint()
@@ -262,6 +277,7 @@ def evaluate_backend(
         t0 = time.perf_counter()
         embeddings = cached.embed(texts, role="document")
         run.seconds["embed"] = round(time.perf_counter() - t0, 2)
+        release_mapped_pages()
         run.notes_embedded = len(texts)
         run.notes_newly_embedded = cached.last_embedded
         if hasattr(backend, "describe"):  # again: what embedding used (batch size, requests) is known now
@@ -323,15 +339,18 @@ def run_experiment(
     keep: tuple[str, ...] = (),
     kind: Kind = "run",
     command: str | None = None,
+    stages: StageTimes | None = None,
 ) -> RunResults:
     """The whole `clinpred run`, written into a temporary folder that replaces ``out_dir`` at the end.
 
     A failed or interrupted run leaves ``out_dir`` as it was; a finished one leaves no file of an
     earlier run there (except the entries named in ``keep``). ``out_dir`` must be new, empty or a run
     folder clinpred marked (clinpred.run_folder); it is marked as a ``kind`` folder written by
-    ``command``. Exits with a user error when no backend could run at all.
+    ``command``. Exits with a user error when no backend could run at all. ``stages`` (the demo's)
+    receives the seconds of the cohort, each backend's embedding and tasks, and the report.
     """
     out_dir = Path(out_dir)
+    stages = stages if stages is not None else StageTimes()
     # before the first write: owner-only modes for what derives from credentialed notes (DESIGN.md rule 6)
     protect_source(config.data, share=config.privacy.share_with_group)
     inputs = [("--data", config.data.path)]
@@ -346,10 +365,12 @@ def run_experiment(
     for b in built:
         if isinstance(b, BackendRun):
             log(f"{b.label}: not run ({b.reason})")
+    recorded = _recorded_config(config, out_dir, keep)  # the demo's models/: relative to the run folder
     with replace_run_folder(out_dir, kind, command=command, keep=keep, inputs=inputs) as tmp:
-        write_text(tmp / "config.json", redact(config.model_dump_json(indent=2)))  # secrets by value
+        write_text(tmp / "config.json", redact(recorded.model_dump_json(indent=2)))  # secrets by value
         log(f"cohort: {config.data.describe()}")
-        prepared = prepare(config, progress=progress)
+        with stages.stage("cohort"):
+            prepared = prepare(config, progress=progress)
         ev = prepared.evaluation
         if prepared.split.left_out:
             said = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in prepared.split.left_out.items())
@@ -363,7 +384,9 @@ def run_experiment(
             if isinstance(backend, BackendRun):
                 runs.append(backend)
                 continue
+            t0 = time.perf_counter()
             run, _ = evaluate_backend(prepared, i, config, progress=progress, log=log, backend=backend)
+            _time_backend(stages, run, time.perf_counter() - t0)
             if run.status != "ok":
                 log(f"{run.label}: not run ({run.reason})")
             runs.append(run)
@@ -385,11 +408,36 @@ def run_experiment(
             evaluation=ev.summary(),
             allow_external_api=config.allow_external_api,
             versions=versions(),
-            config=config.model_dump(mode="json"),
-            backends=runs,
+            config=recorded.model_dump(mode="json"),
+            backends=[_recorded_run(run, out_dir, keep) for run in runs],
         )
-        write_run(results, tmp)
+        with stages.stage("report"):
+            write_run(results, tmp)
     return results
+
+
+def _time_backend(stages: StageTimes, run: BackendRun, seconds: float) -> None:
+    """A backend's wall time as two stages: its tasks (their own timings), and the rest (loading or
+    fitting the model, embedding)."""
+    tasks = sum(v for k, v in run.seconds.items() if k != "embed")
+    stages.add(f"{run.label}: embedding", seconds - tasks)
+    if run.results or run.tasks_not_run:
+        stages.add(f"{run.label}: tasks", tasks)
+
+
+def _recorded_config(config: ExperimentConfig, out_dir: Path, keep: tuple[str, ...]) -> ExperimentConfig:
+    """The config as config.json and results.json record it: a backend setting's path into what the run
+    folder keeps (the demo's fine-tuned models) relative to it, every other path as given."""
+    backends = [
+        b.model_copy(update={"settings": relative_inside(b.settings, out_dir, keep)}) for b in config.backends
+    ]
+    return config.model_copy(update={"backends": backends})
+
+
+def _recorded_run(run: BackendRun, out_dir: Path, keep: tuple[str, ...]) -> BackendRun:
+    """A backend's run as results.json records it: paths into what the run folder keeps relative to it."""
+    fields = ("reason", "description", "provenance", "warnings", "tasks_not_run")
+    return run.model_copy(update={f: relative_inside(getattr(run, f), out_dir, keep) for f in fields})
 
 
 def _nothing_ran(runs: list[Any]) -> str:

@@ -59,3 +59,19 @@ def test_small_corpora_get_fewer_dimensions():
     backend = create_backend("tfidf", {"n_components": 256, "min_df": 1}).fit(FINETUNE_NOTES[:6])
     assert backend.dimension <= 5
     assert backend.embed(["fever"]).shape == (1, backend.dimension)
+
+
+def test_above_fit_max_notes_a_seeded_sample_is_fitted_and_said():
+    """A cap below the notes given: exactly that many are fitted on, the same ones for the same seed,
+    and describe() says so; at or below the cap nothing is sampled."""
+    notes = FINETUNE_NOTES + OTHER_NOTES  # 80
+    capped = create_backend("tfidf", {"n_components": 4, "min_df": 1, "fit_max_notes": 30}).fit(notes)
+    again = create_backend("tfidf", {"n_components": 4, "min_df": 1, "fit_max_notes": 30}).fit(notes)
+    assert capped.n_fit_texts == 30 and capped.fingerprint() == again.fingerprint()
+    assert capped.describe()["fit_sample"] == "a seeded uniform sample of 30 of 80 fine-tuning notes"
+    other_seed = create_backend("tfidf", {"n_components": 4, "min_df": 1, "fit_max_notes": 30, "seed": 1})
+    assert other_seed.fit(notes)._state_hash != capped._state_hash
+    whole = create_backend("tfidf", {"n_components": 4, "min_df": 1, "fit_max_notes": 80}).fit(notes)
+    assert whole.n_fit_texts == 80 and whole.describe()["fit_sample"] is None
+    unlimited = create_backend("tfidf", {"n_components": 4, "min_df": 1, "fit_max_notes": None}).fit(notes)
+    assert unlimited._state_hash == whole._state_hash  # the same fit: every note, in order

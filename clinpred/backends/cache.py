@@ -354,6 +354,21 @@ class EmbeddingCache:
         return removed, shared, unknown
 
 
+class _Picked(Sequence[str]):
+    """Some of a sequence's texts, in a given order, read from it only when asked (a chunk at a time)."""
+
+    def __init__(self, texts: Sequence[str], rows: list[int]) -> None:
+        self._texts, self._rows = texts, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._texts[row] for row in self._rows[index]]
+        return self._texts[self._rows[index]]
+
+
 class CachedBackend:
     """Wraps any backend so that each text is embedded once per fingerprint, ever; itself a backend.
 
@@ -391,9 +406,10 @@ class CachedBackend:
 
     def embed(self, texts: Sequence[str], *, role: Role = "document") -> np.ndarray:
         """Cached vectors where present; the rest embedded by the wrapped backend and stored."""
-        texts = list(texts)
+        # ``texts`` is read by index, never copied: a NoteTexts view makes each string only as it is read
+        texts = texts if isinstance(texts, Sequence) else list(texts)
         self.last_embedded = 0
-        if not texts:
+        if not len(texts):
             return self.backend.embed([], role=role)
         fingerprint = self.backend.fingerprint()
         keys = [text_key(role, text) for text in texts]
@@ -408,7 +424,8 @@ class CachedBackend:
                 found = self.cache.lookup(fingerprint, list(first))
                 missing = sorted((k for k in first if k not in found), key=lambda k: -len(texts[first[k]]))
                 if missing:
-                    self._embed_missing(fingerprint, [texts[first[k]] for k in missing], missing, role, found)
+                    picked = _Picked(texts, [first[k] for k in missing])
+                    self._embed_missing(fingerprint, picked, missing, role, found)
         if self.source:
             self.cache.record_source(fingerprint, self.source, self.last_embedded)
         out = np.empty((len(texts), next(iter(found.values())).shape[0]), dtype=np.float32)
@@ -419,7 +436,7 @@ class CachedBackend:
     def _embed_missing(
         self,
         fingerprint: str,
-        texts: list[str],
+        texts: Sequence[str],
         keys: list[bytes],
         role: Role,
         found: dict[bytes, np.ndarray],

@@ -29,6 +29,13 @@ class TfidfSettings(BaseModel):
     max_features: int | None = Field(100_000, gt=0, description="keep the most frequent terms")
     sublinear_tf: bool = True
     ngram_max: int = Field(1, ge=1, le=3, description="word n-grams from 1 to this")
+    fit_max_notes: int | None = Field(
+        200_000,
+        gt=1,
+        description="above this many fine-tuning notes, fit on a seeded uniform sample of this many "
+        "(MIMIC-III has about 900,000: the vocabulary, idf and SVD settle long before, and the fit's "
+        "sparse matrix would take about 4 GB); empty: every note",
+    )
     seed: int = 0
 
 
@@ -52,15 +59,22 @@ class TfidfBackend:
         self._vectorizer: Any = None
         self._svd: Any = None
         self._state_hash: str | None = None
-        self.n_fit_texts = 0
+        self.n_fit_texts = self.n_available_texts = 0
 
     def fit(self, texts: Sequence[str]) -> TfidfBackend:
-        """Learn the vocabulary and the SVD from these texts only (the fine-tuning patients' notes)."""
+        """Learn the vocabulary and the SVD from these texts only (the fine-tuning patients' notes).
+
+        ``texts`` is read once, in order, and not copied (a NoteTexts view stays a view), except above
+        ``fit_max_notes``, where only the sample's strings are made.
+        """
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        texts = list(texts)
         s = self.settings
+        self.n_available_texts = len(texts)
+        if s.fit_max_notes is not None and len(texts) > s.fit_max_notes:
+            rows = np.sort(np.random.default_rng(s.seed).choice(len(texts), s.fit_max_notes, replace=False))
+            texts = texts.subset(rows) if hasattr(texts, "subset") else [texts[int(i)] for i in rows]
         vectorizer = TfidfVectorizer(
             sublinear_tf=s.sublinear_tf,
             min_df=min(s.min_df, max(len(texts), 1)),
@@ -125,6 +139,9 @@ class TfidfBackend:
             "dimension": self.dimension,
             "vocabulary": len(self._vectorizer.vocabulary_),
             "fitted_on_texts": self.n_fit_texts,
+            "fit_sample": None
+            if self.n_fit_texts == self.n_available_texts
+            else f"a seeded uniform sample of {self.n_fit_texts:,} of {self.n_available_texts:,} fine-tuning notes",
             "state": self._state_hash,
             "scikit_learn": sklearn.__version__,
             "settings": self.settings.model_dump(),

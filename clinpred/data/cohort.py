@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # Column -> dtype of each canonical table. Readers must produce exactly these columns.
 NOTE_DTYPES: dict[str, str] = {
@@ -75,10 +76,28 @@ def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _rows(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+def rows_where(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> pd.DataFrame:
     """The rows where ``mask`` holds; the frame itself when that is all of them (the readers filter
-    while reading, so a subset often keeps every note: no copy of the text then)."""
-    return (frame if bool(mask.all()) else frame[mask]).reset_index(drop=True)  # copy-on-write: no copy
+    while reading, so a subset often keeps every note: no copy of the text then).
+
+    Arrow-backed columns (the note text) are filtered chunk by chunk with Arrow's own filter: pandas'
+    boolean indexing joins the chunks into one array first, a copy of the whole column's text (about
+    2.5 GB for MIMIC-III) on top of the rows kept.
+    """
+    keep = np.asarray(
+        mask.to_numpy(dtype=bool, na_value=False) if isinstance(mask, pd.Series) else mask, bool
+    )
+    if bool(keep.all()):
+        return frame.reset_index(drop=True)  # copy-on-write: no copy
+    arrow_keep = pa.array(keep)
+    columns = {}
+    for name, column in frame.items():
+        chunks = getattr(column.array, "_pa_array", None)
+        if isinstance(chunks, pa.ChunkedArray):
+            columns[name] = pd.array(chunks.filter(arrow_keep), dtype=column.dtype)
+        else:
+            columns[name] = column.array[keep]
+    return pd.DataFrame(columns, columns=frame.columns).astype(frame.dtypes.to_dict())
 
 
 def _in_patient_time_order(notes: pd.DataFrame) -> bool:
@@ -127,7 +146,7 @@ class Cohort:
         keep = set(int(s) for s in subject_ids)
 
         def pick(frame: pd.DataFrame) -> pd.DataFrame:
-            return _rows(frame, frame["subject_id"].isin(keep))
+            return rows_where(frame, frame["subject_id"].isin(keep))
 
         return replace(
             self,
@@ -160,13 +179,13 @@ class Cohort:
             dropped = int((~mask).sum())
             if dropped:
                 counts[f"{name}_of_patients_missing_from_patients_dropped"] = dropped
-            frames[name] = _rows(frame, mask)
+            frames[name] = rows_where(frame, mask)
         return replace(self, **frames, counts=counts)
 
     def without_categories(self, categories: Iterable[str]) -> Cohort:
         """The same cohort without notes of the given categories (e.g. discharge summaries)."""
         drop = set(categories)
-        return replace(self, notes=_rows(self.notes, ~self.notes["category"].isin(drop)))
+        return replace(self, notes=rows_where(self.notes, ~self.notes["category"].isin(drop)))
 
     def last_known_alive(self) -> pd.Series:
         """Per patient, the last time the record shows them alive: latest discharge or note time."""

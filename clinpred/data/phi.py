@@ -50,15 +50,34 @@ _SPAN = r"\[\*\*({inner})\*\*\]"
 
 def replace_regexes(text: pd.Series, replacements: Iterable[tuple[str, str]]) -> pd.Series:
     """Each (RE2 pattern, replacement) applied in order over the whole column with Arrow's kernels."""
-    values = pa.chunked_array([pa.array(text, from_pandas=True)])  # Arrow-backed text: no copy
-    for pattern, replacement in replacements:
-        values = pc.replace_substring_regex(values, pattern=pattern, replacement=replacement)
+    values = getattr(text.array, "_pa_array", None)  # Arrow-backed text: its chunks, not joined
+    if not isinstance(values, pa.ChunkedArray):
+        values = pa.chunked_array([pa.array(text, from_pandas=True)])
+    values = replace_in_arrow(values, replacements)
     return pd.Series(pd.array(values, dtype=text.dtype), index=text.index, name=text.name)
+
+
+def replace_in_arrow(values: pa.ChunkedArray, replacements: Iterable[tuple[str, str]]) -> pa.ChunkedArray:
+    """``replace_regexes`` on Arrow text itself, chunk by chunk: every pattern is applied to one chunk
+    before the next is read, so the column is held twice only one chunk at a time, not whole."""
+    replacements, pool = list(replacements), pa.default_memory_pool()
+    done = []
+    for chunk in values.iterchunks():
+        for pattern, replacement in replacements:
+            chunk = pc.replace_substring_regex(chunk, pattern=pattern, replacement=replacement)
+        done.append(chunk)
+        pool.release_unused()  # the chunk's intermediate copies: Arrow's allocator would keep them
+    return pa.chunked_array(done, type=values.type)
+
+
+def placeholder_replacements(mode: PhiMode) -> list[tuple[str, str]]:
+    """The (pattern, token) pairs of a setting, in order; none for ``keep``."""
+    return [] if mode == "keep" else [(_SPAN.format(inner=inner), token) for token, inner in KINDS]
 
 
 def mask_placeholders(text: pd.Series) -> pd.Series:
     """Every ``[** ... **]`` span replaced by its kind's token; everything else unchanged."""
-    return replace_regexes(text, ((_SPAN.format(inner=inner), token) for token, inner in KINDS))
+    return replace_regexes(text, placeholder_replacements("mask"))
 
 
 def apply_phi_setting(text: pd.Series, mode: PhiMode) -> pd.Series:

@@ -95,6 +95,13 @@ def sampled_recall_lines(runs: dict[str, dict[str, TaskResult]]) -> list[str]:
     return ["", f"Next-note {clause}."] if clause else []
 
 
+def sampled_fit_lines(backends: list) -> list[str]:
+    """A sentence under the table for each backend fitted on a sample of the fine-tuning notes (TF-IDF
+    above its ``fit_max_notes``); nothing where every note was used."""
+    said = [(r.label, r.description["fit_sample"]) for r in backends if r.description.get("fit_sample")]
+    return [line for label, sample in said for line in ("", f"{label} was fitted on {sample}.")]
+
+
 def repairs_lines(cohort: dict[str, object]) -> list[str]:
     """'Source rows repaired' under the table (DESIGN.md rule 9), only where the reader repaired any."""
     from clinpred.data.integrity import damage_repaired
@@ -127,6 +134,7 @@ def results_markdown(results: RunResults, comparison: Comparison | None = None) 
     if ok:
         lines += table(list(ok), metric_rows(ok))
         lines += sampled_recall_lines(ok)
+        lines += sampled_fit_lines(results.backends)
     lines += repairs_lines(results.cohort)
     skipped = [r for r in results.backends if r.status != "ok"]
     if skipped:

@@ -49,12 +49,14 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import digamma, gammaln
 
 from clinpred.backends.base import l2_normalise
 from clinpred.bounds import MAX_BLOCK, MAX_POOL, MAX_SEED, MAX_TOLERANCE
-from clinpred.data.cohort import Cohort
+from clinpred.data.cohort import Cohort, rows_where
 from clinpred.errors import InputError
 from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics, without_intervals
 from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
@@ -200,6 +202,23 @@ def _same_patient_ranks(
         within[sel] = 1 + greater + (tied if pessimistic else 0)
         own[sel] = (e - s) - 1
     return {"best": best, "best_ties": best_ties, "own": own, "within": within}
+
+
+def _same_as_next(text: pd.Series) -> np.ndarray:
+    """For each note, whether the next note's text is identical (the last: False).
+
+    Compared on the text column's own Arrow storage, two zero-copy slices of it: no Python string per
+    note and no gathered copy of the text (MIMIC's evaluation text is over a gigabyte).
+    """
+    if len(text) < 2:
+        return np.zeros(len(text), dtype=bool)
+    values = getattr(text.array, "_pa_array", None)
+    if values is None:
+        values = pa.chunked_array([pa.array(text, from_pandas=True)])
+    equal = pc.fill_null(
+        pc.equal(values.slice(0, len(text) - 1), values.slice(1)), False
+    )  # missing: not same
+    return np.append(equal.to_numpy(zero_copy_only=False), False).astype(bool)
 
 
 def _consecutive_pairs(subject_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -349,15 +368,12 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
             )
         categories = sorted(set(config.categories))
         keep = notes["category"].isin(categories).to_numpy(dtype=bool, na_value=False)
-    used = notes[keep].reset_index(drop=True)
+    used = rows_where(notes, keep)  # no copy of the text when every category is used
     vectors = l2_normalise(embeddings[keep])
     subject_ids = used["subject_id"].to_numpy()
     q_idx, t_idx = _consecutive_pairs(subject_ids)
 
-    # vectorised on the text column's own storage: no Python string per note (MIMIC text is gigabytes)
-    text = used["text"]
-    same_text = text.iloc[q_idx].reset_index(drop=True) == text.iloc[t_idx].reset_index(drop=True)
-    identical = same_text.to_numpy(dtype=bool, na_value=False)
+    identical = _same_as_next(used["text"])[q_idx]  # t_idx is q_idx + 1
     n_identical = int(identical.sum())
     if config.identical_pairs == "drop":
         q_idx, t_idx = q_idx[~identical], t_idx[~identical]
