@@ -24,6 +24,7 @@ from clinpred.finetune.model_names import MINILM_HUB_ID
 from clinpred.finetune.output import check_models_generator, same_config
 from clinpred.pipeline import Log, build_cohort, run_experiment
 from clinpred.run_folder import RunResults, mark_output_folder
+from clinpred.stage_times import StageTimes
 
 DEMO_MAX_SEQ_LENGTH = 128
 DEMO_RECIPES = ("seed", "clinical")
@@ -90,27 +91,56 @@ def demo_finetune_config(recipe: str, config: ExperimentConfig):
 def run_demo(
     out: Path, *, size: str = "demo", seed: int = 0, progress: bool = True, log: Log = print
 ) -> RunResults:
-    """Fine-tune each recipe (once) and evaluate; returns the run's results, also written under ``out``."""
+    """Fine-tune each recipe (once) and evaluate; returns the run's results, also written under ``out``.
+
+    Logs the stages and an estimate of their time first (clinpred.demo_estimate), and each stage's
+    seconds at the end (clinpred.stage_times).
+    """
+    from clinpred.demo_estimate import estimate_line
     from clinpred.finetune import finetune
 
+    stages = StageTimes()
     out = Path(out)
     mark_output_folder(out, "demo")  # before the fine-tunes write into it (new, empty or a run folder)
-    models = out / "models"
+    # loaded by absolute path, whatever the working folder; recorded as models/<recipe>, relative to the
+    # run folder (clinpred.recorded_paths): the committed demo names no developer's folder
+    models = out.resolve() / "models"
     config = demo_config(models, size=size, seed=seed)
     check_models_generator(models)
+    reuse = [recipe for recipe in DEMO_RECIPES if _reusable(recipe, config, models / recipe)]
+    train = [recipe for recipe in DEMO_RECIPES if recipe not in reuse]
+    log(estimate_line(size, train, reuse, [b.display for b in config.backends]))
     cohort = None
     for recipe in DEMO_RECIPES:
-        ft = demo_finetune_config(recipe, config)
         model_dir = models / recipe
-        record = model_dir / "clinpred-finetune.json"
-        if record.is_file():
-            if not same_config(json.loads(record.read_text()).get("config"), ft):
-                raise InputError(
-                    f"{model_dir} holds a model fine-tuned with other settings: remove it or use another --out."
-                )
+        if recipe in reuse:
             log(f"{recipe} fine-tune: reusing {model_dir}")
+            stages.add(f"fine-tune {recipe}", 0.0, "reused")
             continue
         log(f"fine-tuning the bundled MiniLM, recipe '{recipe}', on the '{size}' cohort -> {model_dir}")
-        cohort = cohort or build_cohort(config.data, progress=progress)
-        finetune(cohort, ft, model_dir, progress=progress, resume=model_dir.is_dir())  # resume if cut off
-    return run_experiment(config, out, progress=progress, log=log, keep=("models",), kind="demo")
+        if cohort is None:
+            with stages.stage("cohort"):
+                cohort = build_cohort(config.data, progress=progress)
+        with stages.stage(f"fine-tune {recipe}"):
+            ft = demo_finetune_config(recipe, config)
+            finetune(cohort, ft, model_dir, progress=progress, resume=model_dir.is_dir())  # resume if cut off
+    results = run_experiment(
+        config, out, progress=progress, log=log, keep=("models",), kind="demo", stages=stages
+    )
+    log("demo stages, wall seconds:")
+    for line in stages.table():
+        log(line)
+    return results
+
+
+def _reusable(recipe: str, config: ExperimentConfig, model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds this recipe's finished demo fine-tune (its record says so); a model
+    fine-tuned with other settings is refused, not replaced."""
+    record = model_dir / "clinpred-finetune.json"
+    if not record.is_file():
+        return False
+    if not same_config(json.loads(record.read_text()).get("config"), demo_finetune_config(recipe, config)):
+        raise InputError(
+            f"{model_dir} holds a model fine-tuned with other settings: remove it or use another --out."
+        )
+    return True
