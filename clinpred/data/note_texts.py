@@ -10,6 +10,7 @@ PHI-placeholder setting applied to that block alone) are made as it is read and 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from typing import overload
 
 import numpy as np
@@ -19,6 +20,29 @@ import pyarrow as pa
 from clinpred.data.phi import PhiMode, placeholder_replacements, replace_in_arrow
 
 BLOCK = 2048  # notes read at a time when iterating
+
+
+def take_rows(array: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
+    """``array.take(rows)`` from the chunks that hold the rows, one run of same-chunk rows at a time.
+
+    pyarrow's ``ChunkedArray.take`` joins every chunk into one array before taking (measured with
+    pyarrow 26: a copy of the whole column per call, ~0.1 s per 0.5 GB), which a block-at-a-time read
+    would pay once per block.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if array.num_chunks == 1 or len(rows) == 0:
+        return array.take(pa.array(rows))
+    lengths = np.array([len(chunk) for chunk in array.iterchunks()], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    which = np.searchsorted(ends, rows, side="right")
+    if rows.min() < 0 or which.max() >= array.num_chunks:
+        raise IndexError("note index out of range")
+    starts = ends - lengths
+    bounds = np.r_[0, np.flatnonzero(np.diff(which)) + 1, len(rows)]
+    pieces = [
+        array.chunk(int(which[a])).take(pa.array(rows[a:b] - starts[which[a]])) for a, b in pairwise(bounds)
+    ]
+    return pa.chunked_array(pieces, type=array.type)
 
 
 class NoteTexts(Sequence[str]):
@@ -54,7 +78,7 @@ class NoteTexts(Sequence[str]):
         if self._rows is None:
             block = self._array.slice(start, stop - start)
         else:
-            block = self._array.take(pa.array(self._rows[start:stop]))
+            block = take_rows(self._array, self._rows[start:stop])
         if self._replacements:
             block = replace_in_arrow(block, self._replacements)
         return block.to_pylist()
