@@ -2,6 +2,11 @@
 
 Only the patients passed in are read, so a caller that passes the fine-tuning patients can be sure
 no evaluation patient's note becomes an anchor, a positive, or (through the batch) a negative.
+
+At MIMIC-III's size the fine-tuning notes' text is about 1.1 GB, held once by the cohort's Arrow column.
+Mining selects rows by position without copying that text (the empty-text check trims one Arrow chunk
+at a time), and makes a Python string only for each note a pair uses, once: anchors, positives and
+negatives that are the same note share it.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from clinpred.data.cohort import Cohort
+from clinpred.data.cohort import Cohort, rows_where
 from clinpred.data.identity import IdentityMode, apply_identity_setting
 from clinpred.data.labels import label_matrix
+from clinpred.data.note_texts import take_rows
 from clinpred.data.phi import PhiMode, apply_phi_setting
 from clinpred.data.splits import PatientSplit
 from clinpred.finetune.config import FinetuneConfig, PairConfig
@@ -21,19 +29,55 @@ from clinpred.finetune.config import FinetuneConfig, PairConfig
 PAIR_COLUMNS = ["anchor", "positive", "group"]
 
 
-def usable_notes(cohort: Cohort, subject_ids: Sequence[int], config: PairConfig) -> tuple[pd.DataFrame, dict]:
-    """The given patients' notes in time order, restricted to the chosen categories and non-empty text."""
+def has_text(text: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """Whether each of these rows' text is non-empty once whitespace is stripped (``str.strip``; on
+    Arrow text pandas' own kernel, ``utf8_trim_whitespace``, one chunk's rows at a time)."""
+    chunks = getattr(text.array, "_pa_array", None)
+    if not isinstance(chunks, pa.ChunkedArray):
+        return (text.iloc[rows].fillna("").str.strip().str.len() > 0).to_numpy(dtype=bool)
+    out = np.zeros(len(rows), dtype=bool)
+    for start in range(0, len(rows), 4096):
+        part = take_rows(chunks, rows[start : start + 4096])
+        length = pc.utf8_length(pc.utf8_trim_whitespace(part))
+        out[start : start + 4096] = pc.fill_null(pc.greater(length, 0), False).to_numpy()
+    return out
+
+
+def usable_rows(cohort: Cohort, subject_ids: Sequence[int], config: PairConfig) -> tuple[np.ndarray, dict]:
+    """Positions in ``cohort.notes`` of the given patients' usable notes (time order), and the counts."""
     notes = cohort.notes
     counts: dict[str, int] = {"patients": len(set(int(s) for s in subject_ids))}
-    notes = notes[notes["subject_id"].isin(np.asarray(subject_ids, dtype=np.int64))]
-    counts["notes"] = len(notes)
+    rows = np.flatnonzero(notes["subject_id"].isin(np.asarray(subject_ids, dtype=np.int64)).to_numpy())
+    counts["notes"] = len(rows)
     if config.categories is not None:
-        notes = notes[notes["category"].isin(config.categories)]
-    counts["notes_in_categories"] = len(notes)
-    text = notes["text"].fillna("").str.strip()
-    notes = notes[(text.str.len() > 0) & notes["time"].notna()]
-    counts["notes_with_text_and_time"] = len(notes)
-    return notes.reset_index(drop=True), counts
+        rows = rows[notes["category"].iloc[rows].isin(config.categories).to_numpy(dtype=bool)]
+    counts["notes_in_categories"] = len(rows)
+    rows = rows[has_text(notes["text"], rows) & notes["time"].iloc[rows].notna().to_numpy()]
+    counts["notes_with_text_and_time"] = len(rows)
+    return rows, counts
+
+
+def usable_notes(cohort: Cohort, subject_ids: Sequence[int], config: PairConfig) -> tuple[pd.DataFrame, dict]:
+    """The given patients' notes in time order, restricted to the chosen categories and non-empty text."""
+    rows, counts = usable_rows(cohort, subject_ids, config)
+    keep = np.zeros(len(cohort.notes), dtype=bool)
+    keep[rows] = True
+    return rows_where(cohort.notes, keep).reset_index(drop=True), counts
+
+
+def texts_of(text: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """An object array as long as ``text`` with a Python string at ``rows`` (each made once, from its
+    own Arrow chunk) and None elsewhere."""
+    out = np.full(len(text), None, dtype=object)
+    rows = np.unique(rows)
+    chunks = getattr(text.array, "_pa_array", None)
+    if not isinstance(chunks, pa.ChunkedArray):
+        out[rows] = text.iloc[rows].astype(str).to_numpy()
+        return out
+    for start in range(0, len(rows), 4096):
+        part = rows[start : start + 4096]
+        out[part] = take_rows(chunks, part).to_pylist()
+    return out
 
 
 def consecutive_index(subjects: np.ndarray) -> np.ndarray:
@@ -142,7 +186,8 @@ def mine_pairs(
     ``negative_category`` and ``negative_group`` describe each pair (no text); only anchor, positive
     and negative are trained on.
     """
-    notes, counts = usable_notes(cohort, subject_ids, config)
+    rows, counts = usable_rows(cohort, subject_ids, config)
+    notes = cohort.notes.drop(columns="text").iloc[rows].reset_index(drop=True)  # no text copied
     subjects = notes["subject_id"].to_numpy(dtype=np.int64)
     counts["consecutive_pairs"] = len(consecutive_index(subjects))
     target = positive_index(notes, config)
@@ -171,11 +216,10 @@ def mine_pairs(
         first, second = np.concatenate([first, second]), np.concatenate([second, first])
         groups = np.concatenate([groups, groups])
 
-    text = notes["text"].astype(str).to_numpy()
     category = notes["category"].astype(str).to_numpy()
     frame = {
-        "anchor": text[first],
-        "positive": text[second],
+        "anchor": first,
+        "positive": second,
         "group": groups.astype(np.int64),
         "anchor_category": category[first],
         "positive_category": category[second],
@@ -186,10 +230,14 @@ def mine_pairs(
         has = negative >= 0
         frame = {k: v[has] for k, v in frame.items()}
         negative = negative[has]
-        frame["negative"] = text[negative]
+        frame["negative"] = negative
         frame["negative_category"] = category[negative]
         frame["negative_group"] = subjects[negative]
         groups = groups[has]
+    text_columns = [c for c in ("anchor", "positive", "negative") if c in frame]
+    text = texts_of(cohort.notes["text"], rows[np.concatenate([frame[c] for c in text_columns])])
+    for c in text_columns:  # usable-row positions -> the notes' strings, shared between columns
+        frame[c] = text[rows[frame[c]]]
     pairs = pd.DataFrame(frame)
     counts["pairs"] = len(pairs)
     counts["patients_with_pairs"] = int(pd.unique(groups).size)
