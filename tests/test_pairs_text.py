@@ -13,7 +13,7 @@ from test_finetune_pairs import NOTES, as_tuples, cohort_from
 
 from clinpred.data.note_texts import take_rows
 from clinpred.finetune import PairConfig, mine_pairs
-from clinpred.finetune.pairs import usable_notes
+from clinpred.finetune.pairs import fine_tuning_cohort, usable_notes
 
 
 def chunked(values: list[str | None], cuts: list[int]) -> pa.ChunkedArray:
@@ -38,7 +38,7 @@ def with_chunked_text(cohort, cuts: list[int]):
     from dataclasses import replace
 
     text = cohort.notes["text"]
-    array = chunked(text.tolist(), cuts)
+    array = chunked([None if pd.isna(v) else v for v in text.tolist()], cuts)
     notes = cohort.notes.assign(text=pd.Series(pd.array(array, dtype=text.dtype), index=text.index))
     return replace(cohort, notes=notes)
 
@@ -76,3 +76,21 @@ def test_chunked_and_single_chunk_text_give_the_same_pairs_with_style_negatives(
     assert whole_counts["negatives_missing"] == 2 and len(whole) == 2 * 5 - 2
     assert "p1 n2" not in set(whole["positive"])
     assert (whole["negative_group"] != whole["group"]).all()
+
+
+def test_fine_tuning_cohort_masks_only_the_patients_asked_for_one_chunk_at_a_time():
+    notes = [
+        (1, 0.0, "Nursing", "seen [**2150-1-2**] by [**First Name8 (NamePattern2) 42**]"),
+        (1, 5.0, "Nursing", "68 yo F, stable"),
+        (2, 1.0, "Nursing", "p2 on [**2150-1-3**]"),  # not asked for: dropped, not masked
+        (3, 2.0, "Nursing", "p3 at [**Hospital 12**]"),
+        (3, 3.0, "Nursing", None),
+    ]
+    cohort = with_chunked_text(cohort_from(notes), [0, 1, 3, 3, 5])
+    sub = fine_tuning_cohort(cohort, [1, 3], "mask", "mask")
+    assert sub.notes["subject_id"].tolist() == [1, 1, 3, 3]
+    assert sub.notes["text"].tolist()[:3] == ["seen [DATE] by [NAME]", "[AGE] F, stable", "p3 at [HOSPITAL]"]
+    assert sub.notes["text"].isna().tolist() == [False, False, False, True]
+    assert list(sub.notes.columns) == list(cohort.notes.columns)
+    assert sub.notes["text"].dtype == cohort.notes["text"].dtype
+    assert sub.patients["subject_id"].tolist() == [1, 3]

@@ -11,7 +11,7 @@ negatives that are the same note share it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -253,13 +253,32 @@ def fine_tuning_cohort(
     Every later step (pairs, negatives, phenotype labels, validation recall) reads this cohort, so it
     cannot see an evaluation patient; masking before mining masks anchors, positives and negatives alike.
     """
-    sub = cohort.subset(subject_ids)
     if phi == "keep" and identity == "keep":
-        return sub
+        return cohort.subset(subject_ids)
     from dataclasses import replace
 
-    text = apply_identity_setting(apply_phi_setting(sub.notes["text"], phi), identity)
-    return replace(sub, notes=sub.notes.assign(text=text))
+    notes = cohort.notes
+    keep = notes["subject_id"].isin({int(s) for s in subject_ids}).to_numpy(dtype=bool)
+    sub = replace(cohort, notes=notes.drop(columns="text")).subset(subject_ids)
+    text = _masked_rows(
+        notes["text"], keep, lambda t: apply_identity_setting(apply_phi_setting(t, phi), identity)
+    )
+    return replace(sub, notes=sub.notes.assign(text=text)[list(notes.columns)])
+
+
+def _masked_rows(text: pd.Series, keep: np.ndarray, mask: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``mask(text[keep])``, one Arrow chunk's kept rows at a time: the unmasked copy of the kept text
+    (about 1.1 GB of fine-tuning notes at MIMIC-III's size) is never held whole beside the masked one."""
+    chunks = getattr(text.array, "_pa_array", None)
+    if not isinstance(chunks, pa.ChunkedArray):
+        return mask(text[keep].reset_index(drop=True))
+    pieces, start = [], 0
+    for chunk in chunks.iterchunks():
+        part, start = keep[start : start + len(chunk)], start + len(chunk)
+        if part.any():
+            kept = pa.chunked_array([chunk.filter(pa.array(part))], type=chunks.type)
+            pieces.extend(mask(pd.Series(pd.array(kept, dtype=text.dtype))).array._pa_array.chunks)
+    return pd.Series(pd.array(pa.chunked_array(pieces, type=chunks.type), dtype=text.dtype), name=text.name)
 
 
 def phenotype_labels(cohort: Cohort, subject_ids: Sequence[int]) -> pd.DataFrame:
