@@ -5,8 +5,8 @@ no evaluation patient's note becomes an anchor, a positive, or (through the batc
 
 At MIMIC-III's size the fine-tuning notes' text is about 1.1 GB, held once by the cohort's Arrow column.
 Mining selects rows by position without copying that text (the empty-text check trims one Arrow chunk
-at a time), and makes a Python string only for each note a pair uses, once: anchors, positives and
-negatives that are the same note share it.
+at a time), and the pairs' anchors, positives and negatives are taken from that column as Arrow text,
+with no Python string per note.
 """
 
 from __future__ import annotations
@@ -65,19 +65,13 @@ def usable_notes(cohort: Cohort, subject_ids: Sequence[int], config: PairConfig)
     return rows_where(cohort.notes, keep).reset_index(drop=True), counts
 
 
-def texts_of(text: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """An object array as long as ``text`` with a Python string at ``rows`` (each made once, from its
-    own Arrow chunk) and None elsewhere."""
-    out = np.full(len(text), None, dtype=object)
-    rows = np.unique(rows)
+def text_at(text: pd.Series, rows: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """The text of these rows as pandas' ``str`` column, taken from the cohort's Arrow chunks (no Python
+    string per note: a pairs frame built from Python strings converted them to this dtype anyway)."""
     chunks = getattr(text.array, "_pa_array", None)
     if not isinstance(chunks, pa.ChunkedArray):
-        out[rows] = text.iloc[rows].astype(str).to_numpy()
-        return out
-    for start in range(0, len(rows), 4096):
-        part = rows[start : start + 4096]
-        out[part] = take_rows(chunks, part).to_pylist()
-    return out
+        return pd.array(text.iloc[rows].astype(str).to_numpy(), dtype="str")
+    return pd.array(take_rows(chunks, rows), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def consecutive_index(subjects: np.ndarray) -> np.ndarray:
@@ -234,10 +228,9 @@ def mine_pairs(
         frame["negative_category"] = category[negative]
         frame["negative_group"] = subjects[negative]
         groups = groups[has]
-    text_columns = [c for c in ("anchor", "positive", "negative") if c in frame]
-    text = texts_of(cohort.notes["text"], rows[np.concatenate([frame[c] for c in text_columns])])
-    for c in text_columns:  # usable-row positions -> the notes' strings, shared between columns
-        frame[c] = text[rows[frame[c]]]
+    for c in ("anchor", "positive", "negative"):  # usable-row positions -> the notes' text
+        if c in frame:
+            frame[c] = text_at(cohort.notes["text"], rows[frame[c]])
     pairs = pd.DataFrame(frame)
     counts["pairs"] = len(pairs)
     counts["patients_with_pairs"] = int(pd.unique(groups).size)
