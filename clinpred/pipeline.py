@@ -121,6 +121,7 @@ def build_cohort(data: DataConfig, *, progress: bool = True, relax: str | None =
 def prepare(config: ExperimentConfig, *, progress: bool = True) -> Prepared:
     """Build the cohort and split its patients; evaluation notes are what every backend embeds."""
     cohort = build_cohort(config.data, progress=progress)
+    release_mapped_pages()  # the text pages the reader's checks went through
     split = split_cohort(cohort, config.split)  # seeded, or the dataset's own ([split] source)
     # the text setting is applied once, to the notes that are embedded (or fitted on), not to all notes
     evaluation = cohort.subset(split.evaluation).with_phi_setting(config.data.phi_placeholders)
@@ -277,6 +278,7 @@ def evaluate_backend(
         t0 = time.perf_counter()
         embeddings = cached.embed(texts, role="document")
         run.seconds["embed"] = round(time.perf_counter() - t0, 2)
+        return_freed_memory()  # the cache's lookup of a key and a vector per note
         release_mapped_pages()
         run.notes_embedded = len(texts)
         run.notes_newly_embedded = cached.last_embedded

@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from clinpred.data.memory import release_mapped_pages
 from clinpred.data.phi import PhiMode, placeholder_replacements, replace_in_arrow
 
 BLOCK = 2048  # notes read at a time when iterating
+RELEASE_EVERY = 64  # blocks (about 130,000 notes, 150 MB of MIMIC text) between releases of read pages
 
 
 def take_rows(array: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
@@ -100,5 +102,7 @@ class NoteTexts(Sequence[str]):
         return self._read(index, index + 1)[0]
 
     def __iter__(self) -> Iterator[str]:
-        for start in range(0, len(self), BLOCK):
+        for i, start in enumerate(range(0, len(self), BLOCK)):
+            if i and i % RELEASE_EVERY == 0:
+                release_mapped_pages()  # a pass over all the text: its pages need not all stay resident
             yield from self._read(start, min(start + BLOCK, len(self)))

@@ -342,7 +342,7 @@ def evaluate_diagnosis(
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
     keys, labels, counts, warnings = _units_and_labels(cohort, config)
 
-    notes, emb = cohort.notes, embeddings
+    notes, emb = cohort.notes.drop(columns="text"), embeddings  # filtered below: never copy the text
     is_ds = is_discharge_summary(notes["category"])  # by key: a recased one is excluded too
     if not config.include_discharge_summaries:
         notes, emb = notes[~is_ds], embeddings[~is_ds]

@@ -116,7 +116,7 @@ def evaluate_geometry(
     from sklearn.metrics import silhouette_samples
 
     config = config or GeometryConfig()
-    notes = cohort.notes
+    notes = cohort.notes.drop(columns="text")  # filtered below: never copy the text
     embeddings = np.asarray(embeddings)
     if embeddings.ndim != 2 or len(embeddings) != len(notes):
         raise ValueError(f"geometry: {len(notes)} notes but embeddings of shape {embeddings.shape}")

@@ -391,7 +391,7 @@ def evaluate_survival(
     keep = feature_notes(cohort, frame.set_index("subject_id")["origin"], config)
     eligible = frame[frame["excluded"] == ""].reset_index(drop=True)
     features, has_notes = aggregate(
-        cohort.notes[keep],
+        cohort.notes.drop(columns="text")[keep],  # filtering the text would copy it (GBs at MIMIC size)
         embeddings[keep],
         eligible["subject_id"].to_numpy(),
         method=config.aggregation,
