@@ -110,7 +110,8 @@ def evaluate_binary_outcome(
     """
     warnings = list(warnings or [])
     feature_notes = np.asarray(feature_notes)
-    notes, emb = cohort.notes.iloc[feature_notes], embeddings[feature_notes]
+    # without the text: selecting rows of it would copy it (pandas joins its chunks first; GBs at MIMIC size)
+    notes, emb = cohort.notes.drop(columns="text").iloc[feature_notes], embeddings[feature_notes]
     if note_units is not None:
         notes = notes.assign(**{key: np.asarray(note_units, dtype=np.int64)})
     unit_ids = units[key].to_numpy(dtype=np.int64)
