@@ -154,14 +154,20 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: benchmarks/results/full-run-<machine>.json")
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    runs = []
-    for patients in sorted(args.patients):
+    runs: list[dict[str, Any]] = []
+    out = Path(args.out) if args.out else REPO / "benchmarks/results" / f"full-run-{machine_name()}.json"
+    for patients in sorted(args.patients, reverse=True):  # the full size first; the record after each
         print(f"{patients:,} patients", flush=True)
         runs.append(one_size(patients, args))
         r = runs[-1]
         print(
             f"  wall {r['wall_seconds'] / 60:.1f} min; peak {r['peak_mb']:,} MB (tree {r['peak_tree_mb']:,} MB)"
         )
+        write_figures(out, summarise(sorted(runs, key=lambda r: r["patients"])))
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record: every size, and each stage's growth exponent against the smallest (the peer)."""
     peer = runs[0]
     print(f"\n{'stage':<12}" + "".join(f"{r['patients']:>12,}" for r in runs) + f"{'exponent':>10}")
     growth = {}
@@ -179,7 +185,7 @@ def main() -> None:
     print(f"{'wall (min)':<12}" + "".join(f"{r['wall_seconds'] / 60:>12.1f}" for r in runs))
     print(f"{'peak MB':<12}" + "".join(f"{r['peak_mb']:>12,}" for r in runs))
     print(f"{'tree MB':<12}" + "".join(f"{r['peak_tree_mb']:>12,}" for r in runs))
-    record = {
+    return {
         "benchmark": "benchmarks/full_run.py",
         "machine": machine_name(),
         "cpus": os.cpu_count(),
@@ -188,10 +194,6 @@ def main() -> None:
         "runs": runs,
         "growth_exponents": growth,
     }
-    write_figures(
-        Path(args.out) if args.out else REPO / "benchmarks/results" / f"full-run-{machine_name()}.json",
-        record,
-    )
 
 
 if __name__ == "__main__":
