@@ -3,6 +3,8 @@ applied exactly as the whole-column masking does."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +20,7 @@ def _column(n: int) -> pd.Series:
     texts = [f"{i}: {WORDS[i % len(WORDS)]}" for i in range(n)]
     texts[7] = None
     cut = [0, n // 3, n // 3, 2 * n // 3, n]  # an empty chunk in the middle
-    chunks = [pa.array(texts[a:b], type=pa.large_string()) for a, b in zip(cut, cut[1:], strict=False)]
+    chunks = [pa.array(texts[a:b], type=pa.large_string()) for a, b in pairwise(cut)]
     return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(chunks)))
 
 
