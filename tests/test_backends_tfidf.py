@@ -7,6 +7,7 @@ import pytest
 
 from clinpred.backends import CachedBackend, EmbeddingCache, create_backend
 from clinpred.backends.tfidf import NotFittedError
+from clinpred.config import parse_backend
 
 FINETUNE_NOTES = [
     f"patient {i} admitted with {w} and fever, treated with antibiotics, discharged on day {i % 9}"
@@ -75,3 +76,5 @@ def test_above_fit_max_notes_a_seeded_sample_is_fitted_and_said():
     assert whole.n_fit_texts == 80 and whole.describe()["fit_sample"] is None
     unlimited = create_backend("tfidf", {"n_components": 4, "min_df": 1, "fit_max_notes": None}).fit(notes)
     assert unlimited._state_hash == whole._state_hash  # the same fit: every note, in order
+    spec = parse_backend("tfidf:fit_max_notes=all,n_components=4,min_df=1")  # as a user writes it
+    assert create_backend("tfidf", spec.settings).fit(notes)._state_hash == whole._state_hash

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clinpred.backends.base import Role, l2_normalise
 from clinpred.errors import InputError
@@ -34,9 +34,15 @@ class TfidfSettings(BaseModel):
         gt=1,
         description="above this many fine-tuning notes, fit on a seeded uniform sample of this many "
         "(MIMIC-III has about 900,000: the vocabulary, idf and SVD settle long before, and the fit's "
-        "sparse matrix would take about 4 GB); empty: every note",
+        "sparse matrix would take about 4 GB); all: every note",
     )
     seed: int = 0
+
+    @field_validator("fit_max_notes", mode="before")
+    @classmethod
+    def _every_note(cls, value: Any) -> Any:
+        """``all`` (or ``none``/``null``, as a flag or TOML cannot write None): fit on every note."""
+        return None if isinstance(value, str) and value.strip().lower() in ("all", "none", "null") else value
 
 
 class NotFittedError(RuntimeError):
