@@ -193,3 +193,13 @@ def test_results_md_and_report_html_say_when_recall_was_sampled(cli, tmp_path):
     md, html = (exact / "RESULTS.md").read_text(), (exact / "report.html").read_text()
     assert "Next-note recall scored" not in md and "of 372 queries" not in md + html
     assert "372 queries from 20 patients" in html and "next note; chance at top5 is" in html
+
+
+def test_query_sample_all_keeps_recall_exact_at_any_size():
+    """TOML has no null: "all" (or "none"/"null") is how a config file asks for exact recall."""
+    from clinpred.tasks.recall import RecallConfig, recall_method
+
+    for word in ("all", "None", "null"):
+        config = RecallConfig(query_sample=word, exact_up_to=1)
+        assert config.query_sample is None and recall_method(config, 10_000_000) == "exact"
+    assert recall_method(RecallConfig(exact_up_to=1), 10_000_000) != "exact"  # the default samples above it

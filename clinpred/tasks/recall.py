@@ -28,7 +28,7 @@ a seeded, patient-stratified sample of ``query_sample`` queries is scored agains
 scored changes: each sampled query's pool, masks, target rank and tie rule are exactly those of the
 exact method (the same rows of ``units``). The choice depends on the cohort and the config alone, never
 on the machine, so two runs of one config always share a definition. On a GPU the exact method runs on
-the torch block path (``clinpred.tasks.topk``); set ``query_sample = null`` (or a larger
+the torch block path (``clinpred.tasks.topk``); set ``query_sample = "all"`` (or a larger
 ``exact_up_to``) to have it at any size.
 
 Identity or content (DESIGN.md rule 7)? A model can find note t+1 by recognising the patient. Beside
@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.special import digamma, gammaln
 
 from clinpred.backends.base import l2_normalise
@@ -90,7 +90,7 @@ class RecallConfig(BaseModel):
     tie_tolerance: float = Field(1e-5, ge=0.0, le=MAX_TOLERANCE)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     # above exact_up_to queries, score a seeded patient-stratified sample of query_sample queries against
-    # the full pool (None: always exact); the sample's seed is ``seed``
+    # the full pool ("all", i.e. None: always exact); the sample's seed is ``seed``
     query_sample: int | None = Field(20_000, ge=1, le=MAX_POOL)
     exact_up_to: int = Field(50_000, ge=1, le=MAX_POOL)
     # memory bound only: results do not depend on block sizes; None: the device's (1024 x 8192 on the
@@ -98,6 +98,13 @@ class RecallConfig(BaseModel):
     query_block: int | None = Field(None, ge=1, le=MAX_BLOCK)
     pool_block: int | None = Field(None, ge=1, le=MAX_BLOCK)
     bootstrap: BootstrapScheme = BootstrapScheme()
+
+    @field_validator("query_sample", mode="before")
+    @classmethod
+    def _every_query(cls, value: object) -> object:
+        """``"all"`` (or ``"none"``/``"null"``: TOML has no null) scores every query at any size."""
+        return None if isinstance(value, str) and value.strip().lower() in ("all", "none", "null") else value
+
     subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
 
 
