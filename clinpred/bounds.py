@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from pydantic import ConfigDict
 
+
+def all_means_none(value: object) -> object:
+    """``"all"`` (or ``"none"``/``"null"``) read as None, for a limit whose None means "no limit": neither
+    TOML nor a ``--backend key=value`` flag can write None. Use as a pydantic ``mode="before"`` validator."""
+    return None if isinstance(value, str) and value.strip().lower() in ("all", "none", "null") else value
+
+
 # Config models: unknown keys refused, NaN and +-inf refused for every float.
 BOUNDED = ConfigDict(extra="forbid", allow_inf_nan=False)
 

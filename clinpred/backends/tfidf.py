@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clinpred.backends.base import Role, l2_normalise
+from clinpred.bounds import all_means_none
 from clinpred.errors import InputError
 
 
@@ -42,7 +43,7 @@ class TfidfSettings(BaseModel):
     @classmethod
     def _every_note(cls, value: Any) -> Any:
         """``all`` (or ``none``/``null``, as a flag or TOML cannot write None): fit on every note."""
-        return None if isinstance(value, str) and value.strip().lower() in ("all", "none", "null") else value
+        return all_means_none(value)
 
 
 class NotFittedError(RuntimeError):

@@ -76,6 +76,12 @@ def conform(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def arrow_chunks(column: pd.Series) -> pa.ChunkedArray | None:
+    """An Arrow-backed column's own chunks (never joined: joining copies all of the text), else None."""
+    chunks = getattr(column.array, "_pa_array", None)
+    return chunks if isinstance(chunks, pa.ChunkedArray) else None
+
+
 def rows_where(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> pd.DataFrame:
     """The rows where ``mask`` holds; the frame itself when that is all of them (the readers filter
     while reading, so a subset often keeps every note: no copy of the text then).
@@ -92,8 +98,8 @@ def rows_where(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> pd.DataFram
     arrow_keep = pa.array(keep)
     columns = {}
     for name, column in frame.items():
-        chunks = getattr(column.array, "_pa_array", None)
-        if isinstance(chunks, pa.ChunkedArray):
+        chunks = arrow_chunks(column)
+        if chunks is not None:
             columns[name] = pd.array(chunks.filter(arrow_keep), dtype=column.dtype)
         else:
             columns[name] = column.array[keep]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from clinpred.data.cohort import arrow_chunks
 from clinpred.data.memory import release_mapped_pages
 from clinpred.data.phi import PhiMode, placeholder_replacements, replace_in_arrow
 
@@ -56,7 +57,7 @@ class NoteTexts(Sequence[str]):
     """
 
     def __init__(self, column: pd.Series, rows: np.ndarray | None = None, phi: PhiMode = "keep") -> None:
-        array = getattr(column.array, "_pa_array", None)
+        array = arrow_chunks(column)
         if array is None:  # a plain object column (a hand-built frame): Arrow copies it once
             array = pa.chunked_array([pa.array(column.astype(object).tolist(), type=pa.large_string())])
         self._array: pa.ChunkedArray = array.fill_null("") if array.null_count else array

@@ -50,8 +50,10 @@ _SPAN = r"\[\*\*({inner})\*\*\]"
 
 def replace_regexes(text: pd.Series, replacements: Iterable[tuple[str, str]]) -> pd.Series:
     """Each (RE2 pattern, replacement) applied in order over the whole column with Arrow's kernels."""
-    values = getattr(text.array, "_pa_array", None)  # Arrow-backed text: its chunks, not joined
-    if not isinstance(values, pa.ChunkedArray):
+    from clinpred.data.cohort import arrow_chunks  # (cohort imports this module)
+
+    values = arrow_chunks(text)  # Arrow-backed text: its chunks, not joined
+    if values is None:
         values = pa.chunked_array([pa.array(text, from_pandas=True)])
     values = replace_in_arrow(values, replacements)
     return pd.Series(pd.array(values, dtype=text.dtype), index=text.index, name=text.name)

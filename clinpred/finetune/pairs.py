@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clinpred.data.cohort import Cohort, rows_where
+from clinpred.data.cohort import Cohort, arrow_chunks, rows_where
 from clinpred.data.identity import IdentityMode, apply_identity_setting
 from clinpred.data.labels import label_matrix
 from clinpred.data.note_texts import take_rows
@@ -32,8 +32,8 @@ PAIR_COLUMNS = ["anchor", "positive", "group"]
 def has_text(text: pd.Series, rows: np.ndarray) -> np.ndarray:
     """Whether each of these rows' text is non-empty once whitespace is stripped (``str.strip``; on
     Arrow text pandas' own kernel, ``utf8_trim_whitespace``, one chunk's rows at a time)."""
-    chunks = getattr(text.array, "_pa_array", None)
-    if not isinstance(chunks, pa.ChunkedArray):
+    chunks = arrow_chunks(text)
+    if chunks is None:
         return (text.iloc[rows].fillna("").str.strip().str.len() > 0).to_numpy(dtype=bool)
     out = np.zeros(len(rows), dtype=bool)
     for start in range(0, len(rows), 4096):
@@ -68,8 +68,8 @@ def usable_notes(cohort: Cohort, subject_ids: Sequence[int], config: PairConfig)
 def text_at(text: pd.Series, rows: np.ndarray) -> pd.api.extensions.ExtensionArray:
     """The text of these rows as pandas' ``str`` column, taken from the cohort's Arrow chunks (no Python
     string per note: a pairs frame built from Python strings converted them to this dtype anyway)."""
-    chunks = getattr(text.array, "_pa_array", None)
-    if not isinstance(chunks, pa.ChunkedArray):
+    chunks = arrow_chunks(text)
+    if chunks is None:
         return pd.array(text.iloc[rows].astype(str).to_numpy(), dtype="str")
     return pd.array(take_rows(chunks, rows), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
@@ -262,8 +262,8 @@ def fine_tuning_cohort(
 def _masked_rows(text: pd.Series, keep: np.ndarray, mask: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``mask(text[keep])``, one Arrow chunk's kept rows at a time: the unmasked copy of the kept text
     (about 1.1 GB of fine-tuning notes at MIMIC-III's size) is never held whole beside the masked one."""
-    chunks = getattr(text.array, "_pa_array", None)
-    if not isinstance(chunks, pa.ChunkedArray):
+    chunks = arrow_chunks(text)
+    if chunks is None:
         return mask(text[keep].reset_index(drop=True))
     pieces, start = [], 0
     for chunk in chunks.iterchunks():

@@ -55,8 +55,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.special import digamma, gammaln
 
 from clinpred.backends.base import l2_normalise
-from clinpred.bounds import MAX_BLOCK, MAX_POOL, MAX_SEED, MAX_TOLERANCE
-from clinpred.data.cohort import Cohort, rows_where
+from clinpred.bounds import MAX_BLOCK, MAX_POOL, MAX_SEED, MAX_TOLERANCE, all_means_none
+from clinpred.data.cohort import Cohort, arrow_chunks, rows_where
 from clinpred.errors import InputError
 from clinpred.tasks.result import BootstrapScheme, TaskResult, bootstrap_metrics, without_intervals
 from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
@@ -103,7 +103,7 @@ class RecallConfig(BaseModel):
     @classmethod
     def _every_query(cls, value: object) -> object:
         """``"all"`` (or ``"none"``/``"null"``: TOML has no null) scores every query at any size."""
-        return None if isinstance(value, str) and value.strip().lower() in ("all", "none", "null") else value
+        return all_means_none(value)
 
     subgroups: SubgroupConfig = Field(default_factory=SubgroupConfig)
 
@@ -219,7 +219,7 @@ def _same_as_next(text: pd.Series) -> np.ndarray:
     """
     if len(text) < 2:
         return np.zeros(len(text), dtype=bool)
-    values = getattr(text.array, "_pa_array", None)
+    values = arrow_chunks(text)
     if values is None:
         values = pa.chunked_array([pa.array(text, from_pandas=True)])
     equal = pc.fill_null(
