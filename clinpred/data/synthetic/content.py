@@ -1,8 +1,12 @@
 """The clinical content of a note: evidence of active conditions, patient details that persist, severity.
 
 Each function returns short phrases; the category templates in ``notes.py`` lay them out and the
-writer's ``Style`` finishes them. A note shows a random subset of the active conditions, mostly
-through indirect evidence, names a condition only sometimes, and rules out a few absent ones.
+writer's ``Style`` finishes them. What a stay's notes can show is fixed once per stay (``chart_stay``):
+the coded conditions the team actually writes about (not all of them: coders read the whole chart and
+the discharge summary, while ICU notes are about what is being treated), the absent conditions worked
+up and treated empirically before being ruled out, and the past-history line, copied forward from note
+to note. A note then shows a random subset of that, mostly through indirect evidence, names a condition
+only sometimes, and rules out a few absent ones.
 """
 
 from __future__ import annotations
@@ -17,6 +21,75 @@ from clinpred.data.synthetic.patient import Admission, Patient
 
 ALL_KEYS = tuple(c.key for c in CONDITIONS)
 
+# How often the notes of a stay written before its discharge summary address a coded condition at all
+# (generator 2.3). Calibrated, with TF-IDF alone, to notes-based phenotyping on real MIMIC-III (stated
+# target: macro-AUROC 0.80-0.88 at MIMIC-III's note density; README's synthetic-cohort section): the
+# acute problems an ICU stay is about are charted in nearly every stay; chronic diseases in most;
+# what is coded from the problem list, a medication or a single lab value (essential hypertension,
+# lipid disorders, electrolyte disorders, complications of care, conduction disorders, minor
+# respiratory codes) in about half. A condition not charted leaves no evidence in those notes, except
+# through the home medication list, which names the patient's drugs whether or not anyone writes about
+# the disease, as real lists do.
+CHARTED: dict[str, float] = {
+    "sepsis": 0.95,
+    "shock": 0.95,
+    "resp_failure": 0.95,
+    "stroke": 0.95,
+    "gi_bleed": 0.95,
+    "ami": 0.9,
+    "pneumonia": 0.85,
+    "chf": 0.85,
+    "cirrhosis": 0.85,
+    "afib": 0.8,
+    "aki": 0.75,
+    "cad": 0.75,
+    "copd": 0.7,
+    "ckd": 0.7,
+    "diabetes": 0.7,
+    "diabetes_comp": 0.65,
+    "pleural": 0.6,
+    "hypertension": 0.4,
+    "htn_comp": 0.45,
+    "electrolytes": 0.4,
+    "lower_resp": 0.5,
+    "upper_resp": 0.5,
+    "conduction": 0.35,
+    "complication": 0.45,
+    "lipids": 0.4,
+}
+# How many absent conditions a stay works up and treats empirically before ruling them out (a sepsis
+# work-up with empiric antibiotics, a troponin leak, a diuretic for a borderline film): 0, 1 or 2, with
+# these probabilities. Their evidence runs through the stay's notes like a real problem's.
+SUSPECTED_PER_STAY = (0.5, 0.35, 0.15)
+PMH_NAMED = 0.6  # chance that the past-history line names a chronic condition the stay charts
+
+
+@dataclass(frozen=True)
+class StayChart:
+    """What one stay's notes before the discharge summary document, fixed for the stay."""
+
+    charted: tuple[str, ...]  # coded conditions the notes address
+    suspected: tuple[str, ...]  # absent conditions worked up and later ruled out
+    history: tuple[str, ...]  # the past-history line's items, copied forward note to note
+
+
+def chart_stay(patient: Patient, active: list[str], rng: random.Random, complete: bool = False) -> StayChart:
+    """The stay's chart (``complete``: the discharge summary's, which addresses every coded condition)."""
+    from clinpred.data.synthetic.conditions import FILLERS
+
+    charted = [k for k in active if complete or rng.random() < CHARTED[k]]
+    suspected: list[str] = []
+    if not complete:
+        n = rng.choices(range(len(SUSPECTED_PER_STAY)), weights=SUSPECTED_PER_STAY)[0]
+        absent = [k for k in ALL_KEYS if k not in patient.conditions]
+        suspected = rng.sample(absent, min(n, len(absent)))
+    chronic = [k for k in patient.conditions if BY_KEY[k].chronic and (complete or k in charted)]
+    history = [rng.choice(BY_KEY[k].names) for k in chronic if complete or rng.random() < PMH_NAMED]
+    history += [p for p in patient.pmh_extra if rng.random() < 0.8]
+    history += [f.name for f in FILLERS if f.code in patient.fillers and rng.random() < 0.6]
+    rng.shuffle(history)
+    return StayChart(tuple(charted), tuple(suspected), tuple(history))
+
 
 @dataclass
 class NoteCtx:
@@ -30,7 +103,8 @@ class NoteCtx:
     rng: random.Random
     early: bool  # within 48 h of the admission
     day: int  # hospital day, 1-based
-    show: list[str]  # the active conditions this note gives evidence of
+    show: list[str]  # the conditions this note gives evidence of (charted or suspected)
+    chart: StayChart  # what the stay's notes can document
 
     @property
     def active(self) -> list[str]:
@@ -45,14 +119,20 @@ class NoteCtx:
         k = max(0, min(k, len(seq)))
         return self.rng.sample(list(seq), k) if k else []
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """The conditions a problem-oriented note can be organised by: charted, else suspected."""
+        return self.chart.charted or self.chart.suspected or ALL_KEYS
 
-def choose_shown(adm_active: list[str], rng: random.Random, share: float, mimic: float) -> list[str]:
-    """The conditions one note gives evidence of: a random subset of the active ones, and sometimes
-    an absent one whose evidence appears anyway (empiric antibiotics, a diuretic, a borderline lab),
-    as in real notes: evidence is suggestive, not proof."""
-    shown = [k for k in adm_active if rng.random() < share]
-    if not shown and adm_active and rng.random() < 0.7:
-        shown = [rng.choice(adm_active)]
+
+def choose_shown(chart: StayChart, rng: random.Random, share: float, mimic: float) -> list[str]:
+    """The conditions one note gives evidence of: a random subset of the stay's charted and suspected
+    ones, and sometimes any condition at all whose evidence appears anyway (a borderline lab, a PRN
+    dose), as in real notes: evidence is suggestive, not proof."""
+    candidates = chart.charted + chart.suspected
+    shown = [k for k in candidates if rng.random() < share]
+    if not shown and candidates and rng.random() < 0.7:
+        shown = [rng.choice(candidates)]
     if rng.random() < mimic:
         shown.append(rng.choice(ALL_KEYS))
     return list(dict.fromkeys(shown))
@@ -202,18 +282,9 @@ def social(ctx: NoteCtx) -> str:
 
 
 def pmh(ctx: NoteCtx) -> list[str]:
-    """Past history: the chronic conditions (by name, often) and the patient's own other history."""
-    items = [
-        ctx.rng.choice(BY_KEY[k].names)
-        for k in ctx.patient.conditions
-        if BY_KEY[k].chronic and ctx.rng.random() < 0.6
-    ]
-    items += [p for p in ctx.patient.pmh_extra if ctx.rng.random() < 0.8]
-    from clinpred.data.synthetic.conditions import FILLERS
-
-    items += [f.name for f in FILLERS if f.code in ctx.patient.fillers and ctx.rng.random() < 0.6]
-    ctx.rng.shuffle(items)
-    return items
+    """Past history: the stay's line (chronic conditions by name, the patient's other history), copied
+    forward from note to note as real notes do."""
+    return list(ctx.chart.history)
 
 
 def severity_cues(ctx: NoteCtx) -> list[str]:

@@ -43,7 +43,7 @@ from clinpred.data.synthetic_seal import write_seal
 from clinpred.errors import InputError
 from clinpred.temporaries import remove_stale_temporaries, temporary_directory
 
-GENERATOR_VERSION = "2.2"
+GENERATOR_VERSION = "2.3"
 Size = Literal["tiny", "demo", "mimic3"]
 # size -> number of patients: the demo's 2,000 give 1,000 evaluation patients (the split's 50%) and,
 # at about a quarter dying within a year, well over 150 deaths within the survival horizon among them
@@ -100,7 +100,10 @@ ERA_MIX: dict[str, dict[str, float]] = _era_mix()
 DATE_ONLY = frozenset({"Discharge summary", "ECG", "Echo"})
 TEAM_SIZE = {"nurse": 3, "physician": 2, "radiologist": 3, "cardiologist": 2, "attending": 1}
 OUTPATIENT_MIX = {"Radiology": 0.6, "ECG": 0.3, "Echo": 0.1}
-EVIDENCE_SHARE = 0.3  # chance that a note shows each active condition
+# chance that a note shows each condition its stay charts (2.2: 0.3 of every active one). A charted
+# problem runs through most of a stay's notes, copied forward in the problem list and the nursing
+# care plan; 2.3 charts fewer conditions (content.CHARTED) and shows each in about half the notes.
+EVIDENCE_SHARE = 0.45
 MIMIC_SHARE = 0.5  # chance that a note shows evidence suggestive of a random condition, present or not
 ERROR_RATE = 0.002  # ISERROR='1' notes
 
@@ -455,14 +458,17 @@ def _patient_notes(p: Patient, config: SynthConfig, pools: dict[str, tuple[Style
         n = a.n_notes - 1  # one is the discharge summary
         fracs = sorted(rng.random() ** 1.3 for _ in range(n))
         cats = rng.choices(list(mix), weights=list(mix.values()), k=n)
+        chart = c.chart_stay(p, a.active, rng)
         for frac, category in zip(fracs, cats, strict=True):
             t = a.admit + timedelta(seconds=max(600.0, min(span - 300.0, frac * span)))
             t = t.replace(second=0, microsecond=0)
-            rows.append(_one_note(p, a, t, category, team, rng))
-        rows.append(_one_note(p, a, a.disch, "Discharge summary", team, rng))
+            rows.append(_one_note(p, a, t, category, team, chart, rng))
+        rows.append(_one_note(p, a, a.disch, "Discharge summary", team, chart, rng))
+    if p.outpatient:  # clinic notes: the chronic conditions, charted as a stay's are
+        chart = c.chart_stay(p, [k for k in p.conditions if BY_KEY[k].chronic], rng)
     for t in p.outpatient:
         category = rng.choices(list(OUTPATIENT_MIX), weights=list(OUTPATIENT_MIX.values()))[0]
-        rows.append(_one_note(p, None, t, category, {r: rng.sample(pools[r], 1) for r in ROLES}, rng))
+        rows.append(_one_note(p, None, t, category, {r: rng.sample(pools[r], 1) for r in ROLES}, chart, rng))
     return rows
 
 
@@ -472,6 +478,7 @@ def _one_note(
     t: datetime,
     category: str,
     team: dict[str, list[Style]],
+    chart: c.StayChart,
     rng: random.Random,
 ) -> list:
     writers = team[role_of(category)]
@@ -483,11 +490,9 @@ def _one_note(
         severity = a.severity + (1 - a.severity) * frac if a.died else a.severity * (1 - 0.5 * frac)
         early = (t - a.admit) <= timedelta(hours=48)
         day = 1 + (t - a.admit).days
-        show = c.choose_shown(a.active, rng, EVIDENCE_SHARE, MIMIC_SHARE)
     else:
-        chronic = [k for k in p.conditions if BY_KEY[k].chronic]
         severity, early, day = 0.2, False, 0
-        show = c.choose_shown(chronic, rng, EVIDENCE_SHARE, MIMIC_SHARE) if chronic else []
-    ctx = c.NoteCtx(p, a, t, severity, style, rng, early, day, show)
+    show = c.choose_shown(chart, rng, EVIDENCE_SHARE, MIMIC_SHARE)
+    ctx = c.NoteCtx(p, a, t, severity, style, rng, early, day, show, chart)
     text = write_note(category, description, ctx)
     return _note_row(p, None if a is None else a.hadm_id, t, category, description, style, text, rng)

@@ -195,7 +195,7 @@ def nursing_other(ctx: NoteCtx) -> str:
 def nursing(ctx: NoteCtx) -> str:
     style, rng = ctx.style, ctx.rng
     lines = []
-    problems = list(ctx.show) or [rng.choice(ctx.active)]
+    problems = list(ctx.show) or [rng.choice(ctx.problems)]
     for key in problems:
         cond = BY_KEY[key]
         title = (
@@ -325,8 +325,8 @@ def radiology(ctx: NoteCtx, description: str) -> str:
         f"     Reason: {', '.join(c.evidence(ctx, 'symptoms', 1)) or 'eval for acute process'}",
         "     Admitting Diagnosis: "
         + (
-            rng.choice(BY_KEY[ctx.active[0]].names).upper()
-            if rng.random() < 0.5
+            rng.choice(BY_KEY[ctx.chart.charted[0]].names).upper()
+            if ctx.chart.charted and rng.random() < 0.5
             else rng.choice(("SHORTNESS OF BREATH", "FEVER", "CHEST PAIN", "HYPOTENSION"))
         ),
         " ______________________________________________________________________________",
@@ -608,6 +608,7 @@ def discharge_summary(ctx: NoteCtx) -> str:
     p = ctx.patient
     sep = ctx.style.label_sep
     ctx.show = list(adm.active)
+    ctx.chart = c.chart_stay(p, adm.active, rng, complete=True)  # coders' source: every coded condition
     dx_names = [rng.choice(BY_KEY[k].names) for k in adm.active]
     secondary = [
         f.name
