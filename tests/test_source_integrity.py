@@ -38,7 +38,8 @@ def write_rows(path: Path, rows: list[list[str]]) -> None:
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory) -> Path:
-    """The tiny synthetic cohort, every note text ending in SECRET (so no longer sealed: protected)."""
+    """The tiny synthetic cohort, every note text ending in SECRET (so no longer sealed: protected), and
+    exactly two notes marked ISERROR='1' (the 30th and 60th), as the release marks its error notes."""
     root = tmp_path_factory.mktemp("integrity")
     proc = run_cli("synth", "--size", "tiny", "--out", str(root / "synthetic"))
     assert proc.returncode == 0, proc.stderr
@@ -46,6 +47,9 @@ def clean(tmp_path_factory) -> Path:
     shutil.copytree(root / "synthetic", d)
     (d / "CLINPRED_SYNTHETIC.json").unlink()
     rows = read_rows(d / NOTES)
+    error = col(rows, "ISERROR")
+    for i, row in enumerate(rows[1:], start=1):
+        row[error] = "1" if i in (30, 60) else ""
     write_rows(d / NOTES, [rows[0], *[[*r[:-1], r[-1] + f" {SECRET}"] for r in rows[1:]]])
     return d
 
