@@ -27,9 +27,11 @@ ALL_KEYS = tuple(c.key for c in CONDITIONS)
 # acute problems an ICU stay is about are charted in nearly every stay; chronic diseases in most;
 # what is coded from the problem list, a medication or a single lab value (essential hypertension,
 # lipid disorders, electrolyte disorders, complications of care, conduction disorders, minor
-# respiratory codes) in about half. A condition not charted leaves no evidence in those notes, except
-# through the home medication list, which names the patient's drugs whether or not anyone writes about
-# the disease, as real lists do.
+# respiratory codes) in about half. A condition not charted leaves no evidence in those notes but two:
+# the home medication list, which names the patient's drugs whether or not anyone writes about the
+# disease, as real lists do, and the per-note stray evidence of any condition (``choose_shown``'s
+# ``mimic``), which now and then falls on it; over MIMIC-III's ~44 notes a patient that is enough for
+# TF-IDF to find part of the uncharted conditions too.
 CHARTED: dict[str, float] = {
     "sepsis": 0.95,
     "shock": 0.95,
