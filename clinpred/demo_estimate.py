@@ -18,11 +18,14 @@ REFERENCE: dict[str, dict[str, float]] = {
     # steps at ~3.4 s and its audit; both ~10 min), the paired comparisons and report ~2 min; the
     # cohort (generate 12,232 notes and read them) ~0.4 ms per note in
     # benchmarks/results/scale-2cpu-amd-epyc.json; TF-IDF's fit there takes seconds. Together 23.3 min.
+    # Since the demo embeds with engine=auto (OpenVINO bf16 here): 136 s / 2.55 (README: benchmarks/
+    # embed.py, OpenVINO against torch float32) plus the one-time export (3-6 s per model in the
+    # regenerated results/synthetic's log) is about 60 s. Together about 19 min.
     "demo": {
         "cohort": 10.0,
         "fine-tune seed": 190.0,
         "fine-tune clinical": 410.0,
-        "minilm: embedding": 136.0,
+        "minilm: embedding": 60.0,
         "minilm: tasks": 66.0,
         "tfidf: embedding": 5.0,
         "tfidf: tasks": 59.0,
