@@ -35,6 +35,30 @@ def run_cli(
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n N``), slow tests first: the workers hand out tests in this order, and the
+    longest ones (a whole demo, the hostile table) started last would leave the other workers idle at
+    the end. Without xdist the order is left as collected."""
+    if not hasattr(config, "workerinput"):  # the attribute pytest-xdist gives its workers' config
+        return
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files stay in order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A command a test runs without naming a cache writes to this session's folder (one per pytest-xdist
+    worker), never to the user's ~/.cache/clinpred: no test reads what an earlier session or another
+    worker left there, and a test that clears the cache clears no one else's."""
+    if os.environ.get("CLINPRED_CACHE"):  # the caller chose one
+        yield
+        return
+    os.environ["CLINPRED_CACHE"] = str(tmp_path_factory.mktemp("clinpred-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("CLINPRED_CACHE", None)
+
+
 @pytest.fixture
 def cli():
     """The `clinpred` command as a function: cli("data", "check", path) -> CompletedProcess."""

@@ -58,15 +58,37 @@ def jobs() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else min(4, os.cpu_count() or 1)
 
 
+def _folder(tmp_path_factory, case: Case) -> Path:
+    return tmp_path_factory.mktemp(re.sub(r"[^A-Za-z0-9]+", "-", case.name)[:40])
+
+
+class _OneAtATime(dict):
+    """Each case run when its test asks for it, for a pytest-xdist worker: every worker collects every
+    case but runs only those it is sent, so running all selected cases up front would run the table
+    once per worker."""
+
+    def __init__(self, shared: Shared, tmp_path_factory) -> None:
+        super().__init__()
+        self.shared, self.tmp_path_factory = shared, tmp_path_factory
+
+    def __missing__(self, name: str) -> list[str]:
+        case = next(c for c in CASES if c.name == name)
+        self[name] = run_all([case], self.shared, [_folder(self.tmp_path_factory, case)], 1)[name]
+        return self[name]
+
+
 @pytest.fixture(scope="session")
 def outcomes(shared: Shared, request, tmp_path_factory) -> dict[str, list[str]]:
-    """Every selected case, run once (several at a time) when the first of them is reported."""
+    """Every selected case, run once (several at a time) when the first of them is reported; under
+    pytest-xdist, each case when its test runs, on the worker it was sent to."""
+    if hasattr(request.config, "workerinput"):  # a pytest-xdist worker (-n N)
+        return _OneAtATime(shared, tmp_path_factory)
     selected = [
         item.callspec.params["case"]
         for item in request.session.items
         if getattr(item, "originalname", "") == "test_hostile_input"
     ]
-    folders = [tmp_path_factory.mktemp(re.sub(r"[^A-Za-z0-9]+", "-", c.name)[:40]) for c in selected]
+    folders = [_folder(tmp_path_factory, c) for c in selected]
     return run_all(selected, shared, folders, jobs())
 
 
