@@ -115,17 +115,28 @@ def test_out_of_memory_at_batch_one_and_other_errors_are_raised():
 
 
 def test_cpu_defaults_keep_float32_and_the_committed_fingerprint(minilm_path: Path):
-    """dtype=auto is float32 on the CPU, and the fingerprint (the cache key) is the one the committed
-    results were embedded under, so results/synthetic still reproduces from its cache."""
+    """dtype=auto is float32 on the CPU (torch, the library's default engine), and the demo's settings
+    (engine=auto) give the fingerprint (the cache key) the committed results were embedded under where
+    this CPU resolves them to the same engine and precision, so results/synthetic reproduces from its
+    cache; where it resolves them otherwise, the key differs, so those embeddings are never served."""
     committed = json.loads((REPO / "results" / "synthetic" / "results.json").read_text())
     entry = next(b for b in committed["backends"] if b["label"] == "minilm-base")
     backend = create_backend("sentence-transformers", {"model": str(minilm_path), "max_seq_length": 128})
-    assert backend.resolved_dtype() == "float32"
-    assert backend.fingerprint() == entry["fingerprint"]
+    assert backend.resolved_dtype() == "float32" and backend.resolved_engine() == "torch"
     explicit = create_backend(
         "sentence-transformers", {"model": str(minilm_path), "max_seq_length": 128, "dtype": "float32"}
     )
     assert explicit.fingerprint() == backend.fingerprint()
+    demo = create_backend(
+        "sentence-transformers", {"model": str(minilm_path), "max_seq_length": 128, "engine": "auto"}
+    )
+    recorded = entry["description"]["engine"]  # {"name": "openvino", "precision": "bf16", ...}
+    here = demo.describe()["engine"]
+    if (here["name"], here.get("precision")) == (recorded["name"], recorded.get("precision")):
+        assert demo.fingerprint() == entry["fingerprint"]
+    else:
+        assert demo.fingerprint() != entry["fingerprint"]
+    assert backend.fingerprint() != entry["fingerprint"]  # torch float32 is not what the demo embedded
 
 
 def test_describe_records_the_resolved_dtype_attention_and_batch_size(minilm_path: Path):
