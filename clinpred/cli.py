@@ -410,7 +410,11 @@ def finetune_command(
     batch_size: int | None = typer.Option(None, "--batch-size"),
     learning_rate: float | None = typer.Option(None, "--learning-rate"),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
-    loss: str | None = typer.Option(None, "--loss", help="mnrl, cached_mnrl or label_aware."),
+    loss: str | None = typer.Option(
+        None,
+        "--loss",
+        help="mnrl, cached_mnrl, label_aware, supervised or mixed (the last three read the fine-tuning patients' codes).",
+    ),
     preset: str | None = typer.Option(
         None, "--preset", help="A named recipe: clinical (the default settings) or seed (the published one)."
     ),

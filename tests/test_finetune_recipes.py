@@ -163,16 +163,16 @@ def test_label_aware_loss_equals_mnrl_at_zero_weight(minilm_path):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from clinpred.finetune.losses import ClinicalLoss
+    from clinpred.finetune.losses import ClinicalLoss, LabelLayout
 
     model = SentenceTransformer(str(minilm_path), local_files_only=True)
     texts = [["fever and cough", "chest pain", "renal failure"], ["pneumonia", "angina", "dialysis"]]
     features = [model.tokenize(t) for t in texts]
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     with torch.no_grad():
-        ours = ClinicalLoss(model, label_dim=2, label_weight=0.0)(features, labels)
+        ours = ClinicalLoss(model, layout=LabelLayout(phenotypes=2), label_weight=0.0)(features, labels)
         stock = MultipleNegativesRankingLoss(model)(features, None)
-        soft = ClinicalLoss(model, label_dim=2, label_weight=1.0)(features, labels)
+        soft = ClinicalLoss(model, layout=LabelLayout(phenotypes=2), label_weight=1.0)(features, labels)
     assert torch.allclose(ours, stock, atol=1e-5)
     assert not torch.allclose(soft, stock)
 

@@ -267,3 +267,43 @@ def primary_phenotype(diagnoses: pd.DataFrame, subject_ids: list[int] | None = N
     primary = dx.sort_values(["subject_id", "seq_num", "order"]).groupby("subject_id")["label"].first()
     index = sorted(diagnoses["subject_id"].unique()) if subject_ids is None else list(subject_ids)
     return primary.reindex(index).fillna("none").rename("primary_phenotype")
+
+
+@cache
+def ccs_chapters() -> dict[int, int]:
+    """Single-level CCS number -> level-1 chapter of AHRQ's multi-level CCS (18 chapters; see PROVENANCE.md)."""
+    ref = resources.files("clinpred.data") / "resources" / "ccs_chapters.csv"
+    with resources.as_file(ref) as path:
+        table = pd.read_csv(path)
+    return dict(zip(table["ccs_single"].astype(int), table["chapter"].astype(int), strict=True))
+
+
+def row_ccs_single(diagnoses: pd.DataFrame) -> pd.Series:
+    """The single-level CCS number of each diagnosis row (ICD-9 or ICD-10-CM); <NA> where none applies."""
+    codes = normalise_icd(diagnoses["icd_code"])
+    version = diagnoses["icd_version"].to_numpy()
+    out = codes.map(icd9_table()["ccs_single"]).astype("Int64").where(version == 9, pd.NA)
+    if (version == 10).any():
+        out[version == 10] = icd10_ccs(codes[version == 10]).to_numpy()
+    return out
+
+
+def code_levels(diagnoses: pd.DataFrame, subject_ids: list[int]) -> dict[str, pd.DataFrame]:
+    """Patients-by-category indicators at two levels of the CCS hierarchy, for the given patients only:
+    ``ccs_single`` (every single-level category any of them has) and ``chapter`` (the 18 multi-level
+    chapters). What a hierarchy-aware loss compares two patients by: sharing a chapter is some similarity,
+    sharing the category more."""
+    ids = list(subject_ids)
+    dx = diagnoses[diagnoses["subject_id"].isin(set(ids))]
+    single = row_ccs_single(dx)
+    frame = pd.DataFrame({"subject_id": dx["subject_id"].to_numpy(), "ccs_single": single.to_numpy()})
+    frame = frame.dropna().astype({"ccs_single": int}).drop_duplicates()
+    frame["chapter"] = frame["ccs_single"].map(ccs_chapters())
+    out = {}
+    for level, columns in (("ccs_single", sorted(frame["ccs_single"].unique())), ("chapter", range(1, 19))):
+        pairs = frame.dropna(subset=[level])[["subject_id", level]].drop_duplicates()
+        matrix = pd.crosstab(pairs["subject_id"], pairs[level]).astype(bool) if len(pairs) else pd.DataFrame()
+        out[level] = matrix.reindex(
+            index=pd.Index(ids, name="subject_id"), columns=list(columns), fill_value=False
+        )
+    return out

@@ -198,7 +198,10 @@ COLUMNS = [
     ("recall", "within_top1", "within-patient top-1"),
     ("diagnosis", "macro_auroc", "diagnosis macro-AUROC"),
     ("survival", "harrell_c", "survival Harrell's C"),
+    ("mortality", "auroc", "mortality AUROC"),
+    ("readmission", "auroc", "readmission AUROC"),
 ]
+PAIRED = ("diagnosis", "survival", "mortality")  # the tasks whose paired difference against the base is shown
 
 
 def _fmt(x: float | None) -> str:
@@ -222,13 +225,32 @@ def recipe_summary(cfg: dict[str, Any]) -> str:
         + (f" {pairs.get('window_hours'):g}h" if pairs.get("positives") == "window" else ""),
         f"neg {pairs.get('negatives')}",
         f"loss {cfg.get('loss')}"
-        + (f" w{cfg.get('label_weight'):g}" if cfg.get("loss") == "label_aware" else ""),
+        + (f" w{cfg.get('label_weight'):g}" if cfg.get("loss") == "label_aware" else "")
+        + (f" w{cfg.get('supervised_weight'):g}" if cfg.get("loss") == "mixed" else "")
+        + (f" on {cfg.get('supervised_level')}" if cfg.get("loss") in ("supervised", "mixed") else ""),
+        *(
+            [f"hierarchy negatives {cfg.get('hierarchy_strength'):g}"]
+            if cfg.get("negative_weights") == "hierarchy"
+            else []
+        ),
         f"reg {cfg.get('regulariser')}"
         + (f" w{cfg.get('distill_weight'):g}" if cfg.get("regulariser") == "distill" else ""),
         f"lr {cfg.get('learning_rate'):g}",
         f"epochs {cfg.get('epochs')}",
     ]
     return ", ".join(parts)
+
+
+def recipe_kind(record: dict[str, Any] | None) -> str:
+    """supervised / self-supervised as the record states it (older records: from the loss)."""
+    if record is None:
+        return ""
+    supervision = record.get("supervision")
+    if supervision is None:  # a record from before supervision was written: label_aware read codes
+        supervised = record.get("config", {}).get("loss") == "label_aware"
+    else:
+        supervised = bool(supervision.get("supervised"))
+    return "**supervised**" if supervised else "self-supervised"
 
 
 def ablation_markdown(config: AblationConfig, results: Any, comparison: Any, records: dict[str, dict]) -> str:
@@ -238,8 +260,8 @@ def ablation_markdown(config: AblationConfig, results: Any, comparison: Any, rec
         if any(m in comparison.metrics[b].get(t, {}) for b in comparison.metrics)
     ]
     diffs = {(d.backend, d.task, d.metric): d for d in comparison.differences}
-    head = ["recipe", "settings", "steps", "fine-tune s"] + [h for *_, h in present]
-    head += [f"Δ {h} vs {config.base_label}" for t, m, h in present if t in ("diagnosis", "survival")]
+    head = ["recipe", "kind", "settings", "steps", "fine-tune s"] + [h for *_, h in present]
+    head += [f"Δ {h} vs {config.base_label}" for t, m, h in present if t in PAIRED]
     lines = [
         "# clinpred ablation",
         "",
@@ -249,7 +271,9 @@ def ablation_markdown(config: AblationConfig, results: Any, comparison: Any, rec
         f"phi_placeholders = {config.data.phi_placeholders}.",
         "",
         "Each cell: estimate [95% patient-bootstrap interval]; Δ: paired difference against the base on the "
-        "same patients (paired bootstrap; see comparison.md for p-values and Holm).",
+        "same patients (paired bootstrap; see comparison.md for p-values and Holm). Kind: **supervised** "
+        "recipes read the fine-tuning patients' diagnosis codes (never an evaluation patient's); "
+        "self-supervised ones read their notes only: compare each with its own kind.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -258,13 +282,14 @@ def ablation_markdown(config: AblationConfig, results: Any, comparison: Any, rec
         rec = records.get(label)
         row = [
             label,
+            recipe_kind(rec),
             recipe_summary(rec["config"]) if rec else "base model",
             str(rec["steps"]) if rec else "",
             f"{rec['wall_time_s']:.0f}" if rec else "",
         ]
         row += [_estimate(tasks.get(t, {}).get(m)) for t, m, _ in present]
         for t, m, _ in present:
-            if t in ("diagnosis", "survival"):
+            if t in PAIRED:
                 d = diffs.get((label, t, m))
                 row.append(
                     _estimate(d.difference) + (f" p={d.p_value:.2g}" if d and d.p_value is not None else "")

@@ -53,7 +53,9 @@ class PairConfig(BaseModel):
 
 PositiveMode = Literal["next", "next_other_category", "window"]
 NegativeMode = Literal["in_batch", "style_matched"]
-LossName = Literal["mnrl", "cached_mnrl", "label_aware"]
+LossName = Literal["mnrl", "cached_mnrl", "label_aware", "supervised", "mixed"]
+NegativeWeights = Literal["uniform", "hierarchy"]
+SupervisedLevel = Literal["notes", "patients"]
 RegulariserName = Literal["none", "distill"]
 PresetName = Literal["seed", "clinical"]
 PromptMode = Literal["document", "query_document", "none"]
@@ -78,10 +80,23 @@ class FinetuneConfig(BaseModel):
 
     # mnrl: MultipleNegativesRankingLoss; cached_mnrl: GradCache, big batches, little memory;
     # label_aware: MNRL whose other in-batch pairs get soft targets by the phenotypes the two patients
-    # share (CCS benchmark labels of fine-tuning patients only)
+    # share (CCS benchmark labels of fine-tuning patients only);
+    # supervised: a supervised contrastive term alone (SupCon with weighted positives): every in-batch note
+    # of ANOTHER patient is a positive in proportion to the Jaccard overlap of the two patients'
+    # phenotypes (the same patient's other note is left out, so identity earns nothing); mixed: MNRL's
+    # temporal term plus supervised_weight times that term. Both read fine-tuning patients' codes only.
     loss: LossName = "mnrl"
     # label_aware: target weight of a pair sharing all phenotypes
     label_weight: float = Field(0.5, ge=0, le=MAX_WEIGHT)
+    supervised_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)  # mixed only: weight of the supervised term
+    # the supervised term compares notes, or patients (the mean of each patient's two notes in the batch)
+    supervised_level: SupervisedLevel = "notes"
+    # the temporal term's in-batch negatives: uniform, or hierarchy: each negative's share of the softmax
+    # scaled by 1 - hierarchy_strength * (how alike the two patients' codes are: the mean of the Jaccard
+    # overlaps of their CCS chapters and of their single-level CCS categories), so a patient with the same
+    # disease is pushed away less hard than one without
+    negative_weights: NegativeWeights = "uniform"
+    hierarchy_strength: float = Field(0.5, ge=0, le=0.95)
     # keep the base model's general knowledge: none, or a distillation term pulling each anchor's
     # embedding toward the base model's embedding of the same text (1 - cosine, times distill_weight)
     regulariser: RegulariserName = "none"
@@ -139,9 +154,29 @@ class FinetuneConfig(BaseModel):
             raise ValueError(
                 "the distillation regulariser works with loss mnrl or label_aware, not cached_mnrl"
             )
+        if self.loss == "cached_mnrl" and self.negative_weights != "uniform":
+            raise ValueError("negative_weights = hierarchy works with loss mnrl, label_aware or mixed")
+        if self.loss == "supervised" and self.negative_weights != "uniform":
+            raise ValueError(
+                "negative_weights weighs the temporal term's negatives: loss supervised has none"
+            )
         if 5 not in self.recall_k:
             self.recall_k = sorted({*self.recall_k, 5})
         return self
+
+    @property
+    def supervised(self) -> bool:
+        """Whether this recipe reads the fine-tuning patients' diagnosis codes (DESIGN.md rule 10)."""
+        return self.loss in ("label_aware", "supervised", "mixed") or self.negative_weights == "hierarchy"
+
+    def labels_read(self) -> list[str]:
+        """What the recipe reads of the fine-tuning patients besides their notes, in words; [] if nothing."""
+        read = []
+        if self.loss in ("label_aware", "supervised", "mixed"):
+            read.append("CCS benchmark phenotypes (25) from ICD codes")
+        if self.negative_weights == "hierarchy":
+            read.append("single-level CCS categories and multi-level CCS chapters from ICD codes")
+        return read
 
     @classmethod
     def demo(cls, base_model: str = "google/embeddinggemma-300m", preset: str = "seed") -> FinetuneConfig:

@@ -1,6 +1,22 @@
-"""The label-aware loss and the distillation regulariser, both on top of sentence-transformers' MNRL.
+"""The supervised, hierarchy-aware and label-aware terms and the distillation regulariser, on top of
+sentence-transformers' MNRL.
 
-``ClinicalLoss`` embeds the columns once (anchor, positive, optional style-matched negative) and adds:
+``ClinicalLoss`` embeds the columns once (anchor, positive, optional style-matched negative) and combines:
+
+- the temporal term: MNRL (anchor i's target is its own positive), weight ``temporal_weight`` (0 for the
+  supervised recipe alone);
+- supervised contrastive (``supervised_weight``; Khosla et al. 2020, with weighted positives as in
+  multi-label SupCon): over the batch's 2B notes, note k's positives are the notes of every OTHER patient
+  in the batch, each weighted by the Jaccard overlap of the two patients' phenotype sets; the same
+  patient's other note is left out of the softmax altogether, so recognising the patient earns nothing.
+  With ``supervised_level = "patients"`` the same is done on B patient embeddings (the normalised mean of
+  each patient's anchor and positive). Neither sentence-transformers (its label losses take one class
+  per text: BatchAllTripletLoss, SoftmaxLoss) nor pytorch-metric-learning's SupConLoss (one integer
+  label per embedding) takes a set of phenotypes per patient, hence this term is written here;
+- hierarchy-aware negatives (``hierarchy_strength``): in the temporal term's softmax, each other
+  patient's positive counts ``1 - strength * similarity`` times, similarity being the mean of the
+  Jaccard overlaps of the two patients' CCS chapters and single-level CCS categories (a log-weight added
+  to the logit; the own positive and style-matched hard negatives are not reweighted);
 
 - label-aware targets: MNRL's target for anchor i is one-hot on its own positive; here every other
   pair's positive j gets weight ``label_weight * jaccard(phenotypes_i, phenotypes_j)`` before the row is
@@ -10,14 +26,15 @@
 - distillation: ``distill_weight * (1 - cos(anchor embedding, base model's embedding of the anchor))``,
   the base embeddings computed once before training; keeps the fine-tune near the base model.
 
-The per-pair values travel in the dataset's ``label`` column, one float vector per pair: the
-phenotype indicators (``label_dim`` of them, label-aware only) then the base embedding (distillation).
-Phenotypes come from fine-tuning patients only (``clinpred.finetune.pairs.phenotype_labels``).
+The per-pair values travel in the dataset's ``label`` column, one float vector per pair, in the order of
+``LabelLayout``: the phenotype indicators, the single-level CCS and chapter indicators, then the base
+embedding (distillation). Codes come from fine-tuning patients only (``clinpred.finetune.pairs``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -26,60 +43,150 @@ from sentence_transformers.sentence_transformer import losses
 from torch import Tensor, nn
 
 
+@dataclass(frozen=True)
+class LabelLayout:
+    """How many columns of the ``label`` vector each part takes, in this order."""
+
+    phenotypes: int = 0
+    ccs_single: int = 0
+    chapters: int = 0
+
+    def parts(self, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(phenotypes, single-level CCS, chapters, the rest: the teacher embedding) of a label batch."""
+        a = self.phenotypes
+        b = a + self.ccs_single
+        c = b + self.chapters
+        return labels[:, :a], labels[:, a:b], labels[:, b:c], labels[:, c:]
+
+
+def jaccard(y: Tensor) -> Tensor:
+    """(B, B) Jaccard overlap of the rows' indicator sets; 0 where both are empty."""
+    y = y.float()
+    inter = y @ y.T
+    sizes = y.sum(dim=1)
+    union = sizes[:, None] + sizes[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1.0), torch.zeros_like(inter))
+
+
+def supervised_contrastive(embeddings: Tensor, weights: Tensor, exclude: Tensor, scale: float) -> Tensor:
+    """Mean over rows with a positive of ``-sum_l w_kl log softmax_l(scale * cos(e_k, e_l))``.
+
+    ``weights`` (N, N): how much row l is a positive of row k (normalised per row here); ``exclude`` (N, N,
+    bool): pairs left out of the softmax (the row itself, and the same patient's other note). Rows whose
+    weights are all zero have no positive in the batch and do not count; with none at all the term is 0
+    (still attached to the graph)."""
+    e = torch.nn.functional.normalize(embeddings, dim=1)
+    logits = (e @ e.T * scale).masked_fill(exclude, float("-inf"))
+    weights = weights.masked_fill(exclude, 0.0)
+    total = weights.sum(dim=1)
+    has = total > 0
+    if not bool(has.any()):
+        return embeddings.sum() * 0.0
+    log_prob = torch.log_softmax(logits[has], dim=1).masked_fill(exclude[has], 0.0)
+    return -((weights[has] / total[has, None]) * log_prob).sum(dim=1).mean()
+
+
 def soft_targets(phenotypes: Tensor, n_columns: int, label_weight: float) -> Tensor:
     """(B, n_columns) targets: 1 on the own positive, label_weight * Jaccard on the other positives, rows
     normalised; columns past B (hard negatives) get 0."""
     y = phenotypes.float()
-    inter = y @ y.T
-    sizes = y.sum(dim=1)
-    union = sizes[:, None] + sizes[None, :] - inter
-    jaccard = torch.where(union > 0, inter / union.clamp(min=1.0), torch.zeros_like(inter))
     b = y.shape[0]
     targets = torch.zeros(b, n_columns, dtype=y.dtype, device=y.device)
-    targets[:, :b] = label_weight * jaccard
+    targets[:, :b] = label_weight * jaccard(y)
     targets[torch.arange(b), torch.arange(b)] = 1.0
     return targets / targets.sum(dim=1, keepdim=True)
 
 
 class ClinicalLoss(nn.Module):
-    """MNRL (anchor, positive[, negative]) with optional soft label targets and a distillation term."""
+    """MNRL (anchor, positive[, negative]) with optional soft label targets, hierarchy-weighted negatives, a
+    supervised contrastive term and a distillation term."""
 
     def __init__(
         self,
         model: Any,
         *,
         scale: float = 20.0,
-        label_dim: int = 0,
+        layout: LabelLayout | None = None,
         label_weight: float = 0.0,
+        temporal_weight: float = 1.0,
+        supervised_weight: float = 0.0,
+        supervised_level: str = "notes",
+        hierarchy_strength: float = 0.0,
         distill_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.mnrl = losses.MultipleNegativesRankingLoss(model, scale=scale)
         self.scale = scale
-        self.label_dim = label_dim
+        self.layout = layout or LabelLayout()
         self.label_weight = label_weight
+        self.temporal_weight = temporal_weight
+        self.supervised_weight = supervised_weight
+        self.supervised_level = supervised_level
+        self.hierarchy_strength = hierarchy_strength
         self.distill_weight = distill_weight
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         embeddings = embed_columns(self.model, sentence_features)
-        if self.label_dim:
-            queries, docs = embeddings[0], torch.cat(embeddings[1:], dim=0)
-            logits = self.mnrl.similarity_fct(queries, docs) * self.scale
-            targets = soft_targets(labels[:, : self.label_dim], docs.shape[0], self.label_weight)
-            loss = -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
-        else:
-            loss = self.mnrl.compute_loss_from_embeddings(embeddings, None)
+        empty = torch.zeros(len(embeddings[0]), 0, device=embeddings[0].device)
+        phenotypes, single, chapters, teacher = self.layout.parts(labels if labels is not None else empty)
+        loss = embeddings[0].sum() * 0.0
+        if self.temporal_weight > 0:
+            loss = loss + self.temporal_weight * self._temporal(embeddings, phenotypes, single, chapters)
+        if self.supervised_weight > 0:
+            loss = loss + self.supervised_weight * self._supervised(embeddings[0], embeddings[1], phenotypes)
         if self.distill_weight > 0:
-            teacher = labels[:, self.label_dim :].to(embeddings[0].dtype)
-            cos = torch.nn.functional.cosine_similarity(embeddings[0], teacher, dim=1)
+            cos = torch.nn.functional.cosine_similarity(embeddings[0], teacher.to(embeddings[0].dtype), dim=1)
             loss = loss + self.distill_weight * (1.0 - cos).mean()
         return loss
+
+    def _temporal(
+        self, embeddings: list[Tensor], phenotypes: Tensor, single: Tensor, chapters: Tensor
+    ) -> Tensor:
+        """MNRL, with soft label targets and/or hierarchy-weighted negatives where asked; MNRL itself else."""
+        soft = self.label_weight > 0 and phenotypes.shape[1] > 0
+        weighted = self.hierarchy_strength > 0 and chapters.shape[1] > 0
+        if not soft and not weighted:
+            return self.mnrl.compute_loss_from_embeddings(embeddings, None)
+        queries, docs = embeddings[0], torch.cat(embeddings[1:], dim=0)
+        logits = self.mnrl.similarity_fct(queries, docs) * self.scale
+        b = queries.shape[0]
+        if weighted:
+            similarity = 0.5 * (jaccard(single) + jaccard(chapters)) if single.shape[1] else jaccard(chapters)
+            down = (1.0 - self.hierarchy_strength * similarity).clamp(min=1e-6)
+            down.fill_diagonal_(1.0)  # the own positive keeps its full weight
+            logits = torch.cat([logits[:, :b] + torch.log(down).to(logits.dtype), logits[:, b:]], dim=1)
+        if soft:
+            targets = soft_targets(phenotypes, docs.shape[0], self.label_weight)
+        else:
+            targets = torch.zeros_like(logits)
+            targets[torch.arange(b), torch.arange(b)] = 1.0
+        return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+    def _supervised(self, anchors: Tensor, positives: Tensor, phenotypes: Tensor) -> Tensor:
+        """The supervised contrastive term over notes (2B, the patient's own other note left out) or over
+        patients (B, the mean of each patient's two notes). One pair per patient per batch: the sampler's."""
+        b = anchors.shape[0]
+        overlap = jaccard(phenotypes)
+        if self.supervised_level == "patients":
+            patients = torch.nn.functional.normalize(anchors, dim=1) + torch.nn.functional.normalize(
+                positives, dim=1
+            )
+            exclude = torch.eye(b, dtype=torch.bool, device=anchors.device)
+            return supervised_contrastive(patients, overlap, exclude, self.scale)
+        notes = torch.cat([anchors, positives], dim=0)
+        patient = torch.arange(b, device=anchors.device).repeat(2)
+        exclude = patient[:, None] == patient[None, :]  # itself and the same patient's other note
+        return supervised_contrastive(notes, overlap.repeat(2, 2), exclude, self.scale)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "scale": self.scale,
-            "label_dim": self.label_dim,
+            "layout": asdict(self.layout),
             "label_weight": self.label_weight,
+            "temporal_weight": self.temporal_weight,
+            "supervised_weight": self.supervised_weight,
+            "supervised_level": self.supervised_level,
+            "hierarchy_strength": self.hierarchy_strength,
             "distill_weight": self.distill_weight,
         }

@@ -121,6 +121,7 @@ def model_card(record: dict[str, Any], ks: Sequence[int]) -> str:
         if after
         else "No validation patients: no recall measured during fine-tuning."
     )
+    supervised = bool((record.get("supervision") or {}).get("supervised"))
     base = str(record["base_model"]["id"])
     # the hub's metadata field takes a hub id; a local folder clinpred cannot name is left out of it
     hub_line = f"base_model: {base}\n" if _HUB_ID.fullmatch(base) else ""
@@ -131,19 +132,20 @@ tags:
 - sentence-transformers
 - clinpred
 - temporal-contrastive
-{hub_line}---
+{"- supervised" + chr(10) if supervised else ""}{hub_line}---
 
-# Temporal contrastive fine-tune of `{record["base_model"]["id"]}`
+# {"Supervised" if supervised else "Temporal"} contrastive fine-tune of `{record["base_model"]["id"]}`
 
-Trained by `clinpred finetune` so that a patient's note at time t retrieves the same patient's note at
-t+1 (anchor = note t, positive = note t+1, in-batch negatives from other patients only: no batch holds
-two pairs of one patient).
+Trained by `clinpred finetune` on pairs of a patient's note at time t and a later note of the same
+patient (in-batch negatives from other patients only: no batch holds two pairs of one patient).
+
+{supervision_line(record)}
 
 - recipe: preset {cfg.get("preset")}, PHI placeholders {cfg.get("phi_placeholders", "keep")}, identity
   details {cfg.get("identity_details", "keep")}, positives
   {cfg["pairs"].get("positives", "next")}, negatives {cfg["pairs"].get("negatives", "in_batch")}, regulariser
   {cfg.get("regulariser", "none")}
-- loss: {cfg["loss"]} (scale {cfg["scale"]}), batch size {cfg["batch_size"]}, learning rate {cfg["learning_rate"]},
+- loss: {loss_words(cfg)} (scale {cfg["scale"]}), batch size {cfg["batch_size"]}, learning rate {cfg["learning_rate"]},
   warm-up ratio {cfg["warmup_ratio"]}, max sequence length {cfg["max_seq_length"]}, seed {cfg["seed"]}
 - pairs: {data.get("pairs")} from {data.get("train_patients")} patients; steps: {record["steps"]};
   wall time {record["wall_time_s"]:.0f} s
@@ -165,6 +167,32 @@ from sentence_transformers import SentenceTransformer
 model = SentenceTransformer("path/to/this/folder")
 ```
 """
+
+
+def supervision_line(record: dict[str, Any]) -> str:
+    """Self-supervised or supervised, and what a supervised recipe read (DESIGN.md rule 10)."""
+    supervision = record.get("supervision") or {}
+    if not supervision.get("supervised"):
+        return "Self-supervised: it read the fine-tuning patients' notes and nothing else."
+    reads = ", ".join(supervision.get("reads", [])[1:]) or "their diagnosis codes"
+    return (
+        f"**Supervised**: besides the notes it read the fine-tuning patients' {reads} (training patients "
+        "only, never an evaluation patient's). Compare it with self-supervised models as a different kind."
+    )
+
+
+def loss_words(cfg: dict[str, Any]) -> str:
+    """The loss and its supervised settings, as the card states them."""
+    loss = str(cfg["loss"])
+    if loss == "mixed":
+        loss += f" (temporal MNRL + {cfg.get('supervised_weight')} x supervised, on {cfg.get('supervised_level')})"
+    elif loss == "supervised":
+        loss += f" (supervised contrastive on {cfg.get('supervised_level')})"
+    elif loss == "label_aware":
+        loss += f" (label weight {cfg.get('label_weight')})"
+    if cfg.get("negative_weights", "uniform") == "hierarchy":
+        loss += f", hierarchy-weighted negatives (strength {cfg.get('hierarchy_strength')})"
+    return loss
 
 
 SOURCE_NAMES = {

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from clinpred.data.cohort import Cohort, arrow_chunks, rows_where
 from clinpred.data.identity import IdentityMode, apply_identity_setting
-from clinpred.data.labels import label_matrix
+from clinpred.data.labels import code_levels, label_matrix
 from clinpred.data.note_texts import take_rows
 from clinpred.data.phi import PhiMode, apply_phi_setting
 from clinpred.data.splits import PatientSplit
@@ -278,8 +278,7 @@ def phenotype_labels(cohort: Cohort, subject_ids: Sequence[int]) -> pd.DataFrame
     """Patients-by-phenotype (CCS benchmark, 25 columns) indicators of the given patients only: the
     diagnosis rows of any other patient are dropped before a code is mapped."""
     ids = sorted({int(s) for s in subject_ids})
-    diagnoses = cohort.diagnoses[cohort.diagnoses["subject_id"].isin(ids)]
-    return label_matrix(diagnoses, ids, scheme="ccs_benchmark")
+    return label_matrix(training_diagnoses(cohort, ids), ids, scheme="ccs_benchmark")
 
 
 def training_data(
@@ -288,13 +287,27 @@ def training_data(
     """What ``finetune`` trains on: the fine-tuning patients' cohort (training and validation patients,
     text under ``phi_placeholders`` and ``identity_details``), the pairs mined from the training patients, and their counts.
 
-    For the label-aware loss each pair gets its patient's phenotype indicators (``phenotypes``), read
-    from the training patients' diagnoses only.
+    A supervised recipe (``config.supervised``) also gets, per pair, its patient's codes read from the
+    training patients' diagnoses only: ``phenotypes`` (the 25 CCS benchmark indicators; label-aware,
+    supervised and mixed losses) and ``ccs_single`` / ``chapters`` (hierarchy-weighted negatives).
     """
     cohort = fine_tuning_cohort(cohort, split.finetune_all, config.phi_placeholders, config.identity_details)
     pairs, counts = mine_pairs(cohort, split.finetune, config.pairs)
-    if config.loss == "label_aware" and not pairs.empty:
-        labels = phenotype_labels(cohort, split.finetune).loc[pairs["group"].to_numpy()]
+    if pairs.empty:
+        return cohort, pairs, counts
+    groups = pairs["group"].to_numpy()
+    if config.loss in ("label_aware", "supervised", "mixed"):
+        labels = phenotype_labels(cohort, split.finetune).loc[groups]
         pairs["phenotypes"] = list(labels.to_numpy(dtype=np.float32))
         counts["pairs_with_a_phenotype"] = int(labels.any(axis=1).sum())
+    if config.negative_weights == "hierarchy":
+        levels = code_levels(training_diagnoses(cohort, split.finetune), list(split.finetune))
+        pairs["ccs_single"] = list(levels["ccs_single"].loc[groups].to_numpy(dtype=np.float32))
+        pairs["chapters"] = list(levels["chapter"].loc[groups].to_numpy(dtype=np.float32))
+        counts["pairs_with_a_ccs_code"] = int(levels["ccs_single"].loc[groups].any(axis=1).sum())
     return cohort, pairs, counts
+
+
+def training_diagnoses(cohort: Cohort, subject_ids: Sequence[int]) -> pd.DataFrame:
+    """The diagnosis rows of the given (training) patients only: what a supervised recipe may read."""
+    return cohort.diagnoses[cohort.diagnoses["subject_id"].isin({int(s) for s in subject_ids})]

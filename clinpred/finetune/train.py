@@ -146,10 +146,11 @@ def finetune_pairs(
             f"pairs: missing column(s) {', '.join(missing)}; found {', '.join(map(str, pairs.columns))}. "
             "Give columns anchor, positive and optionally group."
         )
-    if config.loss == "label_aware":
+    if config.supervised:
         raise InputError(
-            "loss label_aware needs each patient's phenotypes, which a pairs file does not carry: use "
-            "--data or --synthetic, or loss mnrl."
+            f"loss {config.loss} with negative_weights {config.negative_weights} reads each patient's "
+            "diagnosis codes, which a pairs file does not carry: use --data or --synthetic, or loss mnrl "
+            "with negative_weights uniform."
         )
     text_columns = ["anchor", "positive"] + (["negative"] if "negative" in pairs.columns else [])
     frame = pd.DataFrame(
@@ -201,6 +202,17 @@ def finetune_pairs(
         _no_patients_to_audit,
         keep_checkpoints,
     )
+
+
+def supervision(config: FinetuneConfig) -> dict[str, Any]:
+    """What the record, the card, results.json and every table say about the recipe's kind (rule 10)."""
+    if not config.supervised:
+        return {"supervised": False, "reads": ["notes of the fine-tuning patients"]}
+    return {
+        "supervised": True,
+        "reads": ["notes of the fine-tuning patients", *config.labels_read()],
+        "patients": "fine-tuning (training) patients only; never an evaluation or validation patient",
+    }
 
 
 def _no_patients_to_audit(_folder: Path, _record: dict[str, Any]) -> dict[str, Any]:
@@ -463,7 +475,7 @@ def _make_loss(model: Any, config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
             mini_batch_size=config.mini_batch_size,
             gather_across_devices=config.gather_across_devices,
         )
-    if config.loss == "mnrl" and config.regulariser == "none":
+    if config.loss == "mnrl" and config.regulariser == "none" and config.negative_weights == "uniform":
         return losses.MultipleNegativesRankingLoss(
             model, scale=config.scale, gather_across_devices=config.gather_across_devices
         )
@@ -471,13 +483,28 @@ def _make_loss(model: Any, config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
         raise InputError("gather_across_devices works with loss mnrl or cached_mnrl without a regulariser.")
     from clinpred.finetune.losses import ClinicalLoss
 
-    label_dim = len(pairs["phenotypes"].iloc[0]) if config.loss == "label_aware" and len(pairs) else 0
     return ClinicalLoss(
         model,
         scale=config.scale,
-        label_dim=label_dim,
+        layout=label_layout(config, pairs),
         label_weight=config.label_weight if config.loss == "label_aware" else 0.0,
+        temporal_weight=0.0 if config.loss == "supervised" else 1.0,
+        supervised_weight={"supervised": 1.0, "mixed": config.supervised_weight}.get(config.loss, 0.0),
+        supervised_level=config.supervised_level,
+        hierarchy_strength=config.hierarchy_strength if config.negative_weights == "hierarchy" else 0.0,
         distill_weight=config.distill_weight if config.regulariser == "distill" else 0.0,
+    )
+
+
+def label_layout(config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
+    """How the pairs' code columns are laid out in the trainer's ``label`` vector (LabelLayout)."""
+    from clinpred.finetune.losses import LabelLayout
+
+    def width(column: str) -> int:
+        return len(pairs[column].iloc[0]) if column in pairs and len(pairs) else 0
+
+    return LabelLayout(
+        phenotypes=width("phenotypes"), ccs_single=width("ccs_single"), chapters=width("chapters")
     )
 
 
@@ -534,9 +561,11 @@ def _train(
     columns: dict[str, list] = {
         c: pairs[c].tolist() for c in ("anchor", "positive", "negative") if c in pairs
     }
-    label_parts = []
-    if config.loss == "label_aware":
-        label_parts.append(np.stack(pairs["phenotypes"].to_list()).astype(np.float32))
+    label_parts = [
+        np.stack(pairs[c].to_list()).astype(np.float32)
+        for c in ("phenotypes", "ccs_single", "chapters")  # LabelLayout's order
+        if c in pairs
+    ]
     if config.regulariser == "distill":  # the base model's embedding of each anchor, before any step
         label_parts.append(
             model.encode(
@@ -642,6 +671,7 @@ def _train(
     record = {
         "kind": "clinpred-finetune",
         "config": record_config(config),  # the base model by its hub id where known: no path here
+        "supervision": supervision(config),
         "base_model": {k: v for k, v in base_fp.items() if k != "path"},
         "data": data,
         "steps_per_epoch": steps_per_epoch,

@@ -319,6 +319,8 @@ def _run_summary(run_dir: Path, run: Any) -> dict[str, Any]:
                 "audit": sentences.audit_sentence(b.provenance.get("membership_audit"))
                 if b.provenance.get("train_patients_sha256")
                 else "",
+                # fine-tuned models only: supervised (read codes) or self-supervised (DESIGN.md rule 10)
+                "training": sentences.supervision_sentence(b.provenance) if b.provenance else "",
             }
             for b in run.backends
         ],

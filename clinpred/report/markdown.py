@@ -73,9 +73,14 @@ def _provenance(provenance: dict) -> str:
     sha = provenance.get("train_patients_sha256")
     if not sha:
         return "fine-tuned on unknown patients: the model folder has no clinpred-finetune.json"
+    from clinpred.report.sentences import supervision_sentence
+
     which = "this run's" if provenance.get("matches_this_run") else "not this run's"
-    return f"fine-tuned on patients with sha256 `{sha[:12]}`: {which} fine-tuning patients" + _audit(
-        provenance.get("membership_audit")
+    kind = supervision_sentence(provenance)
+    return (
+        f"fine-tuned on patients with sha256 `{sha[:12]}`: {which} fine-tuning patients"
+        + (f"; {kind}" if kind else "")
+        + _audit(provenance.get("membership_audit"))
     )
 
 
@@ -84,6 +89,20 @@ def _audit(audit: dict | None) -> str:
     from clinpred.report.sentences import audit_sentence
 
     return "; " + audit_sentence(audit)
+
+
+def supervised_lines(backends: list) -> list[str]:
+    """A sentence under the table naming the supervised fine-tunes (rule 10); nothing where there are none."""
+    from clinpred.report.sentences import supervised_labels
+
+    names = supervised_labels(backends)
+    if not names:
+        return []
+    return [
+        "",
+        f"Supervised fine-tunes (they read the fine-tuning patients' diagnosis codes, never an evaluation "
+        f"patient's): {', '.join(names)}. The other fine-tunes read notes only: compare each with its kind.",
+    ]
 
 
 def sampled_recall_lines(runs: dict[str, dict[str, TaskResult]]) -> list[str]:
@@ -133,6 +152,7 @@ def results_markdown(results: RunResults, comparison: Comparison | None = None) 
         )
     if ok:
         lines += table(list(ok), metric_rows(ok))
+        lines += supervised_lines(results.backends)
         lines += sampled_recall_lines(ok)
         lines += sampled_fit_lines(results.backends)
     lines += repairs_lines(results.cohort)

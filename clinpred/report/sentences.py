@@ -177,3 +177,19 @@ def audit_sentence(audit: dict | None) -> str:
         f"TPR at 1% FPR {estimate_text(audit['tpr_at_1pct_fpr'])} "
         f"({audit['members']} members, {audit['non_members']} non-members)"
     )
+
+
+def supervision_sentence(provenance: dict) -> str:
+    """A fine-tuned model's kind: supervised (what it read besides notes) or self-supervised (rule 10)."""
+    supervision = provenance.get("supervision") or {}
+    if not supervision:
+        return ""
+    if not supervision.get("supervised"):
+        return "self-supervised (fine-tuning patients' notes only)"
+    reads = ", ".join(supervision.get("reads", [])[1:]) or "diagnosis codes"
+    return f"supervised: read the fine-tuning patients' {reads}"
+
+
+def supervised_labels(backends: list) -> list[str]:
+    """The labels of the fine-tuned backends whose recipe was supervised."""
+    return [b.label for b in backends if ((b.provenance or {}).get("supervision") or {}).get("supervised")]
