@@ -89,3 +89,29 @@ def test_bad_config_setting(cli, tmp_path, minilm_path):
         "--out", str(tmp_path / "m"),
     )  # fmt: skip
     assert_exit_2(result, "ft.toml", "batch_size")
+
+
+def test_a_bad_pairs_file_is_refused_before_torch_is_loaded(tmp_path):
+    """The pairs file's columns and the recipe are checked first: torch and sentence-transformers (about
+    5 s to import) are never loaded for an input that will be refused (issue 26, the waste in CI)."""
+    import subprocess
+    import sys
+
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame({"anchor": ["a"], "other": ["c"]}).to_csv(pairs, index=False)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from clinpred.errors import InputError\n"
+        "from clinpred.finetune.command import build_config, run_finetune_command\n"
+        f"kw = dict(data=None, synthetic=None, pairs=Path({str(pairs)!r}), out=Path({str(tmp_path / 'm')!r}),"
+        " resume=False, progress=False)\n"
+        "try:\n"
+        "    run_finetune_command(config=build_config(None, {}), **kw)\n"
+        "except InputError as exc:\n"
+        "    print('refused:', exc)\n"
+        "print('loaded:', sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "refused: pairs: missing column(s) positive" in proc.stdout, proc.stderr
+    assert "loaded: []" in proc.stdout

@@ -68,11 +68,16 @@ def run_finetune_command(
     protect_source(data, credentialed=True if pairs is not None else (False if synthetic else None))
     # before any work: never into someone's folder, the data or the pairs (rank 0 writes the mark later)
     check_output_folder(out, "finetune", inputs=[("--data", data), ("--pairs", pairs)], hint=RESUME_HINT)
-    from clinpred.finetune.train import finetune, finetune_pairs  # torch: only once the folder is known good
+    if pairs is not None:  # a bad pairs file is refused before torch and sentence-transformers load (~5 s)
+        from clinpred.finetune.pairs import check_pairs_frame
+
+        frame = read_pairs_file(pairs)
+        check_pairs_frame(frame, config)
+    from clinpred.finetune.train import finetune, finetune_pairs  # torch: only once the inputs are known good
 
     if pairs is not None:
         return finetune_pairs(
-            read_pairs_file(pairs),
+            frame,
             config,
             out,
             progress=progress,

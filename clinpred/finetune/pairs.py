@@ -24,6 +24,7 @@ from clinpred.data.labels import code_levels, label_matrix
 from clinpred.data.note_texts import take_rows
 from clinpred.data.phi import PhiMode, apply_phi_setting
 from clinpred.data.splits import PatientSplit
+from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig, PairConfig
 
 PAIR_COLUMNS = ["anchor", "positive", "group"]
@@ -235,6 +236,24 @@ def mine_pairs(
     counts["pairs"] = len(pairs)
     counts["patients_with_pairs"] = int(pd.unique(groups).size)
     return pairs, counts
+
+
+def check_pairs_frame(pairs: pd.DataFrame, config: FinetuneConfig) -> None:
+    """A team's pairs file can feed this recipe: anchor and positive columns, and no recipe that reads
+    diagnosis codes (a pairs file has none). Checked before torch is imported, so a bad file is refused
+    at once."""
+    missing = [c for c in ("anchor", "positive") if c not in pairs.columns]
+    if missing:
+        raise InputError(
+            f"pairs: missing column(s) {', '.join(missing)}; found {', '.join(map(str, pairs.columns))}. "
+            "Give columns anchor, positive and optionally group."
+        )
+    if config.supervised:
+        raise InputError(
+            f"loss {config.loss} with negative_weights {config.negative_weights} reads each patient's "
+            "diagnosis codes, which a pairs file does not carry: use --data or --synthetic, or loss mnrl "
+            "with negative_weights uniform."
+        )
 
 
 def fine_tuning_cohort(

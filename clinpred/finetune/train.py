@@ -140,18 +140,9 @@ def finetune_pairs(
 
     Without ``group`` every pair is its own group, so batches are only shuffled.
     """
-    missing = [c for c in ("anchor", "positive") if c not in pairs.columns]
-    if missing:
-        raise InputError(
-            f"pairs: missing column(s) {', '.join(missing)}; found {', '.join(map(str, pairs.columns))}. "
-            "Give columns anchor, positive and optionally group."
-        )
-    if config.supervised:
-        raise InputError(
-            f"loss {config.loss} with negative_weights {config.negative_weights} reads each patient's "
-            "diagnosis codes, which a pairs file does not carry: use --data or --synthetic, or loss mnrl "
-            "with negative_weights uniform."
-        )
+    from clinpred.finetune.pairs import check_pairs_frame
+
+    check_pairs_frame(pairs, config)
     text_columns = ["anchor", "positive"] + (["negative"] if "negative" in pairs.columns else [])
     frame = pd.DataFrame(
         {
