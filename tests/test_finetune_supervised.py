@@ -214,3 +214,28 @@ def test_a_pairs_file_cannot_feed_a_supervised_recipe(cli, tmp_path, minilm_path
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "diagnosis codes" in proc.stderr and not (tmp_path / "m").exists()
+
+
+def test_per_label_weights_count_each_shared_phenotype_once_among_those_who_have_it():
+    from clinpred.finetune.losses import per_label_weights
+
+    # label 0: patients 0,1,2; label 1 (rare): patients 0 and 3
+    y = torch.tensor([[1, 1], [1, 0], [1, 0], [0, 1]], dtype=torch.float32)
+    w = per_label_weights(y)
+    assert torch.allclose(
+        w[0], torch.tensor([1 / 2 + 1 / 1, 1 / 2, 1 / 2, 1 / 1])
+    )  # the diagonal: left out later
+    assert w[0, 3] > w[0, 1]  # the rare shared label weighs more than the common one
+    assert w[3, 1] == 0 and w[1, 3] == 0
+
+
+def test_a_model_recorded_before_a_setting_existed_is_reused_with_the_setting_at_its_default():
+    from clinpred.finetune.output import record_config, same_config
+
+    config = FinetuneConfig(base_model="m", loss="supervised")
+    older = record_config(config)
+    del older["supervised_positives"], older["negative_weights"]  # settings newer than the record
+    assert same_config(older, config)
+    assert not same_config(older, config.model_copy(update={"supervised_positives": "per_label"}))
+    assert not same_config({**older, "loss": "mnrl"}, config)
+    assert not same_config({"loss": "no such loss"}, config)

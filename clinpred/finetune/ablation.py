@@ -227,7 +227,12 @@ def recipe_summary(cfg: dict[str, Any]) -> str:
         f"loss {cfg.get('loss')}"
         + (f" w{cfg.get('label_weight'):g}" if cfg.get("loss") == "label_aware" else "")
         + (f" w{cfg.get('supervised_weight'):g}" if cfg.get("loss") == "mixed" else "")
-        + (f" on {cfg.get('supervised_level')}" if cfg.get("loss") in ("supervised", "mixed") else ""),
+        + (
+            f" on {cfg.get('supervised_level')}"
+            + (" per label" if cfg.get("supervised_positives") == "per_label" else "")
+            if cfg.get("loss") in ("supervised", "mixed")
+            else ""
+        ),
         *(
             [f"hierarchy negatives {cfg.get('hierarchy_strength'):g}"]
             if cfg.get("negative_weights") == "hierarchy"

@@ -56,6 +56,7 @@ NegativeMode = Literal["in_batch", "style_matched"]
 LossName = Literal["mnrl", "cached_mnrl", "label_aware", "supervised", "mixed"]
 NegativeWeights = Literal["uniform", "hierarchy"]
 SupervisedLevel = Literal["notes", "patients"]
+SupervisedPositives = Literal["jaccard", "per_label"]
 RegulariserName = Literal["none", "distill"]
 PresetName = Literal["seed", "clinical"]
 PromptMode = Literal["document", "query_document", "none"]
@@ -91,6 +92,9 @@ class FinetuneConfig(BaseModel):
     supervised_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)  # mixed only: weight of the supervised term
     # the supervised term compares notes, or patients (the mean of each patient's two notes in the batch)
     supervised_level: SupervisedLevel = "notes"
+    # how other patients' notes are positives: by the Jaccard overlap of the phenotype sets, or label by
+    # label (each phenotype counts once, shared among the batch's patients who have it: rare ones weigh more)
+    supervised_positives: SupervisedPositives = "jaccard"
     # the temporal term's in-batch negatives: uniform, or hierarchy: each negative's share of the softmax
     # scaled by 1 - hierarchy_strength * (how alike the two patients' codes are: the mean of the Jaccard
     # overlaps of their CCS chapters and of their single-level CCS categories), so a patient with the same

@@ -9,7 +9,9 @@ sentence-transformers' MNRL.
   multi-label SupCon): over the batch's 2B notes, note k's positives are the notes of every OTHER patient
   in the batch, each weighted by the Jaccard overlap of the two patients' phenotype sets; the same
   patient's other note is left out of the softmax altogether, so recognising the patient earns nothing.
-  With ``supervised_level = "patients"`` the same is done on B patient embeddings (the normalised mean of
+  ``supervised_positives = "per_label"`` weighs them label by label instead (each of k's phenotypes counts
+  once, shared among the batch's other patients who have it: a rare shared phenotype weighs more than a
+  common one; Zhang et al.'s multi-label SupCon). With ``supervised_level = "patients"`` the same is done on B patient embeddings (the normalised mean of
   each patient's anchor and positive). Neither sentence-transformers (its label losses take one class
   per text: BatchAllTripletLoss, SoftmaxLoss) nor pytorch-metric-learning's SupConLoss (one integer
   label per embedding) takes a set of phenotypes per patient, hence this term is written here;
@@ -68,6 +70,16 @@ def jaccard(y: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1.0), torch.zeros_like(inter))
 
 
+def per_label_weights(y: Tensor) -> Tensor:
+    """(B, B) positive weights of multi-label SupCon taken label by label: row k's labels each count once,
+    shared among the other rows that have it (``sum_c y_kc y_lc / n_kc``, n_kc = other rows with label c),
+    so a rare shared phenotype weighs more than a common one. Normalised per row by the caller, this is
+    the mean over k's labels of SupCon's mean over that label's positives."""
+    y = y.float()
+    others = y.sum(dim=0, keepdim=True) - y  # for row k: how many other rows have each label
+    return (y / others.clamp(min=1.0)) @ y.T
+
+
 def supervised_contrastive(embeddings: Tensor, weights: Tensor, exclude: Tensor, scale: float) -> Tensor:
     """Mean over rows with a positive of ``-sum_l w_kl log softmax_l(scale * cos(e_k, e_l))``.
 
@@ -111,6 +123,7 @@ class ClinicalLoss(nn.Module):
         temporal_weight: float = 1.0,
         supervised_weight: float = 0.0,
         supervised_level: str = "notes",
+        supervised_positives: str = "jaccard",
         hierarchy_strength: float = 0.0,
         distill_weight: float = 0.0,
     ) -> None:
@@ -123,6 +136,7 @@ class ClinicalLoss(nn.Module):
         self.temporal_weight = temporal_weight
         self.supervised_weight = supervised_weight
         self.supervised_level = supervised_level
+        self.supervised_positives = supervised_positives
         self.hierarchy_strength = hierarchy_strength
         self.distill_weight = distill_weight
 
@@ -167,7 +181,9 @@ class ClinicalLoss(nn.Module):
         """The supervised contrastive term over notes (2B, the patient's own other note left out) or over
         patients (B, the mean of each patient's two notes). One pair per patient per batch: the sampler's."""
         b = anchors.shape[0]
-        overlap = jaccard(phenotypes)
+        overlap = (
+            per_label_weights(phenotypes) if self.supervised_positives == "per_label" else jaccard(phenotypes)
+        )
         if self.supervised_level == "patients":
             patients = torch.nn.functional.normalize(anchors, dim=1) + torch.nn.functional.normalize(
                 positives, dim=1
@@ -187,6 +203,7 @@ class ClinicalLoss(nn.Module):
             "temporal_weight": self.temporal_weight,
             "supervised_weight": self.supervised_weight,
             "supervised_level": self.supervised_level,
+            "supervised_positives": self.supervised_positives,
             "hierarchy_strength": self.hierarchy_strength,
             "distill_weight": self.distill_weight,
         }

@@ -86,8 +86,17 @@ def record_config(config: Any) -> dict[str, Any]:
 
 def same_config(recorded: Any, config: Any) -> bool:
     """Whether a model's record was written for ``config`` (a record of an older clinpred kept the base
-    model's path as given, and still matches)."""
-    return recorded in (record_config(config), config.model_dump(mode="json"))
+    model's path as given, and still matches). A record written before a setting existed matches with the
+    setting at its default: every new FinetuneConfig field defaults to what clinpred did before it."""
+    if recorded in (record_config(config), config.model_dump(mode="json")):
+        return True
+    if not isinstance(recorded, dict):
+        return False
+    try:
+        filled = type(config).model_validate(recorded)
+    except Exception:  # a record this clinpred cannot read as a config: not the same
+        return False
+    return record_config(filled) == record_config(config)
 
 
 def move_into(staging: Path, out: Path) -> None:
@@ -185,9 +194,15 @@ def loss_words(cfg: dict[str, Any]) -> str:
     """The loss and its supervised settings, as the card states them."""
     loss = str(cfg["loss"])
     if loss == "mixed":
-        loss += f" (temporal MNRL + {cfg.get('supervised_weight')} x supervised, on {cfg.get('supervised_level')})"
+        loss += (
+            f" (temporal MNRL + {cfg.get('supervised_weight')} x supervised, on {cfg.get('supervised_level')}, "
+            f"positives by {cfg.get('supervised_positives', 'jaccard')})"
+        )
     elif loss == "supervised":
-        loss += f" (supervised contrastive on {cfg.get('supervised_level')})"
+        loss += (
+            f" (supervised contrastive on {cfg.get('supervised_level')}, positives by "
+            f"{cfg.get('supervised_positives', 'jaccard')})"
+        )
     elif loss == "label_aware":
         loss += f" (label weight {cfg.get('label_weight')})"
     if cfg.get("negative_weights", "uniform") == "hierarchy":

@@ -482,6 +482,7 @@ def _make_loss(model: Any, config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
         temporal_weight=0.0 if config.loss == "supervised" else 1.0,
         supervised_weight={"supervised": 1.0, "mixed": config.supervised_weight}.get(config.loss, 0.0),
         supervised_level=config.supervised_level,
+        supervised_positives=config.supervised_positives,
         hierarchy_strength=config.hierarchy_strength if config.negative_weights == "hierarchy" else 0.0,
         distill_weight=config.distill_weight if config.regulariser == "distill" else 0.0,
     )
