@@ -151,7 +151,7 @@ def ours(
     settings: dict | None = None,
 ) -> float:
     from clinpred.finetune import FinetuneConfig
-    from clinpred.finetune.train import _train
+    from clinpred.finetune.train import _no_patients_to_audit, _train
 
     config = FinetuneConfig(
         preset=preset or "seed", base_model=base, max_steps=steps, batch_size=batch, max_seq_length=max_len,
@@ -160,7 +160,7 @@ def ours(
     )  # fmt: skip
     start = time.perf_counter()
     # the trainer finetune() and finetune_pairs() share, on pairs already mined (mining is not per step)
-    _train(pairs, config, out / "model", None, {"counts": {}}, False, False, ())
+    _train(pairs, config, out / "model", None, {"counts": {}}, False, False, (), _no_patients_to_audit)
     return time.perf_counter() - start
 
 

@@ -43,8 +43,8 @@ run = ["recall", "diagnosis"]
     results = (out / "RESULTS.md").read_text()
     for label in (
         "| base |",
-        "| seed |",
-        "| clinical-plus |",
+        "| seed | self-supervised |",
+        "| clinical-plus | **supervised** |",  # label_aware reads the fine-tuning patients' codes (rule 10)
         "recall@5",
         "patient@5",
         "Δ diagnosis macro-AUROC",
