@@ -158,6 +158,8 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
             "in training (DESIGN.md rule 2); fine-tune it with `clinpred finetune` on this data and split"
         ], {"record": None, "train_patients_sha256": None, "matches_this_run": None}
     written = json.loads(record.read_text())
+    from clinpred.finetune.output import supervision_of
+
     data = written.get("data", {})
     train, validation = data.get("train_subject_ids_sha256"), data.get("validation_subject_ids_sha256")
     matches = train == ids_sha256(split.finetune) and validation == ids_sha256(split.validation)
@@ -167,7 +169,7 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
         "validation_patients_sha256": validation,
         "matches_this_run": matches,
         "membership_audit": _audit_summary(written.get("audit")),
-        "supervision": supervision_of(written),
+        "supervision": supervision_of(written),  # DESIGN.md rule 10
     }
     if matches:
         return [], provenance
@@ -175,15 +177,6 @@ def _finetune_provenance(backend: Any, split: PatientSplit) -> tuple[list[str], 
         "fine-tuned on patients other than this run's fine-tuning patients: evaluation patients may have "
         "been seen in training (DESIGN.md rule 2); fine-tune and evaluate with the same data and split"
     ], provenance
-
-
-def supervision_of(record: dict[str, Any]) -> dict[str, Any]:
-    """Whether the model's recipe read its fine-tuning patients' codes (DESIGN.md rule 10), as its record
-    states it; a record from before that was written is judged by its loss (label_aware read codes)."""
-    if isinstance(record.get("supervision"), dict):
-        return record["supervision"]
-    supervised = record.get("config", {}).get("loss") == "label_aware"
-    return {"supervised": supervised, "reads": ["notes of the fine-tuning patients"]}
 
 
 def _record_as_given(backend: Any, record: Path) -> str:

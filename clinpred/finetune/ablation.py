@@ -36,7 +36,13 @@ from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksCo
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
-from clinpred.finetune.output import RUN_FILE, check_models_generator, same_config, write_json_atomic
+from clinpred.finetune.output import (
+    RUN_FILE,
+    check_models_generator,
+    same_config,
+    supervision_of,
+    write_json_atomic,
+)
 from clinpred.run_folder import folder_kind, mark_output_folder
 
 ABLATION_FILE = "ablation.json"
@@ -247,15 +253,10 @@ def recipe_summary(cfg: dict[str, Any]) -> str:
 
 
 def recipe_kind(record: dict[str, Any] | None) -> str:
-    """supervised / self-supervised as the record states it (older records: from the loss)."""
+    """supervised / self-supervised as the record states it (clinpred.finetune.output.supervision_of)."""
     if record is None:
         return ""
-    supervision = record.get("supervision")
-    if supervision is None:  # a record from before supervision was written: label_aware read codes
-        supervised = record.get("config", {}).get("loss") == "label_aware"
-    else:
-        supervised = bool(supervision.get("supervised"))
-    return "**supervised**" if supervised else "self-supervised"
+    return "**supervised**" if supervision_of(record).get("supervised") else "self-supervised"
 
 
 def ablation_markdown(config: AblationConfig, results: Any, comparison: Any, records: dict[str, dict]) -> str:

@@ -57,6 +57,7 @@ LossName = Literal["mnrl", "cached_mnrl", "label_aware", "supervised", "mixed"]
 NegativeWeights = Literal["uniform", "hierarchy"]
 SupervisedLevel = Literal["notes", "patients"]
 SupervisedPositives = Literal["jaccard", "per_label"]
+CODE_LOSSES = ("label_aware", "supervised", "mixed")  # the losses that read fine-tuning patients' phenotypes
 RegulariserName = Literal["none", "distill"]
 PresetName = Literal["seed", "clinical"]
 PromptMode = Literal["document", "query_document", "none"]
@@ -171,16 +172,23 @@ class FinetuneConfig(BaseModel):
     @property
     def supervised(self) -> bool:
         """Whether this recipe reads the fine-tuning patients' diagnosis codes (DESIGN.md rule 10)."""
-        return self.loss in ("label_aware", "supervised", "mixed") or self.negative_weights == "hierarchy"
+        return self.loss in CODE_LOSSES or self.negative_weights == "hierarchy"
 
-    def labels_read(self) -> list[str]:
-        """What the recipe reads of the fine-tuning patients besides their notes, in words; [] if nothing."""
-        read = []
-        if self.loss in ("label_aware", "supervised", "mixed"):
-            read.append("CCS benchmark phenotypes (25) from ICD codes")
+    def supervision(self) -> dict[str, Any]:
+        """What the record, the card, results.json and every table say about the recipe's kind: whether it
+        is supervised and what it reads of the fine-tuning patients, in words."""
+        reads = ["notes of the fine-tuning patients"]
+        if self.loss in CODE_LOSSES:
+            reads.append("CCS benchmark phenotypes (25) from ICD codes")
         if self.negative_weights == "hierarchy":
-            read.append("single-level CCS categories and multi-level CCS chapters from ICD codes")
-        return read
+            reads.append("single-level CCS categories and multi-level CCS chapters from ICD codes")
+        if not self.supervised:
+            return {"supervised": False, "reads": reads}
+        return {
+            "supervised": True,
+            "reads": reads,
+            "patients": "fine-tuning (training) patients only; never an evaluation or validation patient",
+        }
 
     @classmethod
     def demo(cls, base_model: str = "google/embeddinggemma-300m", preset: str = "seed") -> FinetuneConfig:

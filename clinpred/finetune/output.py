@@ -130,7 +130,7 @@ def model_card(record: dict[str, Any], ks: Sequence[int]) -> str:
         if after
         else "No validation patients: no recall measured during fine-tuning."
     )
-    supervised = bool((record.get("supervision") or {}).get("supervised"))
+    supervised = bool(supervision_of(record).get("supervised"))
     base = str(record["base_model"]["id"])
     # the hub's metadata field takes a hub id; a local folder clinpred cannot name is left out of it
     hub_line = f"base_model: {base}\n" if _HUB_ID.fullmatch(base) else ""
@@ -178,12 +178,32 @@ model = SentenceTransformer("path/to/this/folder")
 """
 
 
+def supervision_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A model record's ``supervision`` (DESIGN.md rule 10); a record written before it existed is judged
+    by its config as this clinpred reads it, or, where it cannot, by its loss (label_aware read codes)."""
+    if isinstance(record.get("supervision"), dict):
+        return record["supervision"]
+    from clinpred.finetune.config import FinetuneConfig
+
+    cfg = record.get("config") or {}
+    try:
+        return FinetuneConfig.model_validate(cfg).supervision()
+    except Exception:  # an older or foreign config this clinpred cannot validate
+        supervised = cfg.get("loss") == "label_aware"
+        return {"supervised": supervised, "reads": ["notes of the fine-tuning patients"]}
+
+
+def codes_read(supervision: dict[str, Any]) -> str:
+    """What a supervised recipe read besides the notes, in words."""
+    return ", ".join(supervision.get("reads", [])[1:]) or "diagnosis codes"
+
+
 def supervision_line(record: dict[str, Any]) -> str:
     """Self-supervised or supervised, and what a supervised recipe read (DESIGN.md rule 10)."""
-    supervision = record.get("supervision") or {}
+    supervision = supervision_of(record)
     if not supervision.get("supervised"):
         return "Self-supervised: it read the fine-tuning patients' notes and nothing else."
-    reads = ", ".join(supervision.get("reads", [])[1:]) or "their diagnosis codes"
+    reads = codes_read(supervision)
     return (
         f"**Supervised**: besides the notes it read the fine-tuning patients' {reads} (training patients "
         "only, never an evaluation patient's). Compare it with self-supervised models as a different kind."

@@ -25,7 +25,7 @@ from clinpred.data.note_texts import take_rows
 from clinpred.data.phi import PhiMode, apply_phi_setting
 from clinpred.data.splits import PatientSplit
 from clinpred.errors import InputError
-from clinpred.finetune.config import FinetuneConfig, PairConfig
+from clinpred.finetune.config import CODE_LOSSES, FinetuneConfig, PairConfig
 
 PAIR_COLUMNS = ["anchor", "positive", "group"]
 
@@ -315,7 +315,7 @@ def training_data(
     if pairs.empty:
         return cohort, pairs, counts
     groups = pairs["group"].to_numpy()
-    if config.loss in ("label_aware", "supervised", "mixed"):
+    if config.loss in CODE_LOSSES:
         labels = phenotype_labels(cohort, split.finetune).loc[groups]
         pairs["phenotypes"] = list(labels.to_numpy(dtype=np.float32))
         counts["pairs_with_a_phenotype"] = int(labels.any(axis=1).sum())

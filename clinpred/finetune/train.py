@@ -195,17 +195,6 @@ def finetune_pairs(
     )
 
 
-def supervision(config: FinetuneConfig) -> dict[str, Any]:
-    """What the record, the card, results.json and every table say about the recipe's kind (rule 10)."""
-    if not config.supervised:
-        return {"supervised": False, "reads": ["notes of the fine-tuning patients"]}
-    return {
-        "supervised": True,
-        "reads": ["notes of the fine-tuning patients", *config.labels_read()],
-        "patients": "fine-tuning (training) patients only; never an evaluation or validation patient",
-    }
-
-
 def _no_patients_to_audit(_folder: Path, _record: dict[str, Any]) -> dict[str, Any]:
     """A pairs file has groups, not patients of a dataset: no members and non-members to compare."""
     from clinpred.privacy.audit import PAIRS_FILE_REASON, not_run
@@ -663,7 +652,7 @@ def _train(
     record = {
         "kind": "clinpred-finetune",
         "config": record_config(config),  # the base model by its hub id where known: no path here
-        "supervision": supervision(config),
+        "supervision": config.supervision(),  # DESIGN.md rule 10
         "base_model": {k: v for k, v in base_fp.items() if k != "path"},
         "data": data,
         "steps_per_epoch": steps_per_epoch,

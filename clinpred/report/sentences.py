@@ -186,8 +186,9 @@ def supervision_sentence(provenance: dict) -> str:
         return ""
     if not supervision.get("supervised"):
         return "self-supervised (fine-tuning patients' notes only)"
-    reads = ", ".join(supervision.get("reads", [])[1:]) or "diagnosis codes"
-    return f"supervised: read the fine-tuning patients' {reads}"
+    from clinpred.finetune.output import codes_read
+
+    return f"supervised: read the fine-tuning patients' {codes_read(supervision)}"
 
 
 def supervised_labels(backends: list) -> list[str]:
