@@ -11,6 +11,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+# make test's pytest-xdist workers (one test file per worker at a time; slow files first: tests/conftest.py)
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clinpred-installed
 export HF_HUB_OFFLINE ?= 1
@@ -49,7 +51,7 @@ demo: $(STAMP)
 	$(BIN)/clinpred demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=5
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=5
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
