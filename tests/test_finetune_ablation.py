@@ -31,6 +31,7 @@ preset = "seed"
 preset = "clinical"
 loss = "label_aware"
 pairs = { negatives = "style_matched", positives = "next_other_category" }
+scale = 10.0
 
 [tasks]
 run = ["recall", "diagnosis"]
@@ -48,6 +49,7 @@ run = ["recall", "diagnosis"]
         "recall@5",
         "patient@5",
         "Δ diagnosis macro-AUROC",
+        "reg none, scale 10, lr",  # a changed temperature is named in the recipe's settings
     ):
         assert label in results
     comparison = json.loads((out / "comparison.json").read_text())

