@@ -474,3 +474,26 @@ def test_chance_of_any_own_note_in_top_k_matches_simulation():
     pool, own, k = 30, 4, 5
     hits = np.mean([np.any(rng.permutation(pool)[:k] < own) for _ in range(20000)])
     assert _chance_any_in_top(k, np.array([pool]), np.array([own]))[0] == pytest.approx(hits, abs=0.01)
+
+
+def test_normalising_a_million_rows_makes_one_copy_and_the_same_bits(monkeypatch):
+    """Recall normalises the whole pool once: with every row kept no subset is copied, the norms are
+    taken a block at a time (no squared copy of the array), and the result is np.linalg.norm's to the bit."""
+    import clinpred.backends.base as base
+
+    monkeypatch.setattr(base, "NORM_BLOCK_ROWS", 7)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    x[3] = 0.0
+    keep = rng.random(50) > 0.3
+
+    def reference(v: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+
+    before = x.copy()
+    assert np.array_equal(base.l2_normalise(x), reference(x))
+    assert np.array_equal(base.l2_normalise(x, np.ones(50, dtype=bool)), reference(x))
+    assert np.array_equal(base.l2_normalise(x, keep), reference(x[keep]))
+    assert np.array_equal(x, before)  # the caller's array (a cache's memory map) is never written
+    assert not np.shares_memory(base.l2_normalise(x), x)

@@ -35,8 +35,28 @@ class EmbeddingBackend(Protocol):
         ...
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length, as float32; zero rows stay zero."""
+NORM_BLOCK_ROWS = 65_536  # rows squared at a time for the norms: 200 MB at 768-d, whatever the row count
+
+
+def row_norms(vectors: np.ndarray) -> np.ndarray:
+    """Each row's L2 norm, shape (n, 1): ``np.linalg.norm(vectors, axis=1, keepdims=True)`` to the bit,
+    computed a block of rows at a time so that no squared copy of the whole array is made (3 GB for a
+    million 768-d notes)."""
+    norms = np.empty((len(vectors), 1), dtype=vectors.dtype)
+    for start in range(0, len(vectors), NORM_BLOCK_ROWS):
+        block = vectors[start : start + NORM_BLOCK_ROWS]
+        norms[start : start + len(block)] = np.linalg.norm(block, axis=1, keepdims=True)
+    return norms
+
+
+def l2_normalise(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows scaled to unit length, as float32; zero rows stay zero. ``rows``: a boolean mask of the rows
+    to keep (the subset is copied only when it drops some). One new array of the result's size is the
+    only allocation: a subset is normalised in place, and the norms are computed in blocks."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    owned = False
+    if rows is not None and not bool(np.all(rows)):
+        vectors, owned = vectors[rows], True  # a copy already: scaled in place below
+    norms = row_norms(vectors)
+    out = vectors if owned else np.zeros_like(vectors)
+    return np.divide(vectors, norms, out=out, where=norms > 0)

@@ -376,7 +376,7 @@ def evaluate_recall(cohort: Cohort, embeddings: np.ndarray, config: RecallConfig
         categories = sorted(set(config.categories))
         keep = notes["category"].isin(categories).to_numpy(dtype=bool, na_value=False)
     used = rows_where(notes, keep)  # no copy of the text when every category is used
-    vectors = l2_normalise(embeddings[keep])
+    vectors = l2_normalise(embeddings, keep)  # no copy of a million rows to keep them all
     subject_ids = used["subject_id"].to_numpy()
     q_idx, t_idx = _consecutive_pairs(subject_ids)
 
