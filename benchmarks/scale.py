@@ -115,10 +115,12 @@ def cohort_dir(work: Path, patients: int, seed: int) -> Path:
 
 def projection_768(vectors: np.ndarray, seed: int) -> np.ndarray:
     """A seeded random projection to 768-d, rows L2-normalised: the shape (not the skill) of a model."""
-    from clinpred.backends.base import l2_normalise
+    from clinpred.backends.base import row_norms
 
     basis = np.random.default_rng(seed).standard_normal((vectors.shape[1], 768), dtype=np.float32)
-    return l2_normalise(vectors @ basis)
+    projected = vectors @ basis
+    norms = row_norms(projected)
+    return np.divide(projected, norms, out=projected, where=norms > 0)  # in place: one 768-d array held
 
 
 def one_size(patients: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -149,6 +151,8 @@ def one_size(patients: int, args: argparse.Namespace) -> dict[str, Any]:
         embeddings = {"tfidf": backend.embed(prepared.evaluation_texts)}
     with Stage(stages, "proj768"):
         embeddings["proj768"] = projection_768(embeddings["tfidf"], args.seed)
+    if "tfidf" not in args.backends:  # a 768-d run alone: hold only the 768-d vectors, as a real one would
+        del embeddings["tfidf"]
     methods: dict[str, str] = {}
     for label in args.backends:
         vectors = embeddings[label]
