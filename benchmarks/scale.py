@@ -131,6 +131,8 @@ def one_size(patients: int, args: argparse.Namespace) -> dict[str, Any]:
     from clinpred.tasks.recall import RecallConfig, evaluate_recall
 
     work = Path(args.work)
+    # per size: a machine that got busy during one size inflates that size's times and the exponents
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     stages: dict[str, dict[str, float]] = {}
     path = cohort_dir(work, patients, args.seed)
     if not path.is_dir():
@@ -180,6 +182,7 @@ def one_size(patients: int, args: argparse.Namespace) -> dict[str, Any]:
         "recall_method": methods,
         "stages": stages,
         "process_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average": {"start": load_at_start, "end": [round(x, 2) for x in os.getloadavg()]},
     }
 
 
