@@ -111,18 +111,20 @@ def evaluate_binary_outcome(
     warnings = list(warnings or [])
     feature_notes = np.asarray(feature_notes)
     # without the text: selecting rows of it would copy it (pandas joins its chunks first; GBs at MIMIC size)
-    notes, emb = cohort.notes.drop(columns="text").iloc[feature_notes], embeddings[feature_notes]
+    # and the embeddings read in place by aggregate (rows_of), never copied as a subset
+    notes = cohort.notes.drop(columns="text").iloc[feature_notes]
     if note_units is not None:
         notes = notes.assign(**{key: np.asarray(note_units, dtype=np.int64)})
     unit_ids = units[key].to_numpy(dtype=np.int64)
     features, has_notes = aggregate(
         notes,
-        emb,
+        embeddings,
         unit_ids,
         method=config.aggregation,
         k=config.last_k,
         half_life_days=config.half_life_days,
         key=key,
+        rows_of=feature_notes,
     )
     counts[f"{unit_name}_without_feature_notes"] = int((~has_notes).sum())
     units = units[has_notes].reset_index(drop=True)

@@ -342,23 +342,26 @@ def evaluate_diagnosis(
         raise ValueError(f"{len(embeddings)} embedding rows for {len(cohort.notes)} notes")
     keys, labels, counts, warnings = _units_and_labels(cohort, config)
 
-    notes, emb = cohort.notes.drop(columns="text"), embeddings  # filtered below: never copy the text
+    # filtered below, the text never (it would be copied) and the embeddings never (aggregate reads the
+    # selected rows in place: `rows`)
+    notes, rows = cohort.notes.drop(columns="text"), np.arange(len(embeddings))
     is_ds = is_discharge_summary(notes["category"])  # by key: a recased one is excluded too
     if not config.include_discharge_summaries:
-        notes, emb = notes[~is_ds], embeddings[~is_ds]
+        notes, rows = notes[~is_ds], rows[~is_ds]
     if config.variant == "early":
         early = early_notes(notes, cohort.admissions, config.early_hours)
         counts["notes_after_early_window_unused"] = int((~early).sum())
-        notes, emb = notes[early], emb[early]
+        notes, rows = notes[early], rows[early]
     key = "subject_id" if config.unit == "patient" else "hadm_id"
     features, has_notes = aggregate(
         notes,
-        emb,
+        embeddings,
         keys[key].to_numpy(),
         method=config.aggregation,
         k=config.last_k,
         half_life_days=config.half_life_days,
         key=key,
+        rows_of=rows,
     )
     counts[f"{config.unit}s_without_feature_notes"] = int((~has_notes).sum())
     keys, labels, features = keys[has_notes].reset_index(drop=True), labels[has_notes], features[has_notes]

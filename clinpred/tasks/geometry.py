@@ -126,11 +126,12 @@ def evaluate_geometry(
     subject_ids = cohort.subject_ids
     features, has_notes = aggregate(
         notes[keep].reset_index(drop=True),
-        embeddings[keep],
+        embeddings,
         subject_ids,
         method=config.aggregation,
         k=config.last_k,
         half_life_days=config.half_life_days,
+        rows_of=keep,  # read in place: no copy of the kept rows
     )
     subjects = subject_ids[has_notes]
     vectors = l2_normalise(features[has_notes])

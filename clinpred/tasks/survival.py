@@ -392,11 +392,12 @@ def evaluate_survival(
     eligible = frame[frame["excluded"] == ""].reset_index(drop=True)
     features, has_notes = aggregate(
         cohort.notes.drop(columns="text")[keep],  # filtering the text would copy it (GBs at MIMIC size)
-        embeddings[keep],
+        embeddings,
         eligible["subject_id"].to_numpy(),
         method=config.aggregation,
         k=config.last_k,
         half_life_days=config.half_life_days,
+        rows_of=keep,  # read in place: no copy of the kept rows
     )
     counts["excluded_no_feature_notes"] = int((~has_notes).sum())
     units = eligible.loc[has_notes, ["subject_id", "time", "event"]].reset_index(drop=True)
