@@ -68,13 +68,17 @@ def test_admission_key_skips_notes_without_an_admission():
     np.testing.assert_allclose(feats[1], _unit([0.5, 0.5]), atol=1e-6)  # the hadm-less note is left out
 
 
+def _random_notes(rng: np.random.Generator, n: int, patients: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """``n`` notes of ``patients`` patients in (subject_id, time) order, and 8-d embeddings."""
+    subjects = np.sort(rng.integers(0, patients, size=n))
+    times = pd.Timestamp("2100-01-01") + pd.to_timedelta(rng.integers(0, 10**6, size=n), unit="min")
+    notes = pd.DataFrame({"subject_id": subjects, "time": times}).sort_values(["subject_id", "time"])
+    return notes.reset_index(drop=True), rng.normal(size=(n, 8)).astype(np.float32)
+
+
 def test_a_subset_of_notes_and_unsorted_units_agree_with_a_loop():
     rng = np.random.default_rng(0)
-    subjects = np.sort(rng.integers(0, 40, size=300))
-    times = pd.Timestamp("2100-01-01") + pd.to_timedelta(rng.integers(0, 10**6, size=300), unit="min")
-    notes = pd.DataFrame({"subject_id": subjects, "time": times}).sort_values(["subject_id", "time"])
-    notes = notes.reset_index(drop=True)
-    emb = rng.normal(size=(300, 8)).astype(np.float32)
+    notes, emb = _random_notes(rng, 300, 40)
     units = rng.permutation(np.arange(45))
     for method in ("mean", "last_k_mean", "max", "decay_mean"):
         feats, mask = aggregate(notes, emb, units, method=method, k=3, half_life_days=7.0)
@@ -111,11 +115,7 @@ def test_selected_rows_read_in_place_equal_a_copied_subset_to_the_bit(method):
     """Tasks pass their feature notes' rows (rows_of) instead of copying that subset of the embeddings
     (3 GB for a million 768-d notes): the features are the same bits, by mask or by positions."""
     rng = np.random.default_rng(1)
-    subjects = np.sort(rng.integers(0, 30, size=200))
-    times = pd.Timestamp("2100-01-01") + pd.to_timedelta(rng.integers(0, 10**6, size=200), unit="min")
-    notes = pd.DataFrame({"subject_id": subjects, "time": times}).sort_values(["subject_id", "time"])
-    notes = notes.reset_index(drop=True)
-    emb = rng.normal(size=(200, 8)).astype(np.float32)
+    notes, emb = _random_notes(rng, 200, 30)
     keep = rng.random(200) > 0.4
     units = rng.permutation(np.arange(32))
     kw = {"method": method, "k": 3, "half_life_days": 7.0}
