@@ -15,6 +15,8 @@ TORCH ?= torch==2.13.0
 # 0 runs the suite in one process, as CI has passed it; `make test TEST_WORKERS=2` uses two. Two become the
 # default once a run on an idle machine shows the gain and a clean pass (issue 26: not measured yet).
 TEST_WORKERS ?= 0
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-v --durations=40"`.
+PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clinpred-installed
 export HF_HUB_OFFLINE ?= 1
@@ -53,7 +55,7 @@ demo: $(STAMP)
 	$(BIN)/clinpred demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=5
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=5 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

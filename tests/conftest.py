@@ -35,13 +35,21 @@ def run_cli(
     )
 
 
+def _expected_minutes(item: pytest.Item) -> float:
+    """What a test's ``slow`` marker says it takes (``@pytest.mark.slow(minutes=20)``; 1 when unstated,
+    0 for a fast test)."""
+    marker = item.get_closest_marker("slow")
+    return 0.0 if marker is None else float(marker.kwargs.get("minutes", 1))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``-n N``), slow tests first: the workers hand out tests in this order, and the
-    longest ones (a whole demo, the hostile table) started last would leave the other workers idle at
-    the end. Without xdist the order is left as collected."""
+    """Under pytest-xdist (``-n N``), longest tests first: a whole demo started last would leave the other
+    worker idle for its twenty minutes. `make test` hands out whole files (``--dist loadfile``) in the
+    order their first test appears here, which is why it also passes ``--no-loadscope-reorder`` (xdist
+    otherwise reorders files by how many tests they hold). Without xdist the order is left as collected."""
     if not hasattr(config, "workerinput"):  # the attribute pytest-xdist gives its workers' config
         return
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files stay in order
+    items.sort(key=lambda item: -_expected_minutes(item))  # stable: ties keep the collected order
 
 
 @pytest.fixture(scope="session", autouse=True)
