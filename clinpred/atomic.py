@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from clinpred.errors import InputError
+from clinpred.interrupts import raise_if_interrupted
 from clinpred.temporaries import temporary_file_name
 
 
@@ -28,6 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = temporary_file_name(path)
     try:
         yield tmp
+        raise_if_interrupted()  # an interrupt that was lost on its way (clinpred.interrupts)
         os.replace(tmp, path)
     except OSError as exc:  # a full disk or ulimit -f: the message names the file, not the temporary
         if exc.filename is None or exc.filename == str(tmp):

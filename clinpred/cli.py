@@ -16,7 +16,12 @@ from rich.console import Console
 from clinpred import usage
 from clinpred.backends.load_report import hide_benign_load_reports
 from clinpred.errors import InputError, cannot_write_message, path_error_message
-from clinpred.interrupts import Terminated, exit_at_once_on_interrupt, exit_on_terminate
+from clinpred.interrupts import (
+    Terminated,
+    exit_at_once_on_interrupt,
+    install_interrupt_handlers,
+    raise_if_interrupted,
+)
 from clinpred.parallel import jobs, stop_workers
 
 app = typer.Typer(
@@ -623,13 +628,14 @@ def _print_results(out_dir: Path, quiet: bool, all_metrics: bool = False) -> Non
 
 def main() -> None:
     """Entry point: user errors and usage errors exit 2 with one message; interrupts exit 130 (143 on SIGTERM)."""
-    exit_on_terminate()
+    install_interrupt_handlers()
     _write_limits_raise()
     hide_benign_load_reports()  # transformers' position_ids table on every MiniLM load; others show
     try:
         try:
             jobs()  # a bad CLINPRED_JOBS is a user error now, not after an hour of embedding
             code = app(standalone_mode=False)
+            raise_if_interrupted()  # a Ctrl-C that a library swallowed still ends the command as one
         except InputError as exc:
             _error(str(exc))
             _exit_now(2)

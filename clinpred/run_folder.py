@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from clinpred.atomic import check_directory_path, write_text
 from clinpred.errors import InputError
+from clinpred.interrupts import raise_if_interrupted
 from clinpred.tasks.result import TaskResult
 from clinpred.temporaries import _TEMPORARY, remove_stale_temporaries, temporary_directory
 
@@ -342,6 +343,7 @@ def replace_run_folder(
     try:
         write_mark(tmp, kind, command)
         yield tmp
+        raise_if_interrupted()  # an interrupt that was lost on its way (clinpred.interrupts)
         check_output_folder(path, kind, inputs=inputs)  # nothing of someone else's arrived meanwhile
         carried = [name for name in keep if (real / name).exists() and not (tmp / name).exists()]
         for name in carried:
@@ -393,6 +395,7 @@ def fill_folder_whole(
     try:
         write_mark(tmp, kind)
         yield tmp
+        raise_if_interrupted()  # an interrupt that was lost on its way (clinpred.interrupts)
         check_output_folder(path, kind, inputs=inputs)  # nothing of someone else's arrived meanwhile
         for entry in sorted(tmp.iterdir(), key=lambda p: p.name == MARKER):  # the mark last
             os.replace(entry, real / entry.name)

@@ -156,6 +156,39 @@ def test_an_interrupted_run_says_so_and_leaves_the_earlier_run_as_it_was(tmp_pat
     assert not leftovers, leftovers
 
 
+def test_an_interrupt_python_could_not_raise_still_stops_the_run(tmp_path, cohort):
+    """Ctrl-C landing in code whose exceptions Python only reports (here a garbage-collector callback;
+    on a busy CI machine, logging's fork hook) used to be lost: the run finished and replaced the
+    earlier one with exit 0. The handler records the signal, and the run stops before it publishes."""
+    out = tmp_path / "runs" / "a"
+    out.mkdir(parents=True)
+    (out / "RESULTS.md").write_text("the earlier run\n")
+    write_mark(out, "run")
+    proc = run_cli(
+        "run",
+        "--data",
+        str(cohort),
+        "-b",
+        "tfidf",
+        "-t",
+        "recall",
+        "--out",
+        str(out),
+        "--quiet",
+        env={
+            "PYTHONPATH": str(Path(__file__).parent / "lost_interrupt"),  # its sitecustomize
+            "LOST_INTERRUPT_OUT": str(out),
+            "CLINPRED_CACHE": str(tmp_path / "cache"),
+        },
+    )
+    assert Path(f"{out}.raised").is_file(), "the interrupt did not land inside the collector"
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr and "ignored" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [RUN_MARKER, "RESULTS.md"]
+    assert (out / "RESULTS.md").read_text() == "the earlier run\n"
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
 def _children(pid: int) -> dict[int, str]:
     """The live child processes of ``pid`` (Linux /proc): pid -> command line."""
     found = {}
