@@ -25,7 +25,14 @@ from clinpred.errors import InputError
 from clinpred.report.markdown import cell, table, tasks_in
 from clinpred.run_folder import RunResults
 from clinpred.tasks.registry import find_task
-from clinpred.tasks.result import Estimate, TaskResult, paired_difference_test
+from clinpred.tasks.result import (
+    Estimate,
+    ResampledSide,
+    TaskResult,
+    difference_of_sides,
+    resampled_side,
+    shared_patients,
+)
 
 HOLM_ALPHA = 0.05
 
@@ -157,6 +164,16 @@ def compare_runs(
             "(the comparison then records what differed)."
         )
     differences = []
+    # each side's resamples, by (backend, task, patients): the reference's are drawn once for every
+    # backend compared with it (the same patients and scheme give the same draws)
+    sides: dict[tuple[str, str, bytes, str], ResampledSide] = {}
+
+    def side(label: str, task: str, units: pd.DataFrame, shared, metric_fn, scheme) -> ResampledSide:
+        key = (label, task, shared.tobytes(), scheme.model_dump_json())
+        if key not in sides:
+            sides[key] = resampled_side(units, shared, metric_fn, scheme)
+        return sides[key]
+
     for label in results:
         if label == reference:
             continue
@@ -170,10 +187,14 @@ def compare_runs(
             if metric_fn is None:
                 continue
             descriptive = spec.descriptive()
-            shared = len(set(a["subject_id"]) & set(b["subject_id"]))
-            if shared == 0:
+            shared = shared_patients(a, b)
+            if len(shared) == 0:
                 continue
-            estimates, p_values = paired_difference_test(a, b, metric_fn, result.bootstrap)
+            estimates, p_values = difference_of_sides(
+                side(label, task, a, shared, metric_fn, result.bootstrap),
+                side(reference, task, b, shared, metric_fn, result.bootstrap),
+                result.bootstrap.confidence,
+            )
             for metric, estimate in estimates.items():
                 # the task's reported metrics only (not per-label values: they would swamp the Holm
                 # family); counts and chance levels: nothing to pair
@@ -185,7 +206,7 @@ def compare_runs(
                         metric=metric,
                         backend=label,
                         reference=reference,
-                        patients=shared,
+                        patients=len(shared),
                         difference=estimate,
                         p_value=p_values.get(metric),
                     )

@@ -9,7 +9,7 @@ gives the point estimate, the bootstrap interval (patients resampled with replac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -141,21 +141,7 @@ def _metrics_of_resamples(
     return [metric_fn(units.iloc[_rows_of(rows, pick)]) for pick in picks]
 
 
-def _differences_of_resamples(
-    picks: list[np.ndarray],
-    a: pd.DataFrame,
-    b: pd.DataFrame,
-    rows_a: list[np.ndarray],
-    rows_b: list[np.ndarray],
-    metric_fn: MetricFn,
-) -> list[dict[str, float]]:
-    return [_difference(a, b, _rows_of(rows_a, pick), _rows_of(rows_b, pick), metric_fn) for pick in picks]
-
-
-def _difference(
-    a: pd.DataFrame, b: pd.DataFrame, ia: np.ndarray, ib: np.ndarray, metric_fn: MetricFn
-) -> dict[str, float]:
-    ma, mb = metric_fn(a.iloc[ia]), metric_fn(b.iloc[ib])
+def _difference(ma: dict[str, float], mb: dict[str, float]) -> dict[str, float]:
     return {k: ma[k] - mb[k] for k in ma if k in mb}
 
 
@@ -212,6 +198,47 @@ def bootstrap_p_value(draws: np.ndarray, observed: float) -> float | None:
     return float(2.0 * norm.sf(abs(observed) / se))
 
 
+class ResampledSide(NamedTuple):
+    """One side of a paired comparison: its metrics on all shared patients and on every resample."""
+
+    point: dict[str, float]
+    draws: list[dict[str, float]]
+
+
+def resampled_side(
+    units: pd.DataFrame, shared: np.ndarray, metric_fn: MetricFn, scheme: BootstrapScheme
+) -> ResampledSide:
+    """``units`` restricted to the ``shared`` patients (sorted, unique), scored whole and on each of
+    ``scheme``'s resamples of those patients. Two sides computed on the same ``shared`` and ``scheme``
+    draw the same patients, which is what makes their difference paired; so a side compared with several
+    others (the reference backend) is computed once."""
+    units = units[units["subject_id"].isin(shared)].reset_index(drop=True)
+    patients, rows = _patient_rows(units["subject_id"].to_numpy())
+    assert np.array_equal(patients, shared)
+    point = metric_fn(units)
+    picks = _draw_patients(len(rows), scheme)
+    draws = map_chunks(_metrics_of_resamples, picks, units, rows, metric_fn, cost_each=len(units))
+    return ResampledSide(point, draws)
+
+
+def shared_patients(units_a: pd.DataFrame, units_b: pd.DataFrame) -> np.ndarray:
+    """The patients both sides were scored on, sorted."""
+    return np.intersect1d(units_a["subject_id"].unique(), units_b["subject_id"].unique())
+
+
+def difference_of_sides(
+    a: ResampledSide, b: ResampledSide, confidence: float
+) -> tuple[dict[str, Estimate], dict[str, float | None]]:
+    """metric(a) - metric(b) with its paired interval and, per metric, the p-value of no difference."""
+    point = _difference(a.point, b.point)
+    draws = [_difference(da, db) for da, db in zip(a.draws, b.draws, strict=True)]
+    p_values = {
+        k: bootstrap_p_value(np.array([d.get(k, np.nan) for d in draws], dtype=float), float(point[k]))
+        for k in point
+    }
+    return _estimates(point, draws, confidence), p_values
+
+
 def paired_difference_test(
     units_a: pd.DataFrame,
     units_b: pd.DataFrame,
@@ -219,20 +246,7 @@ def paired_difference_test(
     scheme: BootstrapScheme,
 ) -> tuple[dict[str, Estimate], dict[str, float | None]]:
     """``paired_difference`` and, per metric, the bootstrap p-value of no difference."""
-    shared = np.intersect1d(units_a["subject_id"].unique(), units_b["subject_id"].unique())
-    a = units_a[units_a["subject_id"].isin(shared)].reset_index(drop=True)
-    b = units_b[units_b["subject_id"].isin(shared)].reset_index(drop=True)
-
-    patients_a, rows_a = _patient_rows(a["subject_id"].to_numpy())
-    patients_b, rows_b = _patient_rows(b["subject_id"].to_numpy())
-    assert np.array_equal(patients_a, patients_b)
-    point = _difference(a, b, np.arange(len(a)), np.arange(len(b)), metric_fn)
-    picks = _draw_patients(len(rows_a), scheme)
-    draws = map_chunks(
-        _differences_of_resamples, picks, a, b, rows_a, rows_b, metric_fn, cost_each=len(a) + len(b)
-    )
-    p_values = {
-        k: bootstrap_p_value(np.array([d.get(k, np.nan) for d in draws], dtype=float), float(point[k]))
-        for k in point
-    }
-    return _estimates(point, draws, scheme.confidence), p_values
+    shared = shared_patients(units_a, units_b)
+    a = resampled_side(units_a, shared, metric_fn, scheme)
+    b = resampled_side(units_b, shared, metric_fn, scheme)
+    return difference_of_sides(a, b, scheme.confidence)
