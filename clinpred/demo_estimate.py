@@ -11,26 +11,23 @@ from __future__ import annotations
 
 # Seconds per stage, measured. A MiniLM backend is the base or a fine-tune (the same model size).
 REFERENCE: dict[str, dict[str, float]] = {
-    # The committed demo, results/synthetic (2,000 patients; 23 min 7 s from nothing, idle machine, torch
-    # float32 embedding): embedding and tasks per backend are the means of its results.json timings
-    # (embed 133.2, 127.7, 147.6 s; tasks 67.7, 64.1, 65.9 s; TF-IDF's 59.2 s); the fine-tunes are
-    # results/README.md's and README.md's (seed: 57 steps in 171.1 s and a 17.3 s audit; clinical: 114
-    # steps at ~3.4 s and its audit; both ~10 min), the paired comparisons and report ~2 min; the
-    # cohort (generate 12,232 notes and read them) ~0.4 ms per note in
-    # benchmarks/results/scale-2cpu-amd-epyc.json; TF-IDF's fit there takes seconds. Together 23.3 min.
-    # Since the demo embeds with engine=auto (OpenVINO bf16 here): 136 s / 2.55 (README: benchmarks/
-    # embed.py, OpenVINO against torch float32) plus the one-time export (3-6 s per model in the
-    # regenerated results/synthetic's log) is about 60 s. Together about 19 min. Since clinical trains one
-    # epoch at lr 4e-5 (57 steps, as seed: issue 26's schedule by evidence), its fine-tune is seed's.
+    # `make demo` from a fresh clone on an idle 2-core Intel Xeon with AMX (bf16 matrix units), issue 26:
+    # 9 min 41 s with set-up (71 s), the demo's own table 510 s: fine-tunes 120 and 110 s (57 steps at
+    # ~1.55 s), each MiniLM embedding ~30 s (OpenVINO bf16, its one-time export 2-3 s included), tasks
+    # 53, 33 and 34 s (the first backend pays numba's compile of UMAP), TF-IDF 3 + 29 s, report 36 s;
+    # the cohort was in the cache there (0.5 s), so its generation is the earlier measurement's ~10 s.
+    # A 2-core AMD EPYC with AVX-512-BF16 (stops 31-32) took about twice as long to fine-tune (~3.3 s a
+    # step) and twice as long to embed: about 16 min for the same demo (which of the two CPUs' differences
+    # does it, bf16 matrix units or clock and memory, was not separated).
     "demo": {
         "cohort": 10.0,
-        "fine-tune seed": 190.0,
-        "fine-tune clinical": 200.0,
-        "minilm: embedding": 60.0,
-        "minilm: tasks": 66.0,
-        "tfidf: embedding": 5.0,
-        "tfidf: tasks": 59.0,
-        "report": 120.0,
+        "fine-tune seed": 120.0,
+        "fine-tune clinical": 110.0,
+        "minilm: embedding": 30.0,
+        "minilm: tasks": 40.0,
+        "tfidf: embedding": 3.0,
+        "tfidf: tasks": 29.0,
+        "report": 36.0,
     },
     # `clinpred demo --size tiny` (40 patients, 392 evaluation notes) from nothing, this module's table
     # on the same machine while other jobs ran (200 s in all; the minilm rows are the means of three)
@@ -72,7 +69,8 @@ def estimate_line(size: str, train: list[str], reuse: list[str], labels: list[st
     about = f"{round(seconds / 60)} min" if seconds >= 90 else f"{round(seconds, -1):.0f} s"
     return (
         f"demo stages: {', '.join(stages)}{reused}. Estimate: about {about} "
-        f"(stage times measured on a 2-core CPU machine; less with more cores, a GPU, the OpenVINO "
-        f"engine or embeddings already cached; OpenAI, where a key is set, not included). "
+        f"(stage times measured on a 2-core CPU machine, an Intel Xeon with AMX; about twice as long on "
+        f"a 2-core AMD EPYC; less with more cores, a GPU or embeddings already cached; "
+        f"OpenAI, where a key is set, not included). "
         f"The table at the end gives this run's."
     )
