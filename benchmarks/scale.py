@@ -39,6 +39,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,11 +126,6 @@ def projection_768(vectors: np.ndarray, seed: int) -> np.ndarray:
 
 def one_size(patients: int, args: argparse.Namespace) -> dict[str, Any]:
     """Every stage at one size, in this process; what ``main`` collects per size."""
-    from clinpred.config import BackendConfig, DataConfig, ExperimentConfig
-    from clinpred.errors import InputError
-    from clinpred.pipeline import prepare, run_task
-    from clinpred.tasks.recall import RecallConfig, evaluate_recall
-
     work = Path(args.work)
     # per size: a machine that got busy during one size inflates that size's times and the exponents
     load_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -141,7 +137,23 @@ def one_size(patients: int, args: argparse.Namespace) -> dict[str, Any]:
             cmd += ["--patients", str(patients), "--seed", str(args.seed), "--out", str(path), "--quiet"]
             subprocess.run(cmd, check=True)
         stages["synth"]["peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    os.environ["CLINPRED_CACHE"] = tempfile.mkdtemp(dir=work, prefix="cache-")  # a fresh note cache
+    cache = tempfile.mkdtemp(dir=work, prefix="cache-")  # a fresh note cache, removed when the size ends
+    os.environ["CLINPRED_CACHE"] = cache
+    try:
+        return _stages(patients, path, stages, load_at_start, args)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)  # 2.6 GB of note text at full size
+
+
+def _stages(
+    patients: int, path: Path, stages: dict[str, dict[str, float]], load_at_start: list[float], args
+) -> dict[str, Any]:
+    """The stages after the cohort exists (the note cache set up by ``one_size``)."""
+    from clinpred.config import BackendConfig, DataConfig, ExperimentConfig
+    from clinpred.errors import InputError
+    from clinpred.pipeline import prepare, run_task
+    from clinpred.tasks.recall import RecallConfig, evaluate_recall
+
     config = ExperimentConfig(data=DataConfig(path=path), backends=[BackendConfig(name="tfidf")])
     with Stage(stages, "load"):
         prepared = prepare(config, progress=False)
