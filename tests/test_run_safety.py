@@ -143,13 +143,23 @@ def _start_and_signal(tmp_path: Path, signum: int, out: Path) -> subprocess.Comp
     ("signum", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
 )
 def test_an_interrupted_run_says_so_and_leaves_the_earlier_run_as_it_was(tmp_path, signum, code, word):
-    out = tmp_path / "runs" / "a"
-    out.mkdir(parents=True)
-    (out / "RESULTS.md").write_text("the earlier run\n")
-    write_mark(out, "run")  # an earlier run that clinpred wrote (someone's folder would be refused at once)
+    out = _earlier_run(tmp_path)
     proc = _start_and_signal(tmp_path, signum, out)
     assert proc.returncode == code, proc.stderr
     assert word in proc.stderr and "Traceback" not in proc.stderr
+    _assert_left_as_it_was(out, tmp_path)
+
+
+def _earlier_run(tmp_path: Path) -> Path:
+    """runs/a holding an earlier run that clinpred wrote (someone's folder would be refused at once)."""
+    out = tmp_path / "runs" / "a"
+    out.mkdir(parents=True)
+    (out / "RESULTS.md").write_text("the earlier run\n")
+    write_mark(out, "run")
+    return out
+
+
+def _assert_left_as_it_was(out: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [RUN_MARKER, "RESULTS.md"]
     assert (out / "RESULTS.md").read_text() == "the earlier run\n"
     leftovers = [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
@@ -160,21 +170,10 @@ def test_an_interrupt_python_could_not_raise_still_stops_the_run(tmp_path, cohor
     """Ctrl-C landing in code whose exceptions Python only reports (here a garbage-collector callback;
     on a busy CI machine, logging's fork hook) used to be lost: the run finished and replaced the
     earlier one with exit 0. The handler records the signal, and the run stops before it publishes."""
-    out = tmp_path / "runs" / "a"
-    out.mkdir(parents=True)
-    (out / "RESULTS.md").write_text("the earlier run\n")
-    write_mark(out, "run")
+    out = _earlier_run(tmp_path)
+    run = ["run", "--data", str(cohort), "-b", "tfidf", "-t", "recall", "--out", str(out), "--quiet"]
     proc = run_cli(
-        "run",
-        "--data",
-        str(cohort),
-        "-b",
-        "tfidf",
-        "-t",
-        "recall",
-        "--out",
-        str(out),
-        "--quiet",
+        *run,
         env={
             "PYTHONPATH": str(Path(__file__).parent / "lost_interrupt"),  # its sitecustomize
             "LOST_INTERRUPT_OUT": str(out),
@@ -184,9 +183,7 @@ def test_an_interrupt_python_could_not_raise_still_stops_the_run(tmp_path, cohor
     assert Path(f"{out}.raised").is_file(), "the interrupt did not land inside the collector"
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr and "ignored" not in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == [RUN_MARKER, "RESULTS.md"]
-    assert (out / "RESULTS.md").read_text() == "the earlier run\n"
-    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    _assert_left_as_it_was(out, tmp_path)
 
 
 def _children(pid: int) -> dict[int, str]:
