@@ -44,7 +44,7 @@ def _expected_minutes(item: pytest.Item) -> float:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``-n N``), longest tests first: a whole demo started last would leave the other
-    worker idle for its twenty minutes. `make test` hands out whole files (``--dist loadfile``) in the
+    worker idle while it runs. `make test` hands out whole files (``--dist loadfile``) in the
     order their first test appears here, which is why it also passes ``--no-loadscope-reorder`` (xdist
     otherwise reorders files by how many tests they hold). Without xdist the order is left as collected."""
     if not hasattr(config, "workerinput"):  # the attribute pytest-xdist gives its workers' config

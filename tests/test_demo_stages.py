@@ -82,7 +82,7 @@ def _table(stderr: str) -> dict[str, tuple[float, str]]:
     return rows
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=3)  # idle, alone: 190 s (three tiny demos)
 def test_the_demo_prints_its_stages_and_names_its_models_relative_to_its_folder(tmp_path):
     env = {"CLINPRED_CACHE": str(tmp_path / "cache"), **ENV_KEYS}
     t0 = time.monotonic()

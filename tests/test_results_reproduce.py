@@ -9,7 +9,7 @@ from clinpred.report.reproduce import TOLERANCE, differences
 from tests.conftest import REPO
 
 
-@pytest.mark.slow(minutes=20)
+@pytest.mark.slow(minutes=9)  # idle, alone: 538 s
 def test_committed_synthetic_results_reproduce(cli, tmp_path):
     committed_path = REPO / "results" / "synthetic" / "results.json"
     committed = RunResults.model_validate_json(committed_path.read_text())

@@ -164,16 +164,9 @@ def compare_runs(
             "(the comparison then records what differed)."
         )
     differences = []
-    # each side's resamples, by (backend, task, patients): the reference's are drawn once for every
-    # backend compared with it (the same patients and scheme give the same draws)
-    sides: dict[tuple[str, str, bytes, str], ResampledSide] = {}
-
-    def side(label: str, task: str, units: pd.DataFrame, shared, metric_fn, scheme) -> ResampledSide:
-        key = (label, task, shared.tobytes(), scheme.model_dump_json())
-        if key not in sides:
-            sides[key] = resampled_side(units, shared, metric_fn, scheme)
-        return sides[key]
-
+    # the reference's resamples, drawn once for every backend compared with it on the same patients and
+    # scheme (which give the same draws): by task, patients and scheme
+    reference_sides: dict[tuple[str, bytes, str], ResampledSide] = {}
     for label in results:
         if label == reference:
             continue
@@ -190,10 +183,12 @@ def compare_runs(
             shared = shared_patients(a, b)
             if len(shared) == 0:
                 continue
+            scheme = result.bootstrap
+            key = (task, shared.tobytes(), scheme.model_dump_json())
+            if key not in reference_sides:
+                reference_sides[key] = resampled_side(b, shared, metric_fn, scheme)
             estimates, p_values = difference_of_sides(
-                side(label, task, a, shared, metric_fn, result.bootstrap),
-                side(reference, task, b, shared, metric_fn, result.bootstrap),
-                result.bootstrap.confidence,
+                resampled_side(a, shared, metric_fn, scheme), reference_sides[key], scheme.confidence
             )
             for metric, estimate in estimates.items():
                 # the task's reported metrics only (not per-label values: they would swamp the Holm
