@@ -633,9 +633,7 @@ def main() -> None:
     hide_benign_load_reports()  # transformers' position_ids table on every MiniLM load; others show
     try:
         try:
-            jobs()  # a bad CLINPRED_JOBS is a user error now, not after an hour of embedding
-            code = app(standalone_mode=False)
-            raise_if_interrupted()  # a Ctrl-C that a library swallowed still ends the command as one
+            code = _run_app()
         except InputError as exc:
             _error(str(exc))
             _exit_now(2)
@@ -662,6 +660,20 @@ def main() -> None:
         _exit_now(130)
     exit_at_once_on_interrupt()  # the work is done: an interrupt during shutdown leaves without a traceback
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _run_app() -> int | None:
+    """The command, with an interrupt delivered as one however a library handled it: swallowed (raised
+    at the end), or replaced by an error from the clean-up it caused (joblib's abort joins a pool thread
+    that SIGTERM kept from starting: "cannot join thread before it is started")."""
+    try:
+        jobs()  # a bad CLINPRED_JOBS is a user error now, not after an hour of embedding
+        code = app(standalone_mode=False)
+    except Exception:
+        raise_if_interrupted()  # the error is the interrupt's consequence, not the run's
+        raise
+    raise_if_interrupted()
+    return code
 
 
 def _write_limits_raise() -> None:

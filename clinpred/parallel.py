@@ -81,7 +81,10 @@ def stop_pools() -> None:
 
     executor = getattr(reusable, "_executor", None)
     if executor is not None:
-        executor.shutdown(wait=True, kill_workers=True)
+        # an interrupt that kept the pool's manager thread from starting makes the join inside raise
+        # RuntimeError; the workers are then killed by stop_workers, found as our children
+        with contextlib.suppress(RuntimeError):
+            executor.shutdown(wait=True, kill_workers=True)
     util._run_finalizers(0)  # the pool's semaphores: unlinked and unregistered from the tracker
     atexit._run_exitfuncs()  # joblib's memmapping folder, loky's manager threads
 

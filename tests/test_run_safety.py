@@ -186,6 +186,28 @@ def test_an_interrupt_python_could_not_raise_still_stops_the_run(tmp_path, cohor
     _assert_left_as_it_was(out, tmp_path)
 
 
+def test_sigterm_while_the_pool_starts_its_thread_still_exits_as_terminated(tmp_path, cohort):
+    """SIGTERM landing as loky starts its pool's manager thread (a CI failure): stopping the pool then
+    joins a thread that never started, and the RuntimeError that raises replaced the interrupt (exit 1,
+    a traceback). An error raised while an interrupt unwinds the run is the interrupt's."""
+    out = _earlier_run(tmp_path)
+    run = ["run", "--data", str(cohort), "-b", "tfidf", "-t", "recall", "--out", str(out), "--quiet"]
+    proc = run_cli(
+        *run,
+        env={
+            "PYTHONPATH": str(Path(__file__).parent / "interrupted_thread_start"),  # its sitecustomize
+            "INTERRUPTED_THREAD_START": str(out),
+            "CLINPRED_CACHE": str(tmp_path / "cache"),
+            "CLINPRED_JOBS": "2",  # the bootstrap starts loky's pool
+        },
+    )
+    assert Path(f"{out}.raised").is_file(), "SIGTERM did not land as the pool's thread started"
+    assert proc.returncode == 143, proc.stderr
+    assert "terminated" in proc.stderr and "Traceback" not in proc.stderr and "ignored" not in proc.stderr
+    Path(f"{out}.raised").unlink()
+    _assert_left_as_it_was(out, tmp_path)
+
+
 def _children(pid: int) -> dict[int, str]:
     """The live child processes of ``pid`` (Linux /proc): pid -> command line."""
     found = {}
