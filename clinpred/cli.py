@@ -418,7 +418,8 @@ def finetune_command(
     loss: str | None = typer.Option(
         None,
         "--loss",
-        help="mnrl, cached_mnrl, label_aware, supervised or mixed (the last three read the fine-tuning patients' codes).",
+        help="mnrl, cached_mnrl, label_aware, supervised, mixed or phenotype_head (the last four read the "
+        "fine-tuning patients' codes).",
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="A named recipe: clinical (the default settings) or seed (the published one)."

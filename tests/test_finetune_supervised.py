@@ -120,6 +120,40 @@ def test_mixed_at_zero_supervised_weight_is_sentence_transformers_mnrl(minilm_pa
     assert torch.allclose(zero, stock, atol=1e-5) and mixed > stock
 
 
+def test_the_phenotype_head_starts_at_zero_and_then_teaches_the_encoder(minilm_path):
+    """At zero the head predicts 1/2 for every phenotype (its term is log 2, the encoder gets nothing from
+    it); once it has learnt something, its gradient reaches the encoder: what predicts the phenotypes."""
+    import math
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    model = SentenceTransformer(str(minilm_path), local_files_only=True)
+    texts = [["fever and cough", "chest pain", "renal failure"], ["pneumonia", "angina", "dialysis"]]
+    features = [model.tokenize(t) for t in texts]
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    layout = LabelLayout(phenotypes=2)
+    with torch.no_grad():
+        stock = MultipleNegativesRankingLoss(model)(features, None)
+        mixed = ClinicalLoss(model, layout=layout, head_weight=2.0)(features, labels)
+    assert torch.isclose(mixed, stock + 2.0 * math.log(2.0), atol=1e-5)
+
+    head_only = ClinicalLoss(model, layout=layout, temporal_weight=0.0, head_weight=1.0)
+    encoder = next(p for n, p in model.named_parameters() if "layer.5" in n and n.endswith("weight"))
+
+    def encoder_gradient() -> float:
+        model.zero_grad()
+        head_only.zero_grad()
+        head_only(features, labels).backward()
+        return 0.0 if encoder.grad is None else float(encoder.grad.abs().sum())
+
+    assert encoder_gradient() == 0.0 and float(head_only.phenotype_head.weight.grad.abs().sum()) > 0
+    with torch.no_grad():
+        head_only.phenotype_head.weight.normal_(generator=torch.Generator().manual_seed(0))
+    assert encoder_gradient() > 0
+    assert ClinicalLoss(model, layout=layout).phenotype_head is None  # no head unless asked
+
+
 def test_every_used_ccs_category_has_a_chapter():
     from clinpred.data.labels import icd9_table, icd10_table
 
@@ -151,8 +185,15 @@ def test_supervised_recipes_read_only_the_training_patients_codes(tiny, split):
 
 def test_which_recipes_are_supervised_and_what_is_refused():
     assert not FinetuneConfig(base_model="m").supervised
-    for settings in ({"loss": "supervised"}, {"loss": "mixed"}, {"negative_weights": "hierarchy"}):
+    for settings in (
+        {"loss": "supervised"},
+        {"loss": "mixed"},
+        {"loss": "phenotype_head"},
+        {"negative_weights": "hierarchy"},
+    ):
         assert FinetuneConfig(base_model="m", **settings).supervised, settings
+    head = FinetuneConfig(base_model="m", loss="phenotype_head").supervision()
+    assert head["reads"][1] == "CCS benchmark phenotypes (25) from ICD codes"
     with pytest.raises(InputError, match="negative_weights"):
         FinetuneConfig.from_values({"loss": "supervised", "negative_weights": "hierarchy"})
     with pytest.raises(InputError, match="negative_weights"):

@@ -87,7 +87,10 @@ def test_pairs_run_writes_a_loadable_model_and_a_text_free_record(minilm_path, t
     assert [p.name for p in out.glob(".*")] == [".clinpred-run"]
 
 
-def test_resume_after_interruption_gives_the_uninterrupted_weights(minilm_path, tmp_path):
+@pytest.mark.parametrize("loss", ["mnrl", "phenotype_head"])
+def test_resume_after_interruption_gives_the_uninterrupted_weights(minilm_path, tmp_path, loss):
+    """phenotype_head: the head is the loss's, not the model's; its checkpoints keep it beside the
+    trainer's files, and the resumed fine-tune trains the head it had (else the weights would differ)."""
     import torch
     from sentence_transformers import SentenceTransformer
     from transformers import TrainerCallback
@@ -97,21 +100,40 @@ def test_resume_after_interruption_gives_the_uninterrupted_weights(minilm_path, 
             if state.global_step == 3:
                 raise KeyboardInterrupt  # after checkpoint-2 was written, like a killed job
 
-    pairs = toy_pairs()
-    whole = finetune_pairs(pairs, small_config(minilm_path), tmp_path / "whole", progress=False)
+    config = small_config(minilm_path, loss=loss)
+    if loss == "mnrl":
+        pairs = toy_pairs()
+
+        def train(out, **kw):
+            return finetune_pairs(pairs, config, out, progress=False, **kw)
+    else:  # the patients' codes come from a cohort: the tiny synthetic one, one pair per patient
+        from clinpred.data.mimic3 import read_mimic3
+        from clinpred.data.synthetic import generate_cohort
+
+        cohort = read_mimic3(generate_cohort(tmp_path / "tiny", size="tiny", seed=0, progress=False))
+        config = small_config(
+            minilm_path, loss=loss, pairs=PairConfig(max_pairs_per_patient=1), eval_max_queries=8
+        )
+
+        def train(out, **kw):
+            return finetune(cohort, config, out, progress=False, **kw)
+
+    whole = train(tmp_path / "whole")
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        finetune_pairs(pairs, small_config(minilm_path), out, progress=False, callbacks=[Interrupt()])
+        train(out, callbacks=[Interrupt()])
     ckpts = tmp_path / "resumed.checkpoints"  # beside the model folder, not inside it
     assert (ckpts / "checkpoint-2").is_dir() and not (out / "clinpred-finetune.json").exists()
+    assert (ckpts / "checkpoint-2" / "phenotype_head.pt").is_file() == (loss == "phenotype_head")
     assert not (out / "checkpoints").exists()
     with pytest.raises(InputError, match="--resume"):
-        finetune_pairs(pairs, small_config(minilm_path), out, progress=False)
-    resumed = finetune_pairs(pairs, small_config(minilm_path), out, progress=False, resume=True)
+        train(out)
+    resumed = train(out, resume=True)
     assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 4
     assert not ckpts.exists() and not (tmp_path / "whole.checkpoints").exists()  # removed once finished
     a = SentenceTransformer(str(tmp_path / "whole")).state_dict()
     b = SentenceTransformer(str(out)).state_dict()
+    assert set(a) == set(b) == set(SentenceTransformer(str(minilm_path)).state_dict())  # no head saved
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     assert [p["loss"] for p in resumed.loss_curve] == pytest.approx(

@@ -240,6 +240,7 @@ def recipe_summary(cfg: dict[str, Any]) -> str:
         f"loss {cfg.get('loss')}"
         + (f" w{cfg.get('label_weight'):g}" if cfg.get("loss") == "label_aware" else "")
         + (f" w{cfg.get('supervised_weight'):g}" if cfg.get("loss") == "mixed" else "")
+        + (f" w{cfg.get('head_weight'):g}" if cfg.get("loss") == "phenotype_head" else "")
         + (
             f" on {cfg.get('supervised_level')}"
             + (" per label" if cfg.get("supervised_positives") == "per_label" else "")

@@ -53,11 +53,16 @@ class PairConfig(BaseModel):
 
 PositiveMode = Literal["next", "next_other_category", "window"]
 NegativeMode = Literal["in_batch", "style_matched"]
-LossName = Literal["mnrl", "cached_mnrl", "label_aware", "supervised", "mixed"]
+LossName = Literal["mnrl", "cached_mnrl", "label_aware", "supervised", "mixed", "phenotype_head"]
 NegativeWeights = Literal["uniform", "hierarchy"]
 SupervisedLevel = Literal["notes", "patients"]
 SupervisedPositives = Literal["jaccard", "per_label"]
-CODE_LOSSES = ("label_aware", "supervised", "mixed")  # the losses that read fine-tuning patients' phenotypes
+CODE_LOSSES = (
+    "label_aware",
+    "supervised",
+    "mixed",
+    "phenotype_head",
+)  # the losses that read fine-tuning patients' phenotypes
 RegulariserName = Literal["none", "distill"]
 PresetName = Literal["seed", "clinical"]
 PromptMode = Literal["document", "query_document", "none"]
@@ -87,10 +92,16 @@ class FinetuneConfig(BaseModel):
     # of ANOTHER patient is a positive in proportion to the Jaccard overlap of the two patients'
     # phenotypes (the same patient's other note is left out, so identity earns nothing); mixed: MNRL's
     # temporal term plus supervised_weight times that term. Both read fine-tuning patients' codes only.
+    # phenotype_head: MNRL's temporal term plus head_weight times the binary cross-entropy of a linear
+    # classifier that predicts the patient's 25 phenotypes from each note's embedding (the supervised head
+    # of note-based phenotyping, trained with the encoder and discarded after: only the encoder is saved)
     loss: LossName = "mnrl"
     # label_aware: target weight of a pair sharing all phenotypes
     label_weight: float = Field(0.5, ge=0, le=MAX_WEIGHT)
     supervised_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)  # mixed only: weight of the supervised term
+    head_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)  # phenotype_head only: weight of the head's term
+    # phenotype_head only: the head starts from zero and learns at its own rate, as SetFit's heads do
+    head_learning_rate: float = Field(1e-2, gt=0, le=MAX_LEARNING_RATE)  # SetFit's head default
     # the supervised term compares notes, or patients (the mean of each patient's two notes in the batch)
     supervised_level: SupervisedLevel = "notes"
     # how other patients' notes are positives: by the Jaccard overlap of the phenotype sets, or label by

@@ -1,5 +1,5 @@
-"""The supervised, hierarchy-aware and label-aware terms and the distillation regulariser, on top of
-sentence-transformers' MNRL.
+"""The supervised, hierarchy-aware and label-aware terms, the phenotype head and the distillation
+regulariser, on top of sentence-transformers' MNRL.
 
 ``ClinicalLoss`` embeds the columns once (anchor, positive, optional style-matched negative) and combines:
 
@@ -25,6 +25,11 @@ sentence-transformers' MNRL.
   normalised, so two patients with the same conditions are not pushed apart as hard as two unrelated
   ones (soft targets in the spirit of a hierarchical loss). Hard negatives keep target 0. With
   ``label_weight = 0`` this is MNRL exactly.
+- phenotype head (``head_weight``): a linear classifier from each note's normalised embedding (anchor and
+  positive) to its patient's 25 phenotypes, binary cross-entropy; the supervised head of note-based
+  phenotyping, whose gradient moves what predicts the phenotypes into the embedding. It starts at zero
+  (deterministic, and the encoder's first steps are the temporal term's alone), is trained with the
+  encoder at its own learning rate, and is not part of the saved model;
 - distillation: ``distill_weight * (1 - cos(anchor embedding, base model's embedding of the anchor))``,
   the base embeddings computed once before training; keeps the fine-tune near the base model.
 
@@ -126,6 +131,7 @@ class ClinicalLoss(nn.Module):
         supervised_positives: str = "jaccard",
         hierarchy_strength: float = 0.0,
         distill_weight: float = 0.0,
+        head_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -139,6 +145,13 @@ class ClinicalLoss(nn.Module):
         self.supervised_positives = supervised_positives
         self.hierarchy_strength = hierarchy_strength
         self.distill_weight = distill_weight
+        self.head_weight = head_weight
+        self.phenotype_head: nn.Linear | None = None
+        if head_weight > 0:
+            dimension = model.get_embedding_dimension()
+            self.phenotype_head = nn.Linear(dimension, self.layout.phenotypes)
+            nn.init.zeros_(self.phenotype_head.weight)
+            nn.init.zeros_(self.phenotype_head.bias)
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         embeddings = embed_columns(self.model, sentence_features)
@@ -149,6 +162,8 @@ class ClinicalLoss(nn.Module):
             loss = loss + self.temporal_weight * self._temporal(embeddings, phenotypes, single, chapters)
         if self.supervised_weight > 0:
             loss = loss + self.supervised_weight * self._supervised(embeddings[0], embeddings[1], phenotypes)
+        if self.phenotype_head is not None:
+            loss = loss + self.head_weight * self._head(embeddings[0], embeddings[1], phenotypes)
         if self.distill_weight > 0:
             cos = torch.nn.functional.cosine_similarity(embeddings[0], teacher.to(embeddings[0].dtype), dim=1)
             loss = loss + self.distill_weight * (1.0 - cos).mean()
@@ -195,6 +210,14 @@ class ClinicalLoss(nn.Module):
         exclude = patient[:, None] == patient[None, :]  # itself and the same patient's other note
         return supervised_contrastive(notes, overlap.repeat(2, 2), exclude, self.scale)
 
+    def _head(self, anchors: Tensor, positives: Tensor, phenotypes: Tensor) -> Tensor:
+        """Binary cross-entropy of the phenotype head on both notes of each pair (each note is asked for
+        its patient's phenotypes), averaged over notes and phenotypes."""
+        notes = torch.nn.functional.normalize(torch.cat([anchors, positives], dim=0), dim=1)
+        logits = self.phenotype_head(notes.to(self.phenotype_head.weight.dtype))
+        targets = phenotypes.float().repeat(2, 1).to(logits.dtype)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "scale": self.scale,
@@ -206,4 +229,5 @@ class ClinicalLoss(nn.Module):
             "supervised_positives": self.supervised_positives,
             "hierarchy_strength": self.hierarchy_strength,
             "distill_weight": self.distill_weight,
+            "head_weight": self.head_weight,
         }

@@ -225,6 +225,11 @@ def loss_words(cfg: dict[str, Any]) -> str:
         )
     elif loss == "label_aware":
         loss += f" (label weight {cfg.get('label_weight')})"
+    elif loss == "phenotype_head":
+        loss += (
+            f" (temporal MNRL + {cfg.get('head_weight')} x binary cross-entropy of a linear phenotype head on "
+            f"each note's embedding, head learning rate {cfg.get('head_learning_rate')}; the head is not saved)"
+        )
     if cfg.get("negative_weights", "uniform") == "hierarchy":
         loss += f", hierarchy-weighted negatives (strength {cfg.get('hierarchy_strength')})"
     return loss

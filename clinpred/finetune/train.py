@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from clinpred.atomic import write_text
+from clinpred.atomic import atomic_path, write_text
 from clinpred.data.cohort import Cohort
 from clinpred.data.identity import apply_identity_setting
 from clinpred.data.phi import apply_phi_setting
@@ -474,7 +474,45 @@ def _make_loss(model: Any, config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
         supervised_positives=config.supervised_positives,
         hierarchy_strength=config.hierarchy_strength if config.negative_weights == "hierarchy" else 0.0,
         distill_weight=config.distill_weight if config.regulariser == "distill" else 0.0,
+        head_weight=config.head_weight if config.loss == "phenotype_head" else 0.0,
     )
+
+
+HEAD_FILE = "phenotype_head.pt"  # in each checkpoint: the phenotype head is the loss's, not the model's
+
+
+def _head_learning_rate(config: FinetuneConfig) -> dict[str, float]:
+    """The phenotype head's own learning rate (sentence-transformers' learning_rate_mapping, by parameter
+    name in the loss module); the encoder keeps ``learning_rate``."""
+    return {r"^phenotype_head\.": config.head_learning_rate} if config.loss == "phenotype_head" else {}
+
+
+def _keep_the_head_with_checkpoints(trainer: Any, loss: Any, checkpoint: str | None) -> None:
+    """A checkpoint holds the model and the optimiser, not the loss's own parameters: the phenotype head is
+    saved beside them and, on --resume, read back, so a resumed fine-tune trains the head it had."""
+    head = getattr(loss, "phenotype_head", None)
+    if head is None:
+        return
+    import torch
+    from transformers import TrainerCallback
+
+    if checkpoint is not None:
+        saved = Path(checkpoint) / HEAD_FILE
+        if not saved.is_file():  # cut off between the trainer's files and this one
+            raise InputError(
+                f"{checkpoint}: this checkpoint has no {HEAD_FILE} (the fine-tune stopped while saving it). "
+                "Remove this checkpoint folder to resume from the one before, or start again without --resume."
+            )
+        head.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+
+    class SaveHead(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                with atomic_path(folder / HEAD_FILE) as tmp:
+                    torch.save(head.state_dict(), tmp)
+
+    trainer.add_callback(SaveHead())
 
 
 def label_layout(config: FinetuneConfig, pairs: pd.DataFrame) -> Any:
@@ -610,6 +648,7 @@ def _train(
         dataloader_drop_last=False,
         prompts=prompts or None,
         log_level="error",
+        learning_rate_mapping=_head_learning_rate(config),
     )
     trainer = _make_trainer(
         model, args, dataset, loss, evaluator, pairs["group"].to_numpy(), callbacks, trace_dir
@@ -623,6 +662,7 @@ def _train(
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
 
+    _keep_the_head_with_checkpoints(trainer, loss, checkpoint)
     recall_before = evaluator.compute(model) if evaluator is not None else None
     trainer.train(resume_from_checkpoint=checkpoint)
     recall_after = evaluator.compute(model) if evaluator is not None else None
