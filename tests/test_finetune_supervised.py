@@ -104,7 +104,9 @@ def test_hierarchy_weights_scale_each_negative_by_how_alike_the_two_patients_cod
     assert weighted < plain  # a same-disease negative pushes less
 
 
-def test_mixed_at_zero_supervised_weight_is_sentence_transformers_mnrl(minilm_path):
+def three_pairs(minilm_path):
+    """The bundled MiniLM, three (anchor, positive) pairs tokenized, their patients' two phenotypes, and
+    the stock MNRL on them: what the supervised terms are compared with."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -112,9 +114,14 @@ def test_mixed_at_zero_supervised_weight_is_sentence_transformers_mnrl(minilm_pa
     texts = [["fever and cough", "chest pain", "renal failure"], ["pneumonia", "angina", "dialysis"]]
     features = [model.tokenize(t) for t in texts]
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    layout = LabelLayout(phenotypes=2)
     with torch.no_grad():
         stock = MultipleNegativesRankingLoss(model)(features, None)
+    return model, features, labels, LabelLayout(phenotypes=2), stock
+
+
+def test_mixed_at_zero_supervised_weight_is_sentence_transformers_mnrl(minilm_path):
+    model, features, labels, layout, stock = three_pairs(minilm_path)
+    with torch.no_grad():
         zero = ClinicalLoss(model, layout=layout, supervised_weight=0.0)(features, labels)
         mixed = ClinicalLoss(model, layout=layout, supervised_weight=1.0)(features, labels)
     assert torch.allclose(zero, stock, atol=1e-5) and mixed > stock
@@ -125,16 +132,8 @@ def test_the_phenotype_head_starts_at_zero_and_then_teaches_the_encoder(minilm_p
     it); once it has learnt something, its gradient reaches the encoder: what predicts the phenotypes."""
     import math
 
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
-    model = SentenceTransformer(str(minilm_path), local_files_only=True)
-    texts = [["fever and cough", "chest pain", "renal failure"], ["pneumonia", "angina", "dialysis"]]
-    features = [model.tokenize(t) for t in texts]
-    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    layout = LabelLayout(phenotypes=2)
+    model, features, labels, layout, stock = three_pairs(minilm_path)
     with torch.no_grad():
-        stock = MultipleNegativesRankingLoss(model)(features, None)
         mixed = ClinicalLoss(model, layout=layout, head_weight=2.0)(features, labels)
     assert torch.isclose(mixed, stock + 2.0 * math.log(2.0), atol=1e-5)
 

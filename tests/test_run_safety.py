@@ -159,6 +159,21 @@ def _earlier_run(tmp_path: Path) -> Path:
     return out
 
 
+def _run_over_an_earlier_run(
+    tmp_path: Path, cohort: Path, sitecustomize: str, env: dict[str, str]
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """`clinpred run` (TF-IDF, recall) into an earlier run's folder, with tests/SITECUSTOMIZE/ on the path
+    (where it interrupts the run); an empty value in ``env`` is given the run folder's path."""
+    out = _earlier_run(tmp_path)
+    run = ["run", "--data", str(cohort), "-b", "tfidf", "-t", "recall", "--out", str(out), "--quiet"]
+    env = {key: value or str(out) for key, value in env.items()}
+    env |= {
+        "PYTHONPATH": str(Path(__file__).parent / sitecustomize),
+        "CLINPRED_CACHE": str(tmp_path / "cache"),
+    }
+    return out, run_cli(*run, env=env)
+
+
 def _assert_left_as_it_was(out: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [RUN_MARKER, "RESULTS.md"]
     assert (out / "RESULTS.md").read_text() == "the earlier run\n"
@@ -170,16 +185,7 @@ def test_an_interrupt_python_could_not_raise_still_stops_the_run(tmp_path, cohor
     """Ctrl-C landing in code whose exceptions Python only reports (here a garbage-collector callback;
     on a busy CI machine, logging's fork hook) used to be lost: the run finished and replaced the
     earlier one with exit 0. The handler records the signal, and the run stops before it publishes."""
-    out = _earlier_run(tmp_path)
-    run = ["run", "--data", str(cohort), "-b", "tfidf", "-t", "recall", "--out", str(out), "--quiet"]
-    proc = run_cli(
-        *run,
-        env={
-            "PYTHONPATH": str(Path(__file__).parent / "lost_interrupt"),  # its sitecustomize
-            "LOST_INTERRUPT_OUT": str(out),
-            "CLINPRED_CACHE": str(tmp_path / "cache"),
-        },
-    )
+    out, proc = _run_over_an_earlier_run(tmp_path, cohort, "lost_interrupt", {"LOST_INTERRUPT_OUT": ""})
     assert Path(f"{out}.raised").is_file(), "the interrupt did not land inside the collector"
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr and "ignored" not in proc.stderr
@@ -190,16 +196,11 @@ def test_sigterm_while_the_pool_starts_its_thread_still_exits_as_terminated(tmp_
     """SIGTERM landing as loky starts its pool's manager thread (a CI failure): stopping the pool then
     joins a thread that never started, and the RuntimeError that raises replaced the interrupt (exit 1,
     a traceback). An error raised while an interrupt unwinds the run is the interrupt's."""
-    out = _earlier_run(tmp_path)
-    run = ["run", "--data", str(cohort), "-b", "tfidf", "-t", "recall", "--out", str(out), "--quiet"]
-    proc = run_cli(
-        *run,
-        env={
-            "PYTHONPATH": str(Path(__file__).parent / "interrupted_thread_start"),  # its sitecustomize
-            "INTERRUPTED_THREAD_START": str(out),
-            "CLINPRED_CACHE": str(tmp_path / "cache"),
-            "CLINPRED_JOBS": "2",  # the bootstrap starts loky's pool
-        },
+    out, proc = _run_over_an_earlier_run(
+        tmp_path,
+        cohort,
+        "interrupted_thread_start",
+        {"INTERRUPTED_THREAD_START": "", "CLINPRED_JOBS": "2"},  # two jobs: the bootstrap starts loky's pool
     )
     assert Path(f"{out}.raised").is_file(), "SIGTERM did not land as the pool's thread started"
     assert proc.returncode == 143, proc.stderr
