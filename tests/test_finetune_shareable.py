@@ -142,8 +142,8 @@ def test_results_json_names_models_as_given_never_by_this_machine_s_paths(finetu
     config.write_text("[tasks.recall.bootstrap]\nn_resamples = 100\n")
     proc = cli(
         "run", "--config", str(config), "--synthetic", "tiny", "-t", "recall", "--out", "run", "--quiet",
-        "-b", "sentence-transformers:model=model,label=tuned",
-        "-b", f"sentence-transformers:model={MINILM_HUB_ID},label=base",
+        "-b", "sentence-transformers:model=model,label=tuned,max_seq_length=32",
+        "-b", f"sentence-transformers:model={MINILM_HUB_ID},label=base,max_seq_length=32",
         cwd=root, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -126,7 +126,14 @@ def test_importing_openvino_through_clinpred_sends_no_telemetry():
     assert proc.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "None", "[]"]
 
 
-def _run(cli, tmp_path: Path, out: str, model: Path, env: dict[str, str], setting: str = "engine=openvino"):
+def _run(
+    cli,
+    tmp_path: Path,
+    out: str,
+    model: Path,
+    env: dict[str, str],
+    setting: str = "engine=openvino,max_seq_length=128",
+):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_CONFIG)
     return cli(
