@@ -336,3 +336,31 @@ def test_calibration_per_label_and_macro():
     assert r.metrics["macro_brier"].value == pytest.approx(
         np.mean([r.per_label[label]["brier"].value for label in r.per_label])
     )
+
+
+def test_the_bootstrap_s_array_path_gives_the_dataframe_path_s_numbers_to_the_last_bit(cohort_codes):
+    """Resamples are scored from arrays taken out of the units once (``on_resampled_rows``); each must give
+    exactly what the metric function gives on the resample's rows of the DataFrame, at the admission unit
+    (several rows per patient, drawn together) as at the patient unit."""
+    from clinpred.tasks.result import _draw_patients, _metrics_of_resamples, _patient_rows
+
+    cohort, codes = cohort_codes
+    for unit in ("admission", "patient"):
+        result = evaluate_diagnosis(
+            cohort, embed(cohort, codes, signal_in="all"), config=DiagnosisConfig(unit=unit, bootstrap=FAST)
+        )
+        units = result.units.sample(frac=1.0, random_state=0)  # rows of a patient not next to each other
+        rows = _patient_rows(units["subject_id"].to_numpy())
+        picks = _draw_patients(len(rows.patients), BootstrapScheme(n_resamples=5, seed=3))
+        for pick, fast in zip(
+            picks, _metrics_of_resamples(picks, units, rows, metrics_from_units), strict=True
+        ):
+            chosen = rows.of(pick)
+            # every row of each drawn patient, once per draw
+            counts = pd.Series(units["subject_id"].to_numpy()[chosen]).value_counts()
+            drawn = pd.Series(rows.patients[pick]).value_counts()
+            per_patient = units["subject_id"].value_counts()
+            assert (counts.sort_index() == (drawn * per_patient.reindex(drawn.index)).sort_index()).all()
+            slow = metrics_from_units(units.iloc[chosen])
+            assert fast.keys() == slow.keys()
+            assert all(fast[k] == slow[k] or (np.isnan(fast[k]) and np.isnan(slow[k])) for k in slow)

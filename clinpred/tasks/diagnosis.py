@@ -13,9 +13,6 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from clinpred.bounds import (
@@ -96,31 +93,61 @@ class DiagnosisConfig(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
+def _labels(units: pd.DataFrame) -> list[str]:
+    return [c[3:] for c in units.columns if c.startswith("p::")]
+
+
 def _label_arrays(units: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Predicted probabilities and true labels, one column per label (``p::L`` / ``y::L``)."""
-    labels = [c[3:] for c in units.columns if c.startswith("p::")]
-    # reindex: the cheapest way to a block of columns, which matters inside the bootstrap
+    labels = _labels(units)
+    # reindex: the cheapest way to a block of columns
     p = units.reindex(columns=[f"p::{c}" for c in labels]).to_numpy(dtype=float).reshape(len(units), -1)
     y = units.reindex(columns=[f"y::{c}" for c in labels]).to_numpy(dtype=bool).reshape(len(units), -1)
     return p, y
 
 
+def _folds(units: pd.DataFrame) -> np.ndarray | None:
+    return units["fold"].to_numpy() if "fold" in units else None
+
+
 def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
     """Macro/micro AUROC, macro AUPRC and per-label ``auroc::L`` / ``auprc::L`` from out-of-fold rows."""
-    labels = [c[3:] for c in units.columns if c.startswith("p::")]
     p, y = _label_arrays(units)
-    auroc = auroc_columns(y, p) if len(units) else np.full(len(labels), np.nan)
-    auprc = average_precision_columns(y, p) if len(units) else np.full(len(labels), np.nan)
+    return _metrics_of_arrays(_labels(units), p, y, _folds(units))
+
+
+def _on_resampled_rows(units: pd.DataFrame, row_sets: list[np.ndarray]) -> list[dict[str, float]]:
+    """``metrics_from_units`` of ``units.iloc[rows]`` for each of ``row_sets`` (the bootstrap's resamples):
+    the label blocks are taken out of the DataFrame once and each resample selects rows of the arrays:
+    the same values in the same column-major layout as the DataFrame path reads (the layout decides the
+    order of the sums), so the same numbers to the last bit."""
+    labels, (p, y), fold = _labels(units), _label_arrays(units), _folds(units)
+    p_t, y_t = np.ascontiguousarray(p.T), np.ascontiguousarray(y.T)  # label x unit: rows of p are columns
+    return [
+        _metrics_of_arrays(
+            labels, p_t.take(r, axis=1).T, y_t.take(r, axis=1).T, None if fold is None else fold[r]
+        )
+        for r in row_sets
+    ]
+
+
+metrics_from_units.on_resampled_rows = _on_resampled_rows  # type: ignore[attr-defined]
+
+
+def _metrics_of_arrays(
+    labels: list[str], p: np.ndarray, y: np.ndarray, fold: np.ndarray | None
+) -> dict[str, float]:
+    n = len(p)
+    auroc = auroc_columns(y, p) if n else np.full(len(labels), np.nan)
+    auprc = average_precision_columns(y, p) if n else np.full(len(labels), np.nan)
     micro = auroc_columns(y.reshape(-1, 1), p.reshape(-1, 1))[0] if y.size else np.nan
     out = {
         "macro_auroc": _nanmean(auroc),
         "micro_auroc": float(micro),
         "macro_auprc": _nanmean(auprc),
-        **_baselines(units, y),
+        **_baselines(fold, y),
     }
-    calibration = (
-        calibration_columns(y, p) if len(units) else {k: np.full(len(labels), np.nan) for k in CALIBRATION}
-    )
+    calibration = calibration_columns(y, p) if n else {k: np.full(len(labels), np.nan) for k in CALIBRATION}
     for name in CALIBRATION:
         out[_summary_key(name)] = (
             _nanmedian(calibration[name]) if name in MEDIAN_SUMMARY else _nanmean(calibration[name])
@@ -133,17 +160,17 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _baselines(units: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
+def _baselines(fold: np.ndarray | None, y: np.ndarray) -> dict[str, float]:
     """A prevalence-only scorer's micro-AUROC and the chance macro-AUPRC (mean prevalence).
 
     The prevalence-only scorer gives every unit, for each label, the label's prevalence in the unit's
-    training folds: it knows which labels are common and nothing about the patient. Its micro-AUROC is
-    well above 0.5 whenever prevalences differ between labels, which is what micro-AUROC rewards.
+    training folds (``fold``: each unit's outer fold; None: the overall prevalence): it knows which
+    labels are common and nothing about the patient. Its micro-AUROC is well above 0.5 whenever
+    prevalences differ between labels, which is what micro-AUROC rewards.
     """
     if not y.size:
         return dict.fromkeys(BASELINES, float("nan"))
-    if "fold" in units:
-        fold = units["fold"].to_numpy()
+    if fold is not None:
         folds = np.unique(fold)
         totals, n = y.sum(axis=0), len(y)
         prior = np.empty(y.shape)
@@ -259,6 +286,8 @@ def _inner_splits(y: np.ndarray, groups: np.ndarray, config: DiagnosisConfig) ->
     the same guarantee as StratifiedGroupKFold at a fraction of its cost (the grouped splitter's greedy
     assignment runs in Python, per label and outer fold: half of the task's run time on the demo).
     """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     if len(np.unique(groups)) == len(groups):
         inner = StratifiedKFold(n_splits=config.inner_folds, shuffle=True, random_state=config.seed)
         return list(inner.split(np.zeros(len(y)), y))
@@ -274,6 +303,8 @@ def _fit_predict(
     config: DiagnosisConfig,
 ) -> tuple[np.ndarray, float | None]:
     """Out-of-fold probabilities for one label; also the C chosen by the inner grouped CV."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+
     if config.model == "lightgbm":
         from lightgbm import LGBMClassifier
 
@@ -319,6 +350,8 @@ def _fit_fold_labels(
     config: DiagnosisConfig,
 ) -> list[tuple[np.ndarray, float | None]]:
     """Out-of-fold probabilities and chosen C for each (outer fold, label) pair, in order."""
+    from sklearn.preprocessing import StandardScaler
+
     out = []
     scaled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     # many small fits: multi-threaded BLAS only adds contention (30x slower on a busy 2-core machine)
