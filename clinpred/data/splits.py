@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sklearn.model_selection import KFold, StratifiedKFold
 
 if TYPE_CHECKING:
     from clinpred.data.cohort import Cohort
@@ -130,6 +129,10 @@ def patient_folds(
     the most common label or the event indicator; strata too small for ``n_splits`` fall back to an
     unstratified split rather than failing.
     """
+    # imported here: scikit-learn (and the scipy.stats it loads) is 1.6 s of every command's start-up,
+    # and the settings module that every command reads imports this one
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     ids = np.asarray(subject_ids, dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
         raise ValueError("patient_folds takes one entry per patient")

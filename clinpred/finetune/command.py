@@ -73,9 +73,8 @@ def run_finetune_command(
 
         frame = read_pairs_file(pairs)
         check_pairs_frame(frame, config)
-    from clinpred.finetune.train import finetune, finetune_pairs  # torch: only once the inputs are known good
+        from clinpred.finetune.train import finetune_pairs  # torch: only once the inputs are known good
 
-    if pairs is not None:
         return finetune_pairs(
             frame,
             config,
@@ -95,6 +94,10 @@ def run_finetune_command(
     cohort = build_cohort(
         DataConfig(path=data, synthetic=synthetic, **limit), progress=progress, relax="--max-repaired-share"
     )
+    # torch, transformers and sentence-transformers (~5 s) load only once the data is known good, so a bad
+    # --data is refused at once
+    from clinpred.finetune.train import finetune
+
     return finetune(cohort, config, out, progress=progress, resume=resume, keep_checkpoints=keep_checkpoints)
 
 

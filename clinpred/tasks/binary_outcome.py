@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from clinpred.bounds import (
@@ -108,6 +107,8 @@ def evaluate_binary_outcome(
     which the run writes as meds-evaluation predictions. Too few patients or positives is a user error
     (the pipeline records the task as not run, with the reason).
     """
+    from sklearn.preprocessing import StandardScaler
+
     warnings = list(warnings or [])
     feature_notes = np.asarray(feature_notes)
     # without the text: selecting rows of it would copy it (pandas joins its chunks first; GBs at MIMIC size)

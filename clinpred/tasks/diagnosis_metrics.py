@@ -8,12 +8,12 @@ average precision follows scikit-learn's step definition (tied scores form one t
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
-from scipy.stats import rankdata
 
 
 def auroc_columns(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """AUROC of each column (NaN where a column has only one class). ``y`` boolean, same shape."""
+    from scipy.stats import rankdata  # here: scipy.stats is ~1 s of a command's start-up
+
     y = np.asarray(y, dtype=bool)
     ranks = rankdata(scores, axis=0, method="average")
     n_pos = y.sum(axis=0).astype(float)
@@ -68,6 +68,8 @@ def calibration_columns(y: np.ndarray, p: np.ndarray, iterations: int = 12) -> d
     a column has one class only, or where the fit does not converge (predictions that separate the
     classes perfectly have no finite slope).
     """
+    from scipy.special import expit
+
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
     n, m = y.shape

@@ -22,9 +22,6 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.decomposition import PCA
-from sklearn.model_selection import StratifiedKFold
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from clinpred.bounds import (
@@ -226,6 +223,9 @@ def feature_notes(cohort: Cohort, origins: pd.Series, config: SurvivalConfig) ->
 
 def _reduce(x_train: np.ndarray, x_test: np.ndarray, config: SurvivalConfig) -> tuple[np.ndarray, np.ndarray]:
     """Standardise, then PCA, both fitted on the training fold only."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(x_train)
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
     if config.pca_components is not None:
@@ -237,6 +237,7 @@ def _reduce(x_train: np.ndarray, x_test: np.ndarray, config: SurvivalConfig) -> 
 
 def _coxnet_alpha(x: np.ndarray, y: np.ndarray, alphas: np.ndarray, config: SurvivalConfig) -> float:
     """The penalty with the best mean inner-CV Harrell's C along the training fold's alpha path."""
+    from sklearn.model_selection import StratifiedKFold
     from sksurv.linear_model import CoxnetSurvivalAnalysis
 
     inner = StratifiedKFold(n_splits=config.inner_folds, shuffle=True, random_state=config.seed)

@@ -11,9 +11,6 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
-from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc, integrated_brier_score
-from sksurv.nonparametric import kaplan_meier_estimator
-from sksurv.util import Surv
 
 
 def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
@@ -64,6 +61,8 @@ def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
 def kaplan_meier_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The Kaplan-Meier survival curve of (time, event) at the times ``at`` (a step function, 1 before
     the first event): the reference a model's Brier score must beat, the same for every patient."""
+    from sksurv.nonparametric import kaplan_meier_estimator
+
     times, survival = kaplan_meier_estimator(np.asarray(event, dtype=bool), np.asarray(time, dtype=float))
     index = np.searchsorted(times, at, side="right") - 1
     return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
@@ -107,6 +106,9 @@ def fold_metrics(
     ``survival_at(times)`` gives the predicted survival probabilities of the test patients at ``times``.
     Returns the metrics and the effective times and bounds used.
     """
+    from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc, integrated_brier_score
+    from sksurv.util import Surv
+
     t_end = float(min(train_time.max(), test_time.max()))
     trunc_time = np.minimum(test_time, t_end)
     trunc_event = test_event & (test_time < t_end)
