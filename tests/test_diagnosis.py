@@ -213,6 +213,30 @@ def test_rank_metrics_match_scikit_learn_with_ties():
     assert metrics_from_units(units)["macro_auroc"] == pytest.approx(roc_auc_score(y[:, 0], p[:, 0]))
 
 
+def test_counted_auroc_is_the_auroc_of_the_drawn_rows_to_the_last_bit_with_ties():
+    """The bootstrap's AUROC from row counts (rows ranked once) against ``auroc_columns`` on the rows
+    themselves, repeated as drawn: many ties, a column with one class, rows never drawn, rows drawn often."""
+    from clinpred.tasks.diagnosis_metrics import CountedAuroc, counted_auroc_of_cells
+
+    rng = np.random.default_rng(7)
+    y = rng.random((60, 5)) < 0.3
+    y[:, 4] = False  # one class only: NaN either way
+    p = np.round(rng.random((60, 5)) + 0.3 * y, 1)
+    counted = CountedAuroc(y, p)
+    for _ in range(20):
+        rows = rng.integers(0, 60, size=60)
+        counts = np.bincount(rows, minlength=60)
+        expected, got = auroc_columns(y[rows], p[rows]), counted(counts)
+        assert np.array_equal(np.isnan(expected), np.isnan(got))
+        assert np.array_equal(expected[:4], got[:4])  # bit for bit, not approximately
+    # cells: items sharing a score per cell, some cells tied with each other
+    scores, pos, neg = np.array([0.2, 0.5, 0.2, 0.9]), np.array([1, 3, 0, 2]), np.array([4, 1, 2, 0])
+    items_y = np.repeat(np.r_[np.ones(4), np.zeros(4)].astype(bool), np.r_[pos, neg])
+    items_p = np.repeat(np.r_[scores, scores], np.r_[pos, neg])
+    assert counted_auroc_of_cells(pos, neg, scores) == auroc_columns(items_y[:, None], items_p[:, None])[0]
+    assert np.isnan(counted_auroc_of_cells(pos, 0 * neg, scores))
+
+
 def test_too_few_patients_is_a_clear_error():
     cohort, codes = make_cohort(n=4)
     with pytest.raises(InputError, match="n_folds=5"):
@@ -350,6 +374,8 @@ def test_the_bootstrap_s_array_path_gives_the_dataframe_path_s_numbers_to_the_la
             cohort, embed(cohort, codes, signal_in="all"), config=DiagnosisConfig(unit=unit, bootstrap=FAST)
         )
         units = result.units.sample(frac=1.0, random_state=0)  # rows of a patient not next to each other
+        if unit == "patient":  # without folds, the prevalence-only scorer uses the overall prevalence
+            units = units.drop(columns="fold")
         rows = _patient_rows(units["subject_id"].to_numpy())
         picks = _draw_patients(len(rows.patients), BootstrapScheme(n_resamples=5, seed=3))
         for pick, fast in zip(

@@ -33,7 +33,13 @@ from clinpred.data.splits import patient_folds
 from clinpred.errors import InputError
 from clinpred.parallel import map_chunks
 from clinpred.tasks.aggregate import AggregationMethod, aggregate
-from clinpred.tasks.diagnosis_metrics import auroc_columns, average_precision_columns, calibration_columns
+from clinpred.tasks.diagnosis_metrics import (
+    CountedAuroc,
+    auroc_columns,
+    average_precision_columns,
+    calibration_columns,
+    counted_auroc_of_cells,
+)
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics, without_intervals
 from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
 
@@ -117,35 +123,55 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
 
 
 def _on_resampled_rows(units: pd.DataFrame, row_sets: list[np.ndarray]) -> list[dict[str, float]]:
-    """``metrics_from_units`` of ``units.iloc[rows]`` for each of ``row_sets`` (the bootstrap's resamples):
-    the label blocks are taken out of the DataFrame once and each resample selects rows of the arrays:
-    the same values in the same column-major layout as the DataFrame path reads (the layout decides the
-    order of the sums), so the same numbers to the last bit."""
+    """``metrics_from_units`` of ``units.iloc[rows]`` for each of ``row_sets`` (the bootstrap's resamples),
+    to the last bit. The label blocks are taken out of the DataFrame once; each resample selects rows of
+    them in the DataFrame path's column-major layout (the layout decides the order of the sums), and its
+    AUROCs come from how often it drew each row, the rows ranked once (``CountedAuroc``)."""
     labels, (p, y), fold = _labels(units), _label_arrays(units), _folds(units)
+    n, m = p.shape
     p_t, y_t = np.ascontiguousarray(p.T), np.ascontiguousarray(y.T)  # label x unit: rows of p are columns
-    return [
-        _metrics_of_arrays(
-            labels, p_t.take(r, axis=1).T, y_t.take(r, axis=1).T, None if fold is None else fold[r]
+    per_label = CountedAuroc(y, p)
+    pooled = CountedAuroc(y.reshape(-1, 1), p.reshape(-1, 1))  # row-major: unit i's labels at i*m ... i*m+m-1
+    out = []
+    for r in row_sets:
+        counts = np.bincount(r, minlength=n)
+        aurocs = (
+            per_label(counts),
+            pooled(np.repeat(counts, m))[0],
+            _prevalence_micro_auroc(counts, y, fold),
         )
-        for r in row_sets
-    ]
+        y_r = y_t.take(r, axis=1).T
+        out.append(
+            _metrics_of_arrays(labels, p_t.take(r, axis=1).T, y_r, None if fold is None else fold[r], aurocs)
+        )
+    return out
 
 
 metrics_from_units.on_resampled_rows = _on_resampled_rows  # type: ignore[attr-defined]
 
 
 def _metrics_of_arrays(
-    labels: list[str], p: np.ndarray, y: np.ndarray, fold: np.ndarray | None
+    labels: list[str],
+    p: np.ndarray,
+    y: np.ndarray,
+    fold: np.ndarray | None,
+    aurocs: tuple[np.ndarray, float, float] | None = None,
 ) -> dict[str, float]:
+    """The metrics of these rows; ``aurocs``: their per-label, micro and prevalence-only micro AUROC,
+    where the caller has them already."""
     n = len(p)
-    auroc = auroc_columns(y, p) if n else np.full(len(labels), np.nan)
+    if aurocs is not None:
+        auroc, micro, prevalence_micro = aurocs
+    else:
+        auroc = auroc_columns(y, p) if n else np.full(len(labels), np.nan)
+        micro = auroc_columns(y.reshape(-1, 1), p.reshape(-1, 1))[0] if y.size else np.nan
+        prevalence_micro = None
     auprc = average_precision_columns(y, p) if n else np.full(len(labels), np.nan)
-    micro = auroc_columns(y.reshape(-1, 1), p.reshape(-1, 1))[0] if y.size else np.nan
     out = {
         "macro_auroc": _nanmean(auroc),
         "micro_auroc": float(micro),
         "macro_auprc": _nanmean(auprc),
-        **_baselines(fold, y),
+        **_baselines(fold, y, prevalence_micro),
     }
     calibration = calibration_columns(y, p) if n else {k: np.full(len(labels), np.nan) for k in CALIBRATION}
     for name in CALIBRATION:
@@ -160,7 +186,28 @@ def _metrics_of_arrays(
     return out
 
 
-def _baselines(fold: np.ndarray | None, y: np.ndarray) -> dict[str, float]:
+def _prevalence_micro_auroc(counts: np.ndarray, y: np.ndarray, fold: np.ndarray | None) -> float:
+    """``_baselines``' prevalence-only micro-AUROC of the rows drawn ``counts`` times: its scores take one
+    value per (fold, label) cell, so the AUROC is over cells (``counted_auroc_of_cells``), each cell's
+    prevalence computed from the same whole counts as on the drawn rows, so the same values."""
+    if not counts.any() or not y.size:
+        return float("nan")
+    w = counts.astype(float)
+    positives = y.astype(float)
+    if fold is None:
+        total = w.sum()
+        pos = w @ positives
+        return counted_auroc_of_cells(pos, total - pos, pos / total)
+    folds = np.unique(fold)
+    rows_in = np.array([w[fold == f].sum() for f in folds])
+    pos = np.vstack([w[fold == f] @ positives[fold == f] for f in folds])
+    present = rows_in > 0
+    rows_in, pos = rows_in[present], pos[present]
+    prior = (pos.sum(axis=0) - pos) / np.maximum(rows_in.sum() - rows_in, 1)[:, None]
+    return counted_auroc_of_cells(pos, rows_in[:, None] - pos, prior)
+
+
+def _baselines(fold: np.ndarray | None, y: np.ndarray, micro: float | None = None) -> dict[str, float]:
     """A prevalence-only scorer's micro-AUROC and the chance macro-AUPRC (mean prevalence).
 
     The prevalence-only scorer gives every unit, for each label, the label's prevalence in the unit's
@@ -170,6 +217,9 @@ def _baselines(fold: np.ndarray | None, y: np.ndarray) -> dict[str, float]:
     """
     if not y.size:
         return dict.fromkeys(BASELINES, float("nan"))
+    chance = float(y.mean(axis=0).mean())
+    if micro is not None:  # computed by the caller (the bootstrap: ``_prevalence_micro_auroc``)
+        return {"prevalence_only_micro_auroc": float(micro), "chance_macro_auprc": chance}
     if fold is not None:
         folds = np.unique(fold)
         totals, n = y.sum(axis=0), len(y)
@@ -180,7 +230,7 @@ def _baselines(fold: np.ndarray | None, y: np.ndarray) -> dict[str, float]:
     else:
         prior = np.broadcast_to(y.mean(axis=0), y.shape)
     micro = auroc_columns(y.reshape(-1, 1), np.asarray(prior).reshape(-1, 1))[0]
-    return {"prevalence_only_micro_auroc": float(micro), "chance_macro_auprc": float(y.mean(axis=0).mean())}
+    return {"prevalence_only_micro_auroc": float(micro), "chance_macro_auprc": chance}
 
 
 def _summary_key(name: str) -> str:
