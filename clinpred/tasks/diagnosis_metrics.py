@@ -69,16 +69,11 @@ class CountedAuroc:
 
 def counted_auroc_of_cells(pos: np.ndarray, neg: np.ndarray, scores: np.ndarray) -> float:
     """AUROC of items grouped in cells that share one score: ``pos``/``neg`` items of each cell, its
-    ``scores`` (equal scores are one tie group). Exact in the same way as ``CountedAuroc``."""
+    ``scores`` (equal scores are one tie group): each cell as a positive and a negative row of
+    ``CountedAuroc``, drawn that many times, so exact in the same way."""
     pos, neg, scores = (np.asarray(a, dtype=float).ravel() for a in (pos, neg, scores))
-    values, group = np.unique(scores, return_inverse=True)
-    group_pos = np.bincount(group, weights=pos, minlength=len(values))
-    group_neg = np.bincount(group, weights=neg, minlength=len(values))
-    n_pos, n_neg = group_pos.sum(), group_neg.sum()
-    if not (n_pos > 0 and n_neg > 0):
-        return float("nan")
-    below = np.cumsum(group_neg) - group_neg
-    return float((group_pos * (below + 0.5 * group_neg)).sum() / (n_pos * n_neg))
+    positive = np.r_[np.ones(len(pos), dtype=bool), np.zeros(len(neg), dtype=bool)]
+    return float(CountedAuroc(positive[:, None], np.r_[scores, scores][:, None])(np.r_[pos, neg])[0])
 
 
 def average_precision_columns(y: np.ndarray, scores: np.ndarray) -> np.ndarray:

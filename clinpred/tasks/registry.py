@@ -52,7 +52,9 @@ class TaskSpec:
 
     ``evaluate(cohort, embeddings, config=...)`` returns a ``TaskResult`` whose ``task`` is ``name``;
     ``metrics_from_units(units)`` (optional) recomputes the metrics from the per-unit rows, which is
-    what paired differences in ``clinpred report`` need; ``descriptive_metrics`` are counts and chance
+    what paired differences in ``clinpred report`` need (and the bootstrap: a metric function may carry
+    ``on_resampled_rows(units, row_sets)``, all resamples at once, as diagnosis's does, where calling it on
+    each resample's rows is slow); ``descriptive_metrics`` are counts and chance
     levels that are never paired. ``default``: run when the config does not say which tasks to run.
     """
 
