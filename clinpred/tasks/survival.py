@@ -44,7 +44,7 @@ from clinpred.tasks.aggregate import AggregationMethod, aggregate
 from clinpred.tasks.diagnosis_metrics import calibration_columns
 from clinpred.tasks.result import BootstrapScheme, Estimate, TaskResult, bootstrap_metrics
 from clinpred.tasks.subgroups import SubgroupConfig, subgroup_metrics
-from clinpred.tasks.survival_metrics import fold_metrics, harrell_c, step_lookup
+from clinpred.tasks.survival_metrics import ResampledFold, fold_metrics, harrell_c, step_lookup
 
 DAY = pd.Timedelta(days=1)
 
@@ -326,25 +326,26 @@ def _ipcw_resamples(
     picks: list[list[np.ndarray]], fold_inputs: list[tuple], tau: float, config: SurvivalConfig
 ) -> list[dict[str, list[float]]]:
     """For each resample, each metric's values over the folds where it could be evaluated."""
+    folds = [
+        ResampledFold(
+            train_time, train_event, tau=tau, auc_times=config.auc_times_days, ibs_points=config.ibs_points
+        )
+        for train_time, train_event, *_ in fold_inputs
+    ]
     out = []
     for fold_picks in picks:
         per_key: dict[str, list[float]] = {}
-        for pick, (train_time, train_event, test_time, test_event, risk, lookup) in zip(
-            fold_picks, fold_inputs, strict=True
+        for pick, fold, (_, _, test_time, test_event, risk, lookup) in zip(
+            fold_picks, folds, fold_inputs, strict=True
         ):
             try:
-                values, _ = fold_metrics(
-                    train_time,
-                    train_event,
+                values = fold.metrics(
                     test_time[pick],
                     test_event[pick],
                     risk[pick],
                     lambda times, pick=pick, lookup=lookup: lookup(times, pick),
-                    tau=tau,
-                    auc_times=config.auc_times_days,
-                    ibs_points=config.ibs_points,
                 )
-            except ValueError:  # scikit-survival refuses this resample (e.g. no usable follow-up)
+            except ValueError:  # scikit-survival would refuse this resample (e.g. no usable follow-up)
                 continue
             for key, value in values.items():
                 per_key.setdefault(key, []).append(value)
