@@ -245,3 +245,36 @@ def test_too_few_events_is_a_clear_error():
     cohort, z = make_cohort(n=12, seed=3)
     with pytest.raises(InputError, match="n_folds=5"):
         evaluate_survival(cohort, embed(cohort, z, signal=True))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_bootstrap_s_array_path_gives_the_dataframe_path_s_numbers_to_the_last_bit(ties):
+    """Resamples are scored from arrays taken out of the units once (``on_resampled_rows``): every metric
+    of every resample equals what the metric function gives on the resample's rows of the DataFrame,
+    the headline's and the subgroups' (Harrell's C alone); a resample may miss a fold."""
+    from clinpred.tasks.result import _draw_patients, _metrics_of_resamples, _patient_rows
+    from clinpred.tasks.survival import harrell_c_from_units
+
+    rng = np.random.default_rng(5)
+    n = 150
+    risk = rng.normal(size=n)
+    units = pd.DataFrame(
+        {
+            "subject_id": np.arange(n) + 1000,
+            "time": np.round(rng.exponential(200.0, size=n)).clip(1, 365),
+            "event": rng.random(n) < 0.3,
+            "risk": np.round(risk) if ties else risk,
+            "fold": np.r_[np.zeros(3, int), rng.integers(1, 5, size=n - 3)],  # fold 0: three patients
+            "risk_at_horizon": rng.random(n),
+            "status_known": rng.random(n) < 0.9,
+        }
+    )
+    rows = _patient_rows(units["subject_id"].to_numpy())
+    picks = _draw_patients(len(rows.patients), BootstrapScheme(n_resamples=40, seed=3))
+    assert any(not (units["fold"].to_numpy()[rows.of(p)] == 0).any() for p in picks)  # a fold missed
+    for metric_fn in (metrics_from_units, harrell_c_from_units):
+        fast = _metrics_of_resamples(picks, units, rows, metric_fn)
+        slow = [metric_fn(units.iloc[rows.of(p)]) for p in picks]
+        for a, b in zip(fast, slow, strict=True):
+            assert a.keys() == b.keys()
+            assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a), (a, b)

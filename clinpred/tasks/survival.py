@@ -108,6 +108,18 @@ def within_fold_ranks(risk: np.ndarray, fold: np.ndarray) -> np.ndarray:
     return pd.Series(risk).groupby(fold).rank(pct=True).to_numpy()
 
 
+def _within_fold_ranks(risk: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """``within_fold_ranks`` for finite risks, without a Series per call: the same average ranks (whole
+    or half numbers, exact) divided by the fold's size, so the same floats."""
+    from scipy.stats import rankdata
+
+    out = np.empty(len(risk))
+    for f in np.unique(fold):
+        in_fold = fold == f
+        out[in_fold] = rankdata(risk[in_fold], method="average") / in_fold.sum()
+    return out
+
+
 def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
     """Harrell's C pooled over folds on within-fold risk ranks (the headline), and the mean of the
     per-fold C (each fold's own model, its own patients) beside it."""
@@ -117,17 +129,57 @@ def metrics_from_units(units: pd.DataFrame) -> dict[str, float]:
     if "fold" not in units:  # units written before folds were recorded
         return {"harrell_c": harrell_c(time, event, risk)}
     fold = units["fold"].to_numpy()
+    out = _pooled_and_fold_c(time, event, risk, fold, within_fold_ranks(risk, fold))
+    if "risk_at_horizon" in units:
+        known = units["status_known"].to_numpy(bool)
+        out.update(_horizon_calibration(event[known], units["risk_at_horizon"].to_numpy(float)[known]))
+    return out
+
+
+def _pooled_and_fold_c(time, event, risk, fold, ranks) -> dict[str, float]:
     per_fold = np.array(
         [harrell_c(time[fold == f], event[fold == f], risk[fold == f]) for f in np.unique(fold)]
     )
     finite = per_fold[np.isfinite(per_fold)]
-    out = {
-        "harrell_c": harrell_c(time, event, within_fold_ranks(risk, fold)),
+    return {
+        "harrell_c": harrell_c(time, event, ranks),
         "harrell_c_fold_mean": float(finite.mean()) if len(finite) else float("nan"),
     }
-    if "risk_at_horizon" in units:
-        out.update(_horizon_calibration(units))
+
+
+def _columns(units: pd.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The columns the bootstrap reads, taken out of ``units`` once; None where the arrays path does not
+    apply (units written before folds or horizon risks were recorded, or a risk that is not finite)."""
+    if not set(names) <= set(units.columns):
+        return None
+    columns = {
+        "time": units["time"].to_numpy(float),
+        "event": units["event"].to_numpy(bool),
+        "risk": units["risk"].to_numpy(float),
+        **{name: units[name].to_numpy() for name in names if name not in ("time", "event", "risk")},
+    }
+    return columns if np.isfinite(columns["risk"]).all() else None
+
+
+def _metrics_on_resampled_rows(units: pd.DataFrame, row_sets: list[np.ndarray]) -> list[dict[str, float]]:
+    """``metrics_from_units`` of ``units.iloc[rows]`` for each of ``row_sets``, from arrays taken out once
+    (the same numbers: tests/test_survival.py compares every metric with the DataFrame path's)."""
+    c = _columns(units, ("fold", "risk_at_horizon", "status_known"))
+    if c is None:
+        return [metrics_from_units(units.iloc[rows]) for rows in row_sets]
+    known = c["status_known"].astype(bool)
+    at_horizon = c["risk_at_horizon"].astype(float)
+    out = []
+    for rows in row_sets:
+        time, event, risk, fold = c["time"][rows], c["event"][rows], c["risk"][rows], c["fold"][rows]
+        metrics = _pooled_and_fold_c(time, event, risk, fold, _within_fold_ranks(risk, fold))
+        k = known[rows]
+        metrics.update(_horizon_calibration(event[k], at_horizon[rows][k]))
+        out.append(metrics)
     return out
+
+
+metrics_from_units.on_resampled_rows = _metrics_on_resampled_rows  # type: ignore[attr-defined]
 
 
 def harrell_c_from_units(units: pd.DataFrame) -> dict[str, float]:
@@ -138,18 +190,30 @@ def harrell_c_from_units(units: pd.DataFrame) -> dict[str, float]:
     return {"harrell_c": harrell_c(time.astype(float), event.astype(bool), risk.astype(float))}
 
 
-def _horizon_calibration(units: pd.DataFrame) -> dict[str, float]:
-    """Brier score and calibration intercept/slope of the predicted risk of death by the horizon, among
-    the patients whose status at the horizon is known (dead by then, or followed to it: everyone,
-    under the follow-up rule, unless the horizon outlasts a source's death records)."""
-    known = units["status_known"].to_numpy(bool)
-    y = units["event"].to_numpy(bool)[known][:, None]
-    p = units["risk_at_horizon"].to_numpy(float)[known][:, None]
+def _c_on_resampled_rows(units: pd.DataFrame, row_sets: list[np.ndarray]) -> list[dict[str, float]]:
+    """``harrell_c_from_units`` for each of ``row_sets``, from arrays taken out once."""
+    c = _columns(units, ("fold",))
+    if c is None:
+        return [harrell_c_from_units(units.iloc[rows]) for rows in row_sets]
+    return [
+        {"harrell_c": harrell_c(c["time"][r], c["event"][r], _within_fold_ranks(c["risk"][r], c["fold"][r]))}
+        for r in row_sets
+    ]
+
+
+harrell_c_from_units.on_resampled_rows = _c_on_resampled_rows  # type: ignore[attr-defined]
+
+
+def _horizon_calibration(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Brier score and calibration intercept/slope of the predicted risk of death by the horizon
+    (``p``), among the patients whose status at the horizon is known (``y``: dead by then; known means
+    dead by then or followed to it: everyone, under the follow-up rule, unless the horizon outlasts a
+    source's death records)."""
     if not len(y):
         return dict.fromkeys(
             ("brier_horizon", "calibration_intercept_horizon", "calibration_slope_horizon"), np.nan
         )
-    cal = calibration_columns(y, p)
+    cal = calibration_columns(y[:, None], p[:, None])
     return {
         f"{name}_horizon": float(cal[name][0])
         for name in ("brier", "calibration_intercept", "calibration_slope")
