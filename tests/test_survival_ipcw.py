@@ -147,4 +147,3 @@ def test_inputs_outside_the_repeated_arithmetic_go_through_scikit_survival(damag
     else:
         train_event[:] = False
     _compare((train_time, train_event, test_time, test_event, risk, lookup), 5, rng)
-
