@@ -89,6 +89,21 @@ def step_lookup(survival_at: object, knots: np.ndarray) -> object:
     return at
 
 
+def auc_evaluation_times(
+    time: np.ndarray, event: np.ndarray, auc_times: list[float], lo: float, t_end: float, below_end: float
+) -> dict[str, float]:
+    """Each requested AUC time that this test fold can evaluate (``auc_<t>d`` -> the time used): inside
+    the follow-up, with a case by then and a control after it; one at ``t_end`` is taken just below it."""
+    evaluable = {}
+    for t in auc_times:
+        if t > t_end or t < lo:
+            continue
+        t_eval = min(t, below_end)
+        if (event & (time <= t_eval)).any() and (time > t_eval).any():
+            evaluable[f"auc_{t:g}d"] = t_eval
+    return evaluable
+
+
 def fold_metrics(
     train_time: np.ndarray,
     train_event: np.ndarray,
@@ -127,14 +142,7 @@ def fold_metrics(
     if trunc_event[trunc_time < tau_fold].any():
         out["uno_c"] = float(concordance_index_ipcw(train, test, risk, tau=tau_fold)[0])
     lo = float(max(trunc_time.min(), train_time.min()))
-    evaluable = {}
-    for t in auc_times:
-        if t > t_end or t < lo:
-            continue
-        t_eval = min(t, below_end)
-        cases = trunc_event & (trunc_time <= t_eval)
-        if cases.any() and (trunc_time > t_eval).any():
-            evaluable[f"auc_{t:g}d"] = t_eval
+    evaluable = auc_evaluation_times(trunc_time, trunc_event, auc_times, lo, t_end, below_end)
     if evaluable:  # one call for every time: each time's AUC is computed on its own
         aucs = cumulative_dynamic_auc(train, test, risk, list(evaluable.values()))[0]
         for (key, t_eval), auc in zip(evaluable.items(), aucs, strict=True):
@@ -210,14 +218,7 @@ class ResampledFold:
         if event[time < tau_fold].any():
             out["uno_c"] = self._uno_c(time, event, risk, tau_fold)
         lo = float(max(time.min(), self.train_time.min()))
-        evaluable = {}
-        for t in self.auc_times:
-            if t > t_end or t < lo:
-                continue
-            t_eval = min(t, below_end)
-            cases = event & (time <= t_eval)
-            if cases.any() and (time > t_eval).any():
-                evaluable[f"auc_{t:g}d"] = t_eval
+        evaluable = auc_evaluation_times(time, event, self.auc_times, lo, t_end, below_end)
         if evaluable:
             aucs = self._dynamic_auc(time, event, risk, list(evaluable.values()))
             if len(aucs) != len(evaluable):  # repeated times: fold_metrics's zip(strict=True) raises
