@@ -68,7 +68,12 @@ def kaplan_meier_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.n
     the first event): the reference a model's Brier score must beat, the same for every patient."""
     from sksurv.nonparametric import kaplan_meier_estimator
 
-    times, survival = kaplan_meier_estimator(np.asarray(event, dtype=bool), np.asarray(time, dtype=float))
+    return curve_at(kaplan_meier_estimator(np.asarray(event, dtype=bool), np.asarray(time, dtype=float)), at)
+
+
+def curve_at(curve: tuple[np.ndarray, np.ndarray], at: np.ndarray) -> np.ndarray:
+    """A survival curve given as (times, survival) at the times ``at``: 1 before its first time."""
+    times, survival = curve
     index = np.searchsorted(times, at, side="right") - 1
     return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
 
@@ -232,9 +237,7 @@ class ResampledFold:
                 return self._through_sksurv(test_time, test_event, risk, survival_at)
             weights = self._brier_weights(time, event, grid)
             out["ibs"] = self._integrated_brier(time, event, predicted, weights)
-            km_times, km_survival = self.km
-            index = np.searchsorted(km_times, grid, side="right") - 1
-            km = np.where(index >= 0, km_survival[np.clip(index, 0, None)], 1.0)
+            km = curve_at(self.km, grid)
             out["ibs_km"] = self._integrated_brier(time, event, np.broadcast_to(km, predicted.shape), weights)
         return out
 
