@@ -96,7 +96,7 @@ def cpu_kind(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return "unknown"
 
 
-def estimate_seconds(size: str, train: list[str], minilm_backends: int, cpu: str = "amx") -> float:
+def estimate_seconds(size: str, train: list[str], minilm_backends: int, cpu: str) -> float:
     """The demo's seconds on the reference machine of this kind of CPU: the cohort, the fine-tunes to
     train (not those reused), each MiniLM backend and TF-IDF (embedding and tasks), and the report."""
     ref = REFERENCE[TABLE_OF[cpu]][size]

@@ -278,3 +278,18 @@ def test_the_bootstrap_s_array_path_gives_the_dataframe_path_s_numbers_to_the_la
         for a, b in zip(fast, slow, strict=True):
             assert a.keys() == b.keys()
             assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a), (a, b)
+
+
+def test_within_fold_ranks_are_pandas_grouped_percentile_ranks_to_the_last_bit():
+    """The definition the ranks follow (pandas' ``groupby(fold).rank(pct=True)``), with tied risks, a NaN
+    risk (kept NaN, not counted in its fold) and folds of one patient."""
+    from clinpred.tasks.survival import within_fold_ranks
+
+    rng = np.random.default_rng(2)
+    risk = np.round(rng.normal(size=300), 1)
+    risk[[5, 17]] = np.nan
+    fold = np.r_[rng.integers(0, 5, size=298), 7, 8]
+    expected = pd.Series(risk).groupby(fold).rank(pct=True).to_numpy()
+    got = within_fold_ranks(risk, fold)
+    assert np.array_equal(np.isnan(expected), np.isnan(got))
+    assert np.array_equal(expected[~np.isnan(expected)], got[~np.isnan(got)])

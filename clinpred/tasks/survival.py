@@ -104,19 +104,16 @@ def within_fold_ranks(risk: np.ndarray, fold: np.ndarray) -> np.ndarray:
 
     Each fold's risks come from a separately fitted model, on its own scale; a pair of patients from
     two folds is only comparable once both scores are put on the same scale, the rank within the fold.
+    Average ranks of ties, divided by the fold's number of risks (pandas' grouped ``rank(pct=True)``: a
+    NaN risk keeps NaN and is not counted); the ranks are whole or half numbers, so the floats are exact.
     """
-    return pd.Series(risk).groupby(fold).rank(pct=True).to_numpy()
-
-
-def _within_fold_ranks(risk: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    """``within_fold_ranks`` for finite risks, without a Series per call: the same average ranks (whole
-    or half numbers, exact) divided by the fold's size, so the same floats."""
     from scipy.stats import rankdata
 
-    out = np.empty(len(risk))
+    risk = np.asarray(risk, dtype=float)
+    out = np.full(len(risk), np.nan)
     for f in np.unique(fold):
-        in_fold = fold == f
-        out[in_fold] = rankdata(risk[in_fold], method="average") / in_fold.sum()
+        rows = np.flatnonzero((fold == f) & ~np.isnan(risk))
+        out[rows] = rankdata(risk[rows], method="average") / len(rows)
     return out
 
 
@@ -147,18 +144,17 @@ def _pooled_and_fold_c(time, event, risk, fold, ranks) -> dict[str, float]:
     }
 
 
-def _columns(units: pd.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The columns the bootstrap reads, taken out of ``units`` once; None where the arrays path does not
-    apply (units written before folds or horizon risks were recorded, or a risk that is not finite)."""
-    if not set(names) <= set(units.columns):
+def _columns(units: pd.DataFrame, extra: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """time, event, risk and the ``extra`` columns, taken out of ``units`` once for the bootstrap; None
+    for units written before those columns were recorded (each resample then reads the DataFrame)."""
+    if not set(extra) <= set(units.columns):
         return None
-    columns = {
+    return {
         "time": units["time"].to_numpy(float),
         "event": units["event"].to_numpy(bool),
         "risk": units["risk"].to_numpy(float),
-        **{name: units[name].to_numpy() for name in names if name not in ("time", "event", "risk")},
+        **{name: units[name].to_numpy() for name in extra},
     }
-    return columns if np.isfinite(columns["risk"]).all() else None
 
 
 def _metrics_on_resampled_rows(units: pd.DataFrame, row_sets: list[np.ndarray]) -> list[dict[str, float]]:
@@ -172,7 +168,7 @@ def _metrics_on_resampled_rows(units: pd.DataFrame, row_sets: list[np.ndarray]) 
     out = []
     for rows in row_sets:
         time, event, risk, fold = c["time"][rows], c["event"][rows], c["risk"][rows], c["fold"][rows]
-        metrics = _pooled_and_fold_c(time, event, risk, fold, _within_fold_ranks(risk, fold))
+        metrics = _pooled_and_fold_c(time, event, risk, fold, within_fold_ranks(risk, fold))
         k = known[rows]
         metrics.update(_horizon_calibration(event[k], at_horizon[rows][k]))
         out.append(metrics)
@@ -196,7 +192,7 @@ def _c_on_resampled_rows(units: pd.DataFrame, row_sets: list[np.ndarray]) -> lis
     if c is None:
         return [harrell_c_from_units(units.iloc[rows]) for rows in row_sets]
     return [
-        {"harrell_c": harrell_c(c["time"][r], c["event"][r], _within_fold_ranks(c["risk"][r], c["fold"][r]))}
+        {"harrell_c": harrell_c(c["time"][r], c["event"][r], within_fold_ranks(c["risk"][r], c["fold"][r]))}
         for r in row_sets
     ]
 
